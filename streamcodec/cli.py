@@ -1,0 +1,220 @@
+"""The `streamcodec` command line: a thin layer over the public API.
+
+Every expected failure (bad input, damaged file, unknown model, unwritable output) ends as one
+line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import StreamcodecError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+EPILOG = """examples:
+  streamcodec encode clip.mp4                      # → clip.mkv, best quality, H.264 preview track
+  streamcodec encode clip.mp4 -o low.mkv --quality 1 --no-preview
+  streamcodec encode clip.mp4 --bitrate 40         # highest quality that fits 40 kbps
+  streamcodec decode clip.mkv -o clip.decoded.mp4 --reference clip.mp4   # prints PSNR / MS-SSIM
+  streamcodec decode clip.mkv -o frames/           # PNG per frame
+  streamcodec info clip.mkv --json
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
+def _add_encode(sub: Any) -> None:
+    p = sub.add_parser("encode", help="encode a video into a streamcodec .mkv", description=(
+        "Encode any video PyAV can open into Matroska: our V_STREAMCODEC track (one self-contained packet "
+        "per frame), the source's audio copied untouched, and by default a small H.264 preview track so "
+        "ordinary players show something. The output appears only when complete."))
+    p.add_argument("input", type=Path, help="source video (mp4, mkv, mov, avi, webm, y4m, ...)")
+    p.add_argument("-o", "--output", type=Path, help="output .mkv (default: INPUT with .mkv suffix; a .mkv input gets .sc.mkv)")
+    p.add_argument("--mode", choices=["gc"], default="gc", help="gc: global generative compression (the only mode so far)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=_positive_int, help="rate point, 1 (lowest rate) .. the model's levels (default: highest)")
+    rate.add_argument("--bitrate", type=_positive_float, metavar="KBPS", help="pick the highest quality whose rate fits KBPS (estimated on the first frames)")
+    p.add_argument("--model", default=None, help="registered model name (see `streamcodec models`)")
+    p.add_argument("--gop", type=_positive_int, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)")
+    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True, help="add an H.264 preview track (default on)")
+    p.add_argument("--backend", default="auto", help="inference backend: auto, torch, compile, cuda (default auto)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
+    p.set_defaults(run=_run_encode)
+
+
+def _add_decode(sub: Any) -> None:
+    p = sub.add_parser("decode", help="decode a streamcodec .mkv to a video file or PNG frames", description=(
+        "Reconstruct every frame at the source's size and timestamps. Output by suffix: .mp4/.mkv/.mov "
+        "(H.264, audio carried over), .y4m (raw 4:4:4), or a folder (one PNG per frame). Damaged frames are "
+        "reported and concealed with the last good frame until the next keyframe."))
+    p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
+    p.add_argument("-o", "--output", type=Path, help="output file or folder/ (default: INPUT with .decoded.mp4)")
+    p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
+    p.add_argument("--backend", default="auto", help="inference backend (default auto)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=_run_decode)
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="show what a streamcodec .mkv holds", description=(
+        "Stream configuration, model identifier, format version, frame count, per-frame bits, keyframes "
+        "and bitrate of our track (preview and audio bytes listed separately). Every CRC and frame checksum is verified."))
+    p.add_argument("input", type=Path)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(run=_run_info)
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a GC model and export it as a registered model", description=(
+        "Train on folders of images and videos (random crops). Checkpoints go to OUT/checkpoint.pt every "
+        "checkpoint_every steps and on Ctrl-C/SIGTERM; --resume continues one. At the end the model is "
+        "exported: weights, frozen entropy tables and an identifier from the weights' hash."))
+    p.add_argument("--config", type=Path, required=True, help="TOML config (see configs/gc-small.toml)")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="folders (or files) of images and videos")
+    p.add_argument("--out", type=Path, help="run folder (default runs/NAME)")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    p.add_argument("--export-to", type=Path, help="folder for the exported model (default: the package's weights/)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.set_defaults(run=_run_train)
+
+
+def _add_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_run_models)
+
+
+def _print(summary: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        print(summary.line() if hasattr(summary, "line") else summary.text())
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from .models.registry import DEFAULT_MODEL
+    from .pipeline.encode import encode_file
+
+    output = args.output or args.input.with_suffix(".sc.mkv" if args.input.suffix.lower() == ".mkv" else ".mkv")
+    summary = encode_file(
+        args.input, output, model=args.model or DEFAULT_MODEL, quality=args.quality, bitrate_kbps=args.bitrate,
+        gop=args.gop, preview=args.preview, backend=args.backend, progress=_progress(args),
+    )
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _print(summary, args.json)
+    return 0
+
+
+def _run_decode(args: argparse.Namespace) -> int:
+    from .pipeline.decode import decode_file
+
+    output = args.output or args.input.with_suffix(".decoded.mp4")
+    summary = decode_file(
+        args.input, output, reference=args.reference, backend=args.backend, progress=_progress(args),
+        on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
+    )
+    _print(summary, args.json)
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .streaminfo import stream_info
+
+    info = stream_info(args.input)
+    _print(info, args.json)
+    return 1 if info.damaged else 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .models.registry import REGISTRY
+
+    rows = [{"name": n, "model_id": REGISTRY.entry(n).model_id, "file": str(REGISTRY.entry(n).path)} for n in REGISTRY.names()]
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['name']}\t{r['model_id']}" for r in rows))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models.export import export_checkpoint
+    from .models.registry import WEIGHTS_DIR
+    from .train import Trainer, load_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name, model_cfg, train_cfg = load_config(args.config)
+    trainer = Trainer(name, model_cfg, train_cfg, args.data, args.out or Path("runs") / name)
+    if args.resume:
+        trainer.load(args.resume)
+    checkpoint = trainer.run()
+    if trainer.step < train_cfg.steps:
+        print(f"stopped at step {trainer.step}/{train_cfg.steps}: resume with --resume {checkpoint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    exported = export_checkpoint(checkpoint, args.data, name, args.export_to or WEIGHTS_DIR)
+    print(json.dumps(exported))
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.json and sys.stderr.isatty()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamcodec",
+        description="streamcodec: a learned generative video codec in Matroska (CodecID V_STREAMCODEC).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train):
+        add(sub)
+    return parser
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except StreamcodecError as exc:
+        print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"streamcodec {args.command}: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"streamcodec {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

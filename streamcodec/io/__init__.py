@@ -1,0 +1,1 @@
+"""Container I/O: reading sources, the Matroska writer and reader, preview and audio tracks."""

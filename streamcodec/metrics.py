@@ -1,0 +1,126 @@
+"""Frame quality metrics on 8-bit RGB: PSNR and MS-SSIM.
+
+MS-SSIM follows Wang, Simoncelli and Bovik, "Multi-scale structural similarity for image quality
+assessment" (2003): 11-tap Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03, five scales with the
+weights below, computed on each RGB channel and averaged. Frames too small for five scales use
+as many as fit (the weights renormalised), and say so through `ms_ssim_scales`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_WINDOW = 11
+_SIGMA = 1.5
+
+
+def mse(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    if a.shape != b.shape:
+        raise ValueError(f"frames differ in shape: {a.shape} vs {b.shape}")
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def psnr_from_mse(value: float, peak: float = 255.0) -> float:
+    """PSNR in dB; identical frames give +inf."""
+    return math.inf if value == 0 else 10.0 * math.log10(peak * peak / value)
+
+
+def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """PSNR in dB over all pixels and channels of two (H, W, 3) uint8 frames."""
+    return psnr_from_mse(mse(a, b))
+
+
+def _gaussian() -> npt.NDArray[np.float32]:
+    x = np.arange(_WINDOW, dtype=np.float64) - (_WINDOW - 1) / 2
+    g = np.exp(-(x**2) / (2 * _SIGMA**2))
+    return (g / g.sum()).astype(np.float32)
+
+
+def _blur(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Separable 'valid' Gaussian filter over the first two axes of (H, W, ...)."""
+    n = len(g)
+    rows = sum(g[i] * x[i : x.shape[0] - n + 1 + i] for i in range(n))
+    return sum(g[i] * rows[:, i : rows.shape[1] - n + 1 + i] for i in range(n))  # type: ignore[return-value]
+
+
+def _ssim_terms(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], g: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean SSIM and mean contrast-structure term per channel."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_x, mu_y = _blur(x, g), _blur(y, g)
+    sxx = _blur(x * x, g) - mu_x**2
+    syy = _blur(y * y, g) - mu_y**2
+    sxy = _blur(x * y, g) - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (luminance * cs).mean(axis=(0, 1), dtype=np.float64), cs.mean(axis=(0, 1), dtype=np.float64)
+
+
+def _downsample(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+    x = x[:h, :w]
+    return (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) * np.float32(0.25)
+
+
+def ms_ssim_scales(height: int, width: int) -> int:
+    """How many of the five scales fit a frame (the coarsest must hold one window)."""
+    scales = 1
+    while scales < len(MS_SSIM_WEIGHTS) and min(height, width) // (2**scales) >= _WINDOW:
+        scales += 1
+    return scales
+
+
+def ms_ssim(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    """MS-SSIM of two (H, W, 3) uint8 frames, in [0, 1]; needs H, W ≥ 11."""
+    if a.shape != b.shape:
+        raise ValueError(f"frames differ in shape: {a.shape} vs {b.shape}")
+    if min(a.shape[:2]) < _WINDOW:
+        raise ValueError(f"MS-SSIM needs frames of at least {_WINDOW}x{_WINDOW}, got {a.shape[1]}x{a.shape[0]}")
+    x, y = a.astype(np.float32), b.astype(np.float32)
+    g = _gaussian()
+    scales = ms_ssim_scales(*a.shape[:2])
+    weights = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
+    weights /= weights.sum()
+    values = []
+    for scale in range(scales):
+        ssim, cs = _ssim_terms(x, y, g)
+        values.append(ssim if scale == scales - 1 else cs)
+        if scale < scales - 1:
+            x, y = _downsample(x), _downsample(y)
+    per_channel = np.prod(np.maximum(np.stack(values), 0) ** weights[:, None], axis=0)
+    return float(per_channel.mean())
+
+
+class QualityAccumulator:
+    """Running mean of PSNR (from the mean MSE over the clip, and per frame) and MS-SSIM."""
+
+    def __init__(self, with_ms_ssim: bool = True) -> None:
+        self.with_ms_ssim = with_ms_ssim
+        self.frames = 0
+        self._mse = 0.0
+        self._psnr = 0.0
+        self._ms_ssim = 0.0
+
+    def add(self, reference: npt.NDArray[np.uint8], decoded: npt.NDArray[np.uint8]) -> None:
+        value = mse(reference, decoded)
+        self._mse += value
+        self._psnr += min(psnr_from_mse(value), 100.0)
+        if self.with_ms_ssim:
+            self._ms_ssim += ms_ssim(reference, decoded)
+        self.frames += 1
+
+    def summary(self) -> dict[str, float]:
+        if not self.frames:
+            return {}
+        out = {
+            "psnr_db": self._psnr / self.frames,
+            "psnr_of_mean_mse_db": psnr_from_mse(self._mse / self.frames),
+        }
+        if self.with_ms_ssim:
+            out["ms_ssim"] = self._ms_ssim / self.frames
+        return out

@@ -1,0 +1,89 @@
+"""Export a trained checkpoint as a registered model: weights, frozen entropy tables, identifier.
+
+The entropy tables are histograms of the context model's (table, symbol) pairs over the training
+media, run through the encoder at full frame size: intra statistics from every picture, inter
+statistics from consecutive video frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from ..entropy import coder, context
+from ..train_data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_media
+from .gc import GCConfig, GCModel
+from .registry import WEIGHTS_DIR, file_sha256, save_weights
+
+
+def _padded(rgb: np.ndarray, factor: int) -> torch.Tensor:
+    h, w = rgb.shape[:2]
+    ph, pw = -h % factor, -w % factor
+    rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _clips(paths: list[Path], max_side: int, max_frames: int) -> Iterator[list[np.ndarray]]:
+    """Each picture as a one-frame clip; each video as consecutive frames, downscaled."""
+    for path in paths:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            image = Image.open(path).convert("RGB")
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            yield [np.asarray(image)]
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            frames = []
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    scale = min(1.0, max_side / max(frame.width, frame.height))
+                    w, h = round(frame.width * scale), round(frame.height * scale)
+                    frames.append(frame.to_ndarray(format="rgb24", width=w, height=h))
+                    if len(frames) == max_frames:
+                        break
+            yield frames
+
+
+@torch.inference_mode()
+def build_tables(model: GCModel, paths: list[Path], max_side: int = 640, max_frames: int = 200) -> context.ContextTables:
+    cfg: GCConfig = model.cfg
+    levels, channels = cfg.levels, cfg.channels
+    intra = np.zeros((channels * (levels + 1) ** 2, levels), dtype=np.int64)
+    inter = np.zeros((channels * levels * (levels + 1), levels), dtype=np.int64)
+    for clip in _clips(paths, max_side, max_frames):
+        previous = None
+        for rgb in clip:
+            sym = model.Q.symbols(model.E(_padded(rgb, cfg.factor)))[0].numpy()
+            intra += context.count_contexts(sym, None, levels, channels)
+            if previous is not None:
+                inter += context.count_contexts(sym, previous, levels, channels)
+            previous = sym
+    return context.ContextTables(
+        coder.normalize_counts(intra.reshape(channels, -1, levels)),
+        coder.normalize_counts(inter.reshape(channels, -1, levels)),
+    )
+
+
+def export_checkpoint(checkpoint: Path, data: list[Path], name: str | None = None, out_dir: Path = WEIGHTS_DIR) -> dict[str, str]:
+    """Write `<name>.npz` into `out_dir` and register it in `out_dir/registry.json`."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = GCConfig.from_dict(state["model_cfg"])
+    model = GCModel(cfg)
+    model.load_state_dict(state["model"])
+    model.eval()
+    name = name or str(state["name"])
+    tables = build_tables(model, find_media(data))
+    params = {k: v.numpy() for k, v in model.state_dict().items()}
+    path = out_dir / f"{name}.npz"
+    model_id = save_weights(path, params, tables, cfg)
+    index_path = out_dir / "registry.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    card = index.get(name, {}).get("card", {})
+    card |= {"trained_steps": int(state["step"]), "train_config": state["train_cfg"]}
+    index[name] = {"file": path.name, "sha256": file_sha256(path), "model_id": model_id, "card": card}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return {"name": name, "model_id": model_id, "path": str(path)}

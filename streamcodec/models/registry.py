@@ -1,0 +1,152 @@
+"""One registry of models: name → weights file, its sha256, and the config inside it.
+
+A weights file is an `.npz` holding the network parameters (`param/<name>`), the frozen entropy
+tables (`tables/intra`, `tables/inter`) and the network config (`config`, UTF-8 JSON). The
+model identifier written into every stream is derived from that content (`content_id`), so a
+stream names the exact weights it needs, never a position in a list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..entropy.context import ContextTables
+from ..errors import ModelError
+from .gc import GCConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODEL = "gc-small"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    sha256: str
+    model_id: str
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    entry: ModelEntry
+    config: GCConfig
+    params: dict[str, npt.NDArray[np.float32]]
+    tables: ContextTables
+
+
+def content_id(params: dict[str, np.ndarray], tables: ContextTables, config: GCConfig) -> str:
+    """Stable identifier of a model: sha256 over sorted names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    items = {f"param/{k}": v for k, v in params.items()}
+    items |= {"tables/intra": tables.intra, "tables/inter": tables.inter}
+    for name in sorted(items):
+        array = np.ascontiguousarray(items[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    return "gc-" + digest.hexdigest()[:24]
+
+
+def save_weights(path: Path, params: dict[str, np.ndarray], tables: ContextTables, config: GCConfig) -> str:
+    """Write a weights file; returns its model identifier."""
+    arrays: dict[str, np.ndarray] = {f"param/{k}": np.asarray(v, dtype=np.float32) for k, v in params.items()}
+    arrays["tables/intra"] = tables.intra.astype(np.uint32)
+    arrays["tables/inter"] = tables.inter.astype(np.uint32)
+    arrays["config"] = np.frombuffer(json.dumps(config.to_dict(), sort_keys=True).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+    return content_id({k: arrays[f"param/{k}"] for k in params}, tables, config)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ModelError(f"model {key!r} is registered twice", WEIGHTS_DIR / "registry.json")
+        seen[key] = value
+    return seen
+
+
+class Registry:
+    """Name → ModelEntry, with lookup by stream model identifier."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, path: Path, sha256: str, model_id: str, card: dict[str, Any] | None = None) -> None:
+        if name in self._entries:
+            raise ModelError(f"model {name!r} is already registered")
+        self._entries[name] = ModelEntry(name, path, sha256, model_id, card or {})
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> ModelEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise ModelError(f"unknown model {name!r} (registered: {known})") from None
+
+    def by_id(self, model_id: str) -> ModelEntry:
+        for entry in self._entries.values():
+            if entry.model_id == model_id:
+                return entry
+        raise ModelError(
+            f"stream was made by model {model_id}, which this installation does not have "
+            f"(registered: {', '.join(e.model_id + ' ' + e.name for e in self._entries.values()) or 'none'})"
+        )
+
+    def load(self, name: str) -> LoadedModel:
+        """Read and verify a model's weights (hash and content id); cached per name."""
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = _load_entry(self.entry(name))
+            return self._loaded[name]
+
+
+def _load_entry(entry: ModelEntry) -> LoadedModel:
+    if not entry.path.exists():
+        raise ModelError(f"weights file of model {entry.name!r} is missing", entry.path)
+    actual = file_sha256(entry.path)
+    if actual != entry.sha256:
+        raise ModelError(f"weights sha256 {actual[:12]}… does not match the registry's {entry.sha256[:12]}…", entry.path)
+    with np.load(entry.path) as npz:
+        params = {k[len("param/") :]: npz[k] for k in npz.files if k.startswith("param/")}
+        tables = ContextTables(npz["tables/intra"], npz["tables/inter"])
+        config = GCConfig.from_dict(json.loads(npz["config"].tobytes().decode()))
+    if content_id(params, tables, config) != entry.model_id:
+        raise ModelError(f"weights content does not match model id {entry.model_id}", entry.path)
+    return LoadedModel(entry, config, params, tables)
+
+
+def _builtin_registry() -> Registry:
+    registry = Registry()
+    index = WEIGHTS_DIR / "registry.json"
+    if index.exists():
+        for name, item in json.loads(index.read_text(), object_pairs_hook=_no_duplicates).items():
+            registry.register(name, WEIGHTS_DIR / item["file"], item["sha256"], item["model_id"], item.get("card", {}))
+    return registry
+
+
+REGISTRY = _builtin_registry()

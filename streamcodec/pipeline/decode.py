@@ -1,0 +1,268 @@
+"""`decode_file`: a streamcodec .mkv back to a video file (mp4/mkv/mov/y4m) or a folder of PNGs.
+
+Damaged frames are reported through `on_warning` and replaced by the last good frame until the
+next intra frame, so the rest of the file is not lost. Audio is carried over into mp4/mkv/mov.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from ..bitstream import StreamConfig
+from ..codec import Decoder
+from ..errors import (
+    CorruptStreamError,
+    OutputError,
+    TruncatedStreamError,
+    UnreadableInputError,
+    UnsupportedStreamError,
+    media_errors,
+)
+from ..io.demux import Source
+from ..io.mkv_reader import MatroskaReader, TrackInfo
+from ..metrics import QualityAccumulator
+from ..progress import Progress
+from .encode import CODEC_ID
+
+CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
+MS = Fraction(1, 1000)
+
+
+@dataclass
+class DecodeSummary:
+    input: str
+    output: str | None
+    frames: int
+    damaged_frames: int
+    width: int
+    height: int
+    seconds: float
+    fps: float
+    quality: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = f"{self.frames} frames {self.width}x{self.height} decoded in {self.seconds:.1f} s ({self.fps:.1f} fps)"
+        if self.damaged_frames:
+            text += f", {self.damaged_frames} damaged frames concealed"
+        if self.quality:
+            text += ", " + ", ".join(f"{k} {v:.4f}" if k == "ms_ssim" else f"{k} {v:.2f}" for k, v in self.quality.items())
+        return text + (f" → {self.output}" if self.output else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stream_track(reader: MatroskaReader, path: Path) -> tuple[TrackInfo, StreamConfig]:
+    """The V_STREAMCODEC track of a file and its stream configuration."""
+    for track in reader.tracks:
+        if track.codec_id == CODEC_ID:
+            if not track.codec_private:
+                raise UnsupportedStreamError("V_STREAMCODEC track has no CodecPrivate", path)
+            try:
+                return track, StreamConfig.unpack(track.codec_private)
+            except (CorruptStreamError, UnsupportedStreamError) as exc:
+                raise type(exc)(str(exc), path) from None
+    raise UnsupportedStreamError("has no V_STREAMCODEC track (not made by streamcodec encode)", path)
+
+
+class _VideoSink:
+    """Where decoded frames go: a PyAV container (with optional audio copy) or PNG files."""
+
+    def __init__(self, output: Path, width: int, height: int, audio_from: Path | None) -> None:
+        self.output = output
+        self.suffix = output.suffix.lower()
+        self.is_folder = self.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
+        if not self.is_folder and self.suffix not in CONTAINER_SUFFIXES and self.suffix != ".y4m":
+            raise OutputError(f"unsupported output type {self.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
+        parent = output.parent if not self.is_folder else output.absolute().parent
+        if not parent.is_dir():
+            raise OutputError("output folder does not exist", parent)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent))
+        self.count = 0
+        self.container: Any = None
+        self.audio_in: Any = None
+        self.audio_out: Any = None
+        if not self.is_folder:
+            self._open_container(width, height, audio_from)
+
+    def _open_container(self, width: int, height: int, audio_from: Path | None) -> None:
+        target = self.tmp / self.output.name
+        with media_errors(self.output, writing=True):
+            if self.suffix == ".y4m":
+                self.container = av.open(str(target), "w", format="yuv4mpegpipe")
+                self.video = self.container.add_stream("rawvideo", rate=25)
+                self.video.pix_fmt = "yuv444p"
+            else:
+                self.container = av.open(str(target), "w", format=CONTAINER_SUFFIXES[self.suffix])
+                self.video = self.container.add_stream("libx264", rate=25)
+                even = width % 2 == 0 and height % 2 == 0
+                self.video.pix_fmt = "yuv420p" if even else "yuv444p"
+                self.video.options = {"crf": "12", "preset": "fast"}
+                if audio_from is not None:
+                    self.audio_in = av.open(str(audio_from))
+                    if self.audio_in.streams.audio:
+                        self.audio_out = self.container.add_stream_from_template(self.audio_in.streams.audio[0])
+            self.video.width, self.video.height = width, height
+            self.video.time_base = MS
+
+    def write(self, rgb: npt.NDArray[np.uint8], time: Fraction) -> None:
+        self.count += 1
+        if self.is_folder:
+            Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
+            return
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = round(time / MS), MS
+        with media_errors(self.output, writing=True):
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+
+    def write_audio(self, data: bytes, time: Fraction) -> None:
+        if self.audio_out is None:
+            return
+        packet = av.Packet(data)
+        packet.stream = self.audio_out
+        packet.time_base = MS
+        packet.pts = packet.dts = round(time / MS)
+        with media_errors(self.output, writing=True):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self.container is not None:
+            with media_errors(self.output, writing=True):
+                for packet in self.video.encode(None):
+                    self.container.mux(packet)
+                self.container.close()
+            if self.audio_in is not None:
+                self.audio_in.close()
+            os.replace(self.tmp / self.output.name, self.output)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            if self.output.exists():
+                shutil.rmtree(self.output) if self.output.is_dir() else self.output.unlink()
+            os.replace(self.tmp, self.output)
+
+    def abort(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except av.error.FFmpegError:
+                pass
+        if self.audio_in is not None:
+            self.audio_in.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def decode_file(
+    input: Path,
+    output: Path | None,
+    *,
+    reference: Path | None = None,
+    backend: str = "auto",
+    progress: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> DecodeSummary:
+    """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
+
+    `output` may be None to decode without writing (for measuring).
+    """
+    started = time.perf_counter()
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if on_warning:
+            on_warning(message)
+
+    def container_damage(error: CorruptStreamError) -> None:
+        # Damage inside the file is concealed; a file that simply stops is refused whole.
+        if isinstance(error, TruncatedStreamError):
+            raise error
+        warn(f"container damage: {error}")
+
+    with MatroskaReader(input) as reader:
+        track, config = stream_track(reader, input)
+        decoder = Decoder(config, backend=backend)
+        audio = [t.number for t in reader.tracks if t.kind == "audio"]
+        sink = _VideoSink(output, config.width, config.height, input if audio else None) if output else None
+        ref_frames = _reference_frames(reference, config) if reference else None
+        quality = QualityAccumulator()
+        bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
+        last_good: npt.NDArray[np.uint8] | None = None
+        frames = damaged = 0
+        try:
+            for packet in reader.packets({track.number, *audio}, on_error=container_damage):
+                if packet.track != track.number:
+                    if sink:
+                        sink.write_audio(packet.data, packet.time)
+                    continue
+                try:
+                    rgb = decoder.decode(packet.data)
+                    last_good = rgb
+                except CorruptStreamError as exc:
+                    damaged += 1
+                    warn(f"frame {frames} at {float(packet.time):.3f} s is damaged ({exc}); showing the last good frame until the next keyframe")
+                    if last_good is None:
+                        last_good = np.zeros((config.height, config.width, 3), dtype=np.uint8)
+                    rgb = last_good
+                if sink:
+                    sink.write(rgb, packet.time)
+                if ref_frames is not None:
+                    source_rgb = next(ref_frames, None)
+                    if source_rgb is not None:
+                        quality.add(source_rgb, rgb)
+                frames += 1
+                bar.update(1)
+            if frames == 0:
+                raise CorruptStreamError("holds no frames of the streamcodec track", input)
+            if sink:
+                sink.close()
+        except BaseException:
+            if sink:
+                sink.abort()
+            raise
+        finally:
+            bar.close()
+    elapsed = time.perf_counter() - started
+    return DecodeSummary(
+        input=str(input),
+        output=str(output) if output else None,
+        frames=frames,
+        damaged_frames=damaged,
+        width=config.width,
+        height=config.height,
+        seconds=elapsed,
+        fps=frames / elapsed,
+        quality=quality.summary(),
+        warnings=warnings,
+    )
+
+
+def _reference_frames(path: Path, config: StreamConfig) -> Any:
+    source = Source(path)
+    if (source.info.width, source.info.height) != (config.width, config.height):
+        source.close()
+        raise UnreadableInputError(
+            f"reference is {source.info.width}x{source.info.height}, the stream {config.width}x{config.height}", path
+        )
+
+    def frames() -> Any:
+        with source:
+            for item in source.items(with_audio=False):
+                yield item.rgb  # type: ignore[union-attr]
+
+    return frames()

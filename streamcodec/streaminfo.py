@@ -1,0 +1,105 @@
+"""`streamcodec info`: what is inside a streamcodec .mkv, read with our own (CRC-checking) reader."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bitstream import FrameType, unpack_frame
+from .errors import StreamcodecError
+from .io.mkv_reader import MatroskaReader
+from .pipeline.encode import CODEC_ID
+
+
+@dataclass
+class StreamInfo:
+    path: str
+    file_bytes: int
+    config: dict[str, Any]
+    model_id: str
+    format_version: int
+    frames: int
+    keyframes: int
+    duration_s: float
+    video_bytes: int
+    kbps: float
+    bpp: float
+    frame_bits: dict[str, float]
+    tracks: list[dict[str, Any]]
+    tags: dict[str, str]
+    damaged: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        c = self.config
+        lines = [
+            f"{self.path}: {self.file_bytes} bytes",
+            f"  stream      {c['mode']} mode, model {c['model_name']} ({self.model_id}), format version {self.format_version}",
+            f"  video       {c['width']}x{c['height']} (coded {c['coded_width']}x{c['coded_height']}), quality {c['quality']}, "
+            f"{c['channels']} channels, GOP {c['gop']}",
+            f"  frames      {self.frames} ({self.keyframes} keyframes), {self.duration_s:.3f} s",
+            f"  rate        {self.video_bytes} bytes, {self.kbps:.2f} kbps, {self.bpp:.5f} bpp (our track only)",
+            "  frame bits  min {min:.0f} / median {median:.0f} / max {max:.0f}".format(**self.frame_bits),
+        ]
+        for t in self.tracks:
+            lines.append(f"  track {t['number']}     {t['kind']} {t['codec_id']}: {t['bytes']} bytes, {t['packets']} packets")
+        lines += [f"  damage      {d}" for d in self.damaged]
+        return "\n".join(lines)
+
+
+def stream_info(path: Path) -> StreamInfo:
+    """Read every packet (checking CRCs and frame checksums) and summarise the file."""
+    from .pipeline.decode import stream_track
+
+    damaged: list[str] = []
+    with MatroskaReader(path) as reader:
+        track, config = stream_track(reader, path)
+        sizes: dict[int, int] = defaultdict(int)
+        counts: dict[int, int] = defaultdict(int)
+        frame_bits, times, keyframes = [], [], 0
+        for packet in reader.packets(on_error=lambda e: damaged.append(str(e))):
+            sizes[packet.track] += len(packet.data)
+            counts[packet.track] += 1
+            if packet.track != track.number:
+                continue
+            frame_bits.append(len(packet.data) * 8)
+            times.append(packet.time)
+            try:
+                frame = unpack_frame(packet.data)
+                keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
+            except StreamcodecError as exc:
+                damaged.append(f"frame {len(frame_bits) - 1} at {float(packet.time):.3f} s: {exc}")
+        tracks = [
+            {"number": t.number, "kind": t.kind, "codec_id": t.codec_id, "bytes": sizes[t.number], "packets": counts[t.number]}
+            for t in reader.tracks
+        ]
+        tags = dict(reader.tags) | {f"track{n}:{k}": v for n, tt in reader.track_tags.items() for k, v in tt.items()}
+        file_bytes = path.stat().st_size
+    frames = len(frame_bits)
+    frame_duration = (track.default_duration_ns or 0) / 1e9
+    duration = float(max(times) - min(times)) + frame_duration if times else 0.0
+    video_bytes = sizes[track.number]
+    bits = np.array(frame_bits or [0])
+    return StreamInfo(
+        path=str(path),
+        file_bytes=file_bytes,
+        config=asdict(config),
+        model_id=config.model_id,
+        format_version=config.format_version,
+        frames=frames,
+        keyframes=keyframes,
+        duration_s=duration,
+        video_bytes=video_bytes,
+        kbps=video_bytes * 8 / 1000 / duration if duration else 0.0,
+        bpp=video_bytes * 8 / (frames * config.width * config.height) if frames else 0.0,
+        frame_bits={"min": float(bits.min()), "median": float(np.median(bits)), "max": float(bits.max())},
+        tracks=tracks,
+        tags=tags,
+        damaged=damaged,
+    )

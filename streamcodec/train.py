@@ -1,0 +1,163 @@
+"""Training loop for the GC profile: distortion warm-up, then GAN with feature matching.
+
+Checkpoints are written atomically every `checkpoint_every` steps and on Ctrl-C; `resume`
+continues from one bit-for-bit in data order (the sampler's RNG state is saved with it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .models.gc import GCConfig, GCModel, MultiScaleDiscriminator
+from .train_data import CropSampler, find_media
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    steps: int = 18000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 2e-4
+    warmup_steps: int = 7000
+    lambda_mse: float = 100.0
+    lambda_adv: float = 1.0
+    lambda_fm: float = 2.0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def load_config(path: Path) -> tuple[str, GCConfig, TrainConfig]:
+    """Read a TOML training config: `name`, `[model]` (GCConfig) and `[train]` (TrainConfig)."""
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    unknown = set(raw.get("train", {})) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{path}: unknown [train] keys {sorted(unknown)}")
+    return (
+        str(raw.get("name", path.stem)),
+        GCConfig.from_dict(raw.get("model", {})),
+        TrainConfig(**raw.get("train", {})),
+    )
+
+
+def _lsgan_d(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
+    return sum(((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean() for r, f in zip(real, fake))  # type: ignore[return-value]
+
+
+def _lsgan_g(fake: list[list[Tensor]]) -> Tensor:
+    return sum(((f[-1] - 1) ** 2).mean() for f in fake)  # type: ignore[return-value]
+
+
+def _feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
+    terms = [F.l1_loss(f, r.detach()) for rs, fs in zip(real, fake) for r, f in zip(rs[:-1], fs[:-1])]
+    return sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+class Trainer:
+    def __init__(self, name: str, model_cfg: GCConfig, cfg: TrainConfig, data: list[Path], out: Path) -> None:
+        self.name, self.model_cfg, self.cfg, self.out = name, model_cfg, cfg, out
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model = GCModel(model_cfg)
+        self.disc = MultiScaleDiscriminator()
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.paths = find_media(data)
+        self.sampler = CropSampler(self.paths, cfg.crop, cfg.seed)
+        self.step = 0
+        out.mkdir(parents=True, exist_ok=True)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_cfg": self.model_cfg.to_dict(),
+            "train_cfg": self.cfg.__dict__,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "disc": self.disc.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "data": [str(p) for p in self.paths],
+        }
+
+    def save(self) -> Path:
+        path = self.out / "checkpoint.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+
+    # -- one step ----------------------------------------------------------------------------
+    def _batch(self) -> Tensor:
+        crops = self.sampler.batch(self.cfg.batch)
+        return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def train_step(self) -> dict[str, float]:
+        x = self._batch()
+        keep = random.choice(self.model_cfg.quality_channels)
+        x_hat = self.model(x, keep)
+        mse = F.mse_loss(x_hat, x)
+        logs = {"mse": mse.item(), "keep": float(keep)}
+        loss = self.cfg.lambda_mse * mse
+        if self.step >= self.cfg.warmup_steps:
+            d_loss = _lsgan_d(self.disc(x), self.disc(x_hat.detach()))
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            real, fake = self.disc(x), self.disc(x_hat)
+            adv, fm = _lsgan_g(fake), _feature_matching(real, fake)
+            loss = loss + self.cfg.lambda_adv * adv + self.cfg.lambda_fm * fm
+            logs |= {"d": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        logs["loss"] = loss.item()
+        return logs
+
+    def run(self) -> Path:
+        log_path = self.out / "log.jsonl"
+        started, window = time.time(), []
+        try:
+            while self.step < self.cfg.steps:
+                logs = self.train_step()
+                self.step += 1
+                window.append(logs)
+                if self.step % self.cfg.log_every == 0:
+                    mean = {k: float(np.mean([w.get(k, np.nan) for w in window])) for k in window[-1]}
+                    mean |= {"step": self.step, "elapsed_s": round(time.time() - started, 1)}
+                    mean["psnr"] = float(10 * np.log10(1.0 / max(mean["mse"], 1e-10)))
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(mean) + "\n")
+                    print(json.dumps(mean), flush=True)
+                    window = []
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            print(f"interrupted at step {self.step}; checkpoint saved", flush=True)
+        return self.save()

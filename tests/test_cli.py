@@ -1,0 +1,140 @@
+"""The command line: clear one-line errors, non-zero exits, no partial output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from streamcodec import cli
+from streamcodec.bitstream import StreamConfig
+from streamcodec.codec import Encoder
+from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
+from streamcodec.pipeline import encode as encode_module
+
+from .conftest import ffmpeg
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamcodec.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def _only(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_encode_decode_info_from_the_command_line(clip_with_audio: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a.mkv"
+    result = run_cli("encode", str(clip_with_audio), "-o", str(out), "--quality", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 12 and summary["quality"] == 1 and out.exists()
+    info = run_cli("info", str(out), "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["frames"] == 12
+    decoded = run_cli("decode", str(out), "-o", str(tmp_path / "a.mp4"), "--reference", str(clip_with_audio))
+    assert decoded.returncode == 0 and "psnr_db" in decoded.stdout
+
+
+def test_missing_input_is_one_clear_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("encode", str(tmp_path / "nope.mp4")), "nope.mp4", "no such file")
+    assert_one_line_error(run_cli("decode", str(tmp_path / "nope.mkv")), "nope.mkv", "no such file")
+    assert _only(tmp_path) == []
+
+
+def test_non_video_input_is_refused(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n")
+    assert_one_line_error(run_cli("encode", str(text), "-o", str(tmp_path / "x.mkv")), "notes.mp4", "not a readable media file")
+    audio_only = tmp_path / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac", str(audio_only))
+    assert_one_line_error(run_cli("encode", str(audio_only), "-o", str(tmp_path / "y.mkv")), "has no video stream")
+    assert _only(tmp_path) == ["notes.mp4", "tone.m4a"]
+
+
+def test_zero_frame_input_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.y4m"
+    empty.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+    assert_one_line_error(run_cli("encode", str(empty), "-o", str(tmp_path / "e.mkv")), "no decodable video frames")
+    assert _only(tmp_path) == ["empty.y4m"]
+
+
+def test_truncated_mkv_is_an_error_with_no_output(clip_with_audio: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.mkv"
+    assert cli.main(["encode", str(clip_with_audio), "-o", str(good), "--no-preview"]) == 0
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    result = run_cli("decode", str(cut), "-o", str(tmp_path / "cut.mp4"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "cut.mkv" in result.stderr and "truncated" in result.stderr
+    assert not (tmp_path / "cut.mp4").exists()
+    assert _only(tmp_path) == ["cut.mkv", "good.mkv"]
+
+
+def test_garbage_mkv_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"\x00" * 4096)
+    assert_one_line_error(run_cli("decode", str(junk), "-o", str(tmp_path / "j.mp4")), "junk.mkv", "not a Matroska file")
+    assert_one_line_error(run_cli("info", str(junk)), "not a Matroska file")
+
+
+def _mkv_with_config(path: Path, config: StreamConfig) -> None:
+    track = TrackSpec(number=1, kind="video", codec_id="V_STREAMCODEC", codec_private=config.pack(),
+                      default_duration_ns=40_000_000, width=config.width, height=config.height)
+    with MatroskaWriter(path, [track], writing_app="test") as writer:
+        writer.write(1, Fraction(0), b"SCFR", True)
+
+
+def test_stream_from_unknown_model_or_newer_format_is_refused(tmp_path: Path) -> None:
+    config = Encoder(64, 48).config
+    unknown_model = tmp_path / "unknown_model.mkv"
+    _mkv_with_config(unknown_model, replace(config, model_id="gc-ffffffffffffffffffffffff"))
+    assert_one_line_error(run_cli("decode", str(unknown_model), "-o", str(tmp_path / "u.mp4")), "gc-ffffffffffffffffffffffff")
+    newer = tmp_path / "newer.mkv"
+    _mkv_with_config(newer, replace(config, format_version=9))
+    assert_one_line_error(run_cli("decode", str(newer), "-o", str(tmp_path / "n.mp4")), "format version 9")
+    assert _only(tmp_path) == ["newer.mkv", "unknown_model.mkv"]
+
+
+def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(clip_with_audio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "keep.mkv"
+    out.write_bytes(b"previous contents")
+    calls = {"n": 0}
+    real = encode_module.Encoder.encode
+
+    def failing(self: Encoder, rgb: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(self, rgb)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encode_module.Encoder, "encode", failing)
+    assert cli.main(["encode", str(clip_with_audio), "-o", str(out)]) == cli.EXIT_INTERRUPTED
+    assert out.read_bytes() == b"previous contents"
+    assert _only(tmp_path) == ["keep.mkv"]
+
+
+def test_bad_arguments_name_the_value_and_range(clip_with_audio: Path, tmp_path: Path) -> None:
+    result = run_cli("encode", str(clip_with_audio), "-o", str(tmp_path / "q.mkv"), "--quality", "9")
+    assert_one_line_error(result, "quality 9 is outside 1..4")
+    result = run_cli("decode", str(tmp_path / "x.mkv"), "-o", str(tmp_path / "missing_dir" / "x.mp4"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_help_explains_every_command() -> None:
+    for command in ("encode", "decode", "info", "train", "models"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and "usage: streamcodec " + command in result.stdout

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import av
+import numpy as np
+import pytest
+
+from streamcodec import bitstream
+from streamcodec.codec import Decoder, Encoder, quality_levels
+from streamcodec.errors import CorruptStreamError, ModelError
+
+from .conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Six real frames of the sample, cropped to an odd size (the codec pads and crops)."""
+    out = []
+    with av.open(str(SAMPLE)) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24")[:203, :301])
+            if len(out) == 6:
+                break
+    return out
+
+
+def test_round_trip_restores_source_size_and_symbols(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=3)
+    decoder = Decoder(encoder.config)
+    for index, rgb in enumerate(frames):
+        expected = encoder.analyze(rgb)[: encoder.config.channels]
+        encoded = encoder.encode(rgb)
+        assert encoded.keyframe == (index % 3 == 0)
+        symbols, _ = decoder.decode_symbols(encoded.packet)
+        np.testing.assert_array_equal(symbols, expected)
+    out = Decoder(encoder.config).decode(Encoder(301, 203).encode(frames[0]).packet)
+    assert out.shape == (203, 301, 3) and out.dtype == np.uint8
+
+
+def test_entropy_payload_within_one_percent_of_model_estimate(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=6)
+    for rgb in frames:
+        encoded = encoder.encode(rgb)
+        latents = bitstream.unpack_frame(encoded.packet).sections[bitstream.LATENTS]
+        payload_bits = (len(latents) - 5) * 8
+        assert encoded.estimated_bits <= payload_bits <= encoded.estimated_bits * 1.01 + 32
+
+
+def test_higher_quality_spends_more_bits_and_is_closer(frames: list[np.ndarray]) -> None:
+    bits, errors = [], []
+    for quality in range(1, quality_levels() + 1):
+        encoder = Encoder(301, 203, quality=quality)
+        encoded = encoder.encode(frames[0])
+        decoded = Decoder(encoder.config).decode(encoded.packet)
+        bits.append(encoded.bits)
+        errors.append(np.mean((decoded.astype(float) - frames[0]) ** 2))
+    assert bits == sorted(bits) and bits[0] < bits[-1]
+    assert errors[-1] < errors[0]
+
+
+def test_damaged_frame_is_reported_and_decoding_resumes_at_next_keyframe(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=3)
+    packets = [encoder.encode(rgb).packet for rgb in frames]
+    decoder = Decoder(encoder.config)
+    decoder.decode(packets[0])
+    damaged = bytearray(packets[1])
+    damaged[len(damaged) // 2] ^= 0xFF
+    with pytest.raises(CorruptStreamError, match="checksum"):
+        decoder.decode(bytes(damaged))
+    with pytest.raises(CorruptStreamError, match="reference"):
+        decoder.decode(packets[2])  # inter frame whose reference was lost
+    assert decoder.decode(packets[3]).shape == (203, 301, 3)  # keyframe
+    assert decoder.decode(packets[4]).shape == (203, 301, 3)
+
+
+def test_stream_from_unknown_model_is_refused(frames: list[np.ndarray]) -> None:
+    config = replace(Encoder(301, 203).config, model_id="gc-000000000000000000000000")
+    with pytest.raises(ModelError, match="gc-000000000000000000000000"):
+        Decoder(config)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"quality": 0}, "quality 0 is outside"), ({"quality": 99}, "quality 99 is outside"), ({"gop": 0}, "gop 0"), ({"model": "nope"}, "unknown model")],
+)
+def test_encoder_arguments_are_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises((ValueError, ModelError), match=message):
+        Encoder(64, 64, **kwargs)  # type: ignore[arg-type]
+
+
+def test_wrong_frame_shape_is_rejected() -> None:
+    with pytest.raises(ValueError, match="expected \\(48, 64, 3\\) uint8"):
+        Encoder(64, 48).encode(np.zeros((48, 63, 3), dtype=np.uint8))
