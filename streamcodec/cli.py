@@ -44,29 +44,50 @@ def _positive_float(text: str) -> float:
 
 
 def _add_encode(sub: Any) -> None:
-    p = sub.add_parser("encode", help="encode a video into a streamcodec .mkv", description=(
-        "Encode any video PyAV can open into Matroska: our V_STREAMCODEC track (one self-contained packet "
-        "per frame), the source's audio copied untouched, and by default a small H.264 preview track so "
-        "ordinary players show something. The output appears only when complete."))
+    p = sub.add_parser(
+        "encode",
+        help="encode a video into a streamcodec .mkv",
+        description=(
+            "Encode any video PyAV can open into Matroska: our V_STREAMCODEC track (one self-contained packet "
+            "per frame), the source's audio copied untouched, and by default a small H.264 preview track so "
+            "ordinary players show something. The output appears only when complete."
+        ),
+    )
     p.add_argument("input", type=Path, help="source video (mp4, mkv, mov, avi, webm, y4m, ...)")
     p.add_argument("-o", "--output", type=Path, help="output .mkv (default: INPUT with .mkv suffix; a .mkv input gets .sc.mkv)")
     p.add_argument("--mode", choices=["gc"], default="gc", help="gc: global generative compression (the only mode so far)")
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=_positive_int, help="rate point, 1 (lowest rate) .. the model's levels (default: highest)")
-    rate.add_argument("--bitrate", type=_positive_float, metavar="KBPS", help="pick the highest quality whose rate fits KBPS (estimated on the first frames)")
+    rate.add_argument(
+        "--quality", type=_positive_int, help="rate point, 1 (lowest rate) .. the model's levels (default: highest)"
+    )
+    rate.add_argument(
+        "--bitrate",
+        type=_positive_float,
+        metavar="KBPS",
+        help="pick the highest quality whose rate fits KBPS (estimated on the first frames)",
+    )
     p.add_argument("--model", default=None, help="registered model name (see `streamcodec models`)")
-    p.add_argument("--gop", type=_positive_int, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)")
-    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True, help="add an H.264 preview track (default on)")
+    p.add_argument(
+        "--gop", type=_positive_int, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)"
+    )
+    p.add_argument(
+        "--preview", action=argparse.BooleanOptionalAction, default=True, help="add an H.264 preview track (default on)"
+    )
     p.add_argument("--backend", default="auto", help="inference backend: auto, torch, compile, cuda (default auto)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
 
 
 def _add_decode(sub: Any) -> None:
-    p = sub.add_parser("decode", help="decode a streamcodec .mkv to a video file or PNG frames", description=(
-        "Reconstruct every frame at the source's size and timestamps. Output by suffix: .mp4/.mkv/.mov "
-        "(H.264, audio carried over), .y4m (raw 4:4:4), or a folder (one PNG per frame). Damaged frames are "
-        "reported and concealed with the last good frame until the next keyframe."))
+    p = sub.add_parser(
+        "decode",
+        help="decode a streamcodec .mkv to a video file or PNG frames",
+        description=(
+            "Reconstruct every frame at the source's size and timestamps. Output by suffix: .mp4/.mkv/.mov "
+            "(H.264, audio carried over), .y4m (raw 4:4:4), or a folder (one PNG per frame). Damaged frames are "
+            "reported and concealed with the last good frame until the next keyframe."
+        ),
+    )
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
     p.add_argument("-o", "--output", type=Path, help="output file or folder/ (default: INPUT with .decoded.mp4)")
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
@@ -76,19 +97,29 @@ def _add_decode(sub: Any) -> None:
 
 
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="show what a streamcodec .mkv holds", description=(
-        "Stream configuration, model identifier, format version, frame count, per-frame bits, keyframes "
-        "and bitrate of our track (preview and audio bytes listed separately). Every CRC and frame checksum is verified."))
+    p = sub.add_parser(
+        "info",
+        help="show what a streamcodec .mkv holds",
+        description=(
+            "Stream configuration, model identifier, format version, frame count, per-frame bits, keyframes "
+            "and bitrate of our track (preview and audio bytes listed separately). Every CRC and frame checksum is verified."
+        ),
+    )
     p.add_argument("input", type=Path)
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(run=_run_info)
 
 
 def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a GC model and export it as a registered model", description=(
-        "Train on folders of images and videos (random crops). Checkpoints go to OUT/checkpoint.pt every "
-        "checkpoint_every steps and on Ctrl-C/SIGTERM; --resume continues one. At the end the model is "
-        "exported: weights, frozen entropy tables and an identifier from the weights' hash."))
+    p = sub.add_parser(
+        "train",
+        help="train a GC model and export it as a registered model",
+        description=(
+            "Train on folders of images and videos (random crops). Checkpoints go to OUT/checkpoint.pt every "
+            "checkpoint_every steps and on Ctrl-C/SIGTERM; --resume continues one. At the end the model is "
+            "exported: weights, frozen entropy tables and an identifier from the weights' hash."
+        ),
+    )
     p.add_argument("--config", type=Path, required=True, help="TOML config (see configs/gc-small.toml)")
     p.add_argument("--data", type=Path, nargs="+", required=True, help="folders (or files) of images and videos")
     p.add_argument("--out", type=Path, help="run folder (default runs/NAME)")
@@ -117,8 +148,15 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     output = args.output or args.input.with_suffix(".sc.mkv" if args.input.suffix.lower() == ".mkv" else ".mkv")
     summary = encode_file(
-        args.input, output, model=args.model or DEFAULT_MODEL, quality=args.quality, bitrate_kbps=args.bitrate,
-        gop=args.gop, preview=args.preview, backend=args.backend, progress=_progress(args),
+        args.input,
+        output,
+        model=args.model or DEFAULT_MODEL,
+        quality=args.quality,
+        bitrate_kbps=args.bitrate,
+        gop=args.gop,
+        preview=args.preview,
+        backend=args.backend,
+        progress=_progress(args),
     )
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -131,7 +169,11 @@ def _run_decode(args: argparse.Namespace) -> int:
 
     output = args.output or args.input.with_suffix(".decoded.mp4")
     summary = decode_file(
-        args.input, output, reference=args.reference, backend=args.backend, progress=_progress(args),
+        args.input,
+        output,
+        reference=args.reference,
+        backend=args.backend,
+        progress=_progress(args),
         on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     _print(summary, args.json)

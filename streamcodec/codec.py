@@ -125,7 +125,8 @@ class Encoder:
         keyframe = self._index % self.config.gop == 0
         reference = None if keyframe else self._reference
         payload, estimate = context.encode_frame(sym, reference, self.model.tables)
-        latents = bitstream.pack_latents(*sym.shape, payload)
+        channels, height, width = sym.shape
+        latents = bitstream.pack_latents(channels, height, width, payload)
         frame = Frame(FrameType.INTRA if keyframe else FrameType.INTER, {bitstream.LATENTS: latents}, 0 if keyframe else 1)
         self._reference, self._index = sym, self._index + 1
         return EncodedFrame(bitstream.pack_frame(frame), keyframe, estimate)

@@ -43,8 +43,13 @@ def _gaussian() -> npt.NDArray[np.float32]:
 def _blur(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Separable 'valid' Gaussian filter over the first two axes of (H, W, ...)."""
     n = len(g)
-    rows = sum(g[i] * x[i : x.shape[0] - n + 1 + i] for i in range(n))
-    return sum(g[i] * rows[:, i : rows.shape[1] - n + 1 + i] for i in range(n))  # type: ignore[return-value]
+    rows = g[0] * x[: x.shape[0] - n + 1]
+    for i in range(1, n):
+        rows += g[i] * x[i : x.shape[0] - n + 1 + i]
+    out = g[0] * rows[:, : rows.shape[1] - n + 1]
+    for i in range(1, n):
+        out += g[i] * rows[:, i : rows.shape[1] - n + 1 + i]
+    return out
 
 
 def _ssim_terms(

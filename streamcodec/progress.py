@@ -12,7 +12,9 @@ class Progress:
     """A tqdm bar that costs nothing when disabled."""
 
     def __init__(self, total: int | None, unit: str, enabled: bool, desc: str) -> None:
-        self._bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1) if enabled else None
+        self._bar = (
+            tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, smoothing=0.1) if enabled else None
+        )
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         if self._bar is not None:

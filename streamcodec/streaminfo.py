@@ -12,7 +12,6 @@ import numpy as np
 from .bitstream import FrameType, unpack_frame
 from .errors import StreamcodecError
 from .io.mkv_reader import MatroskaReader
-from .pipeline.encode import CODEC_ID
 
 
 @dataclass

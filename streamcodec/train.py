@@ -27,7 +27,7 @@ from .train_data import CropSampler, find_media
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 1
-    steps: int = 18000
+    steps: int = 14000
     batch: int = 8
     crop: int = 128
     lr: float = 2e-4
@@ -54,7 +54,7 @@ def load_config(path: Path) -> tuple[str, GCConfig, TrainConfig]:
 
 
 def _lsgan_d(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
-    return sum(((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean() for r, f in zip(real, fake))  # type: ignore[return-value]
+    return sum(((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean() for r, f in zip(real, fake, strict=False))  # type: ignore[return-value]
 
 
 def _lsgan_g(fake: list[list[Tensor]]) -> Tensor:
@@ -62,7 +62,7 @@ def _lsgan_g(fake: list[list[Tensor]]) -> Tensor:
 
 
 def _feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
-    terms = [F.l1_loss(f, r.detach()) for rs, fs in zip(real, fake) for r, f in zip(rs[:-1], fs[:-1])]
+    terms = [F.l1_loss(f, r.detach()) for rs, fs in zip(real, fake, strict=False) for r, f in zip(rs[:-1], fs[:-1], strict=False)]
     return sum(terms) / len(terms)  # type: ignore[return-value]
 
 

@@ -32,8 +32,24 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clip_with_audio(media_dir: Path) -> Path:
     """12 frames 96x64 at 25 fps with an AAC sine tone: a small real H.264/AAC mp4."""
     path = media_dir / "tone.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.48", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.48",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25:duration=0.48",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=0.48",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(path),
+    )
     return path
 
 
@@ -49,6 +65,19 @@ def odd_clip(media_dir: Path) -> Path:
 def vfr_clip(media_dir: Path) -> Path:
     """Variable frame rate: frames at irregular timestamps (ms)."""
     path = media_dir / "vfr.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-frames:v", "9",
-           "-vf", "setpts='if(lt(N,4),N*0.040,0.160+(N-4)*0.100)/TB'", "-fps_mode", "vfr", "-c:v", "ffv1", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=30",
+        "-frames:v",
+        "9",
+        "-vf",
+        "setpts='if(lt(N,4),N*0.040,0.160+(N-4)*0.100)/TB'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "ffv1",
+        str(path),
+    )
     return path

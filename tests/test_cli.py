@@ -92,8 +92,15 @@ def test_garbage_mkv_is_refused(tmp_path: Path) -> None:
 
 
 def _mkv_with_config(path: Path, config: StreamConfig) -> None:
-    track = TrackSpec(number=1, kind="video", codec_id="V_STREAMCODEC", codec_private=config.pack(),
-                      default_duration_ns=40_000_000, width=config.width, height=config.height)
+    track = TrackSpec(
+        number=1,
+        kind="video",
+        codec_id="V_STREAMCODEC",
+        codec_private=config.pack(),
+        default_duration_ns=40_000_000,
+        width=config.width,
+        height=config.height,
+    )
     with MatroskaWriter(path, [track], writing_app="test") as writer:
         writer.write(1, Fraction(0), b"SCFR", True)
 
@@ -109,7 +116,9 @@ def test_stream_from_unknown_model_or_newer_format_is_refused(tmp_path: Path) ->
     assert _only(tmp_path) == ["newer.mkv", "unknown_model.mkv"]
 
 
-def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(clip_with_audio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
+    clip_with_audio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "keep.mkv"
     out.write_bytes(b"previous contents")
     calls = {"n": 0}

@@ -82,7 +82,12 @@ def test_stream_from_unknown_model_is_refused(frames: list[np.ndarray]) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"quality": 0}, "quality 0 is outside"), ({"quality": 99}, "quality 99 is outside"), ({"gop": 0}, "gop 0"), ({"model": "nope"}, "unknown model")],
+    [
+        ({"quality": 0}, "quality 0 is outside"),
+        ({"quality": 99}, "quality 99 is outside"),
+        ({"gop": 0}, "gop 0"),
+        ({"model": "nope"}, "unknown model"),
+    ],
 )
 def test_encoder_arguments_are_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises((ValueError, ModelError), match=message):

@@ -8,7 +8,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from streamcodec.io.mkv_reader import MatroskaReader
@@ -28,7 +27,7 @@ def encoded(clip_with_audio: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _source_times(path: Path) -> list[Fraction]:
     with av.open(str(path)) as container:
-        return [f.pts * f.time_base for f in container.decode(video=0)]
+        return [Fraction(f.pts or 0) * (f.time_base or 1) for f in container.decode(video=0)]
 
 
 def test_round_trip_keeps_frame_count_size_timestamps_and_audio(clip_with_audio: Path, encoded: Path, tmp_path: Path) -> None:
@@ -41,7 +40,7 @@ def test_round_trip_keeps_frame_count_size_timestamps_and_audio(clip_with_audio:
         assert (video.width, video.height) == (96, 64)
         assert len(audio) == 1 and audio[0].codec_context.name == "aac"
     source_ms = [round(t * 1000) for t in _source_times(clip_with_audio)]
-    assert [round(f.pts * f.time_base * 1000) for f in frames] == source_ms
+    assert [round(Fraction(f.pts or 0) * (f.time_base or 1) * 1000) for f in frames] == source_ms
     assert 0 < summary.quality["psnr_db"] < 100
 
 
@@ -59,7 +58,9 @@ def test_ffprobe_lists_our_stream_with_every_packet(encoded: Path) -> None:
     require("ffprobe")
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-count_packets", "-show_streams", "-of", "json", str(encoded)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     streams = json.loads(result.stdout)["streams"]
     ours = streams[0]

@@ -9,9 +9,9 @@ guarantee by freezing quantized CDFs at export).
 
 from __future__ import annotations
 
+import constriction
 import numpy as np
 import numpy.typing as npt
-import constriction
 
 # constriction is a compiled module: its submodules are attributes, not importable paths.
 Categorical = constriction.stream.model.Categorical
@@ -52,9 +52,7 @@ def _probabilities(tables: npt.NDArray[np.uint32], table_index: npt.NDArray[np.i
     return tables[table_index].astype(np.float64) / TOTAL
 
 
-def encode(
-    symbols: npt.NDArray[np.int64], table_index: npt.NDArray[np.int64], tables: npt.NDArray[np.uint32]
-) -> bytes:
+def encode(symbols: npt.NDArray[np.int64], table_index: npt.NDArray[np.int64], tables: npt.NDArray[np.uint32]) -> bytes:
     """Range-code `symbols[i]` with the frequencies `tables[table_index[i]]`.
 
     Args:
@@ -64,10 +62,10 @@ def encode(
     Returns:
         The compressed bytes (a whole number of little-endian 32-bit words).
     """
-    symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
+    flat = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
     encoder = RangeEncoder()
-    if symbols.size:
-        encoder.encode(symbols, _FAMILY, _probabilities(tables, np.asarray(table_index).ravel()))
+    if flat.size:
+        encoder.encode(flat, _FAMILY, _probabilities(tables, np.asarray(table_index).ravel()))
     return bytes(encoder.get_compressed().astype("<u4").tobytes())
 
 

@@ -91,7 +91,8 @@ def _step_rows(sym_or_index: Symbols, c: npt.NDArray[np.int64], y: npt.NDArray[n
 def encode_frame(sym: Symbols, reference: Symbols | None, tables: ContextTables) -> tuple[bytes, float]:
     """Range-code a (K, H, W) symbol array. Returns (payload, the model's estimate in bits)."""
     index = table_index(sym, reference, tables.levels)
-    order = coding_order(sym.shape, reference is not None)  # type: ignore[arg-type]
+    channels, height, width = sym.shape
+    order = coding_order((channels, height, width), reference is not None)
     flat_sym = np.concatenate([_step_rows(sym, c, y).ravel() for c, y in order]) if order else sym.ravel()
     flat_idx = np.concatenate([_step_rows(index, c, y).ravel() for c, y in order]) if order else index.ravel()
     table = tables.flat(reference is not None)
@@ -114,10 +115,10 @@ def decode_frame(
             prev = sym[c - 1] if c else np.full(shape[1:], levels)
             sym[c] = decoder.decode((c * levels + reference[c]) * (levels + 1) + prev)
         return sym, _reencodes_to(sym, reference, tables, payload)
-    for c, y in coding_order(shape, False):
-        above = np.where((y > 0)[:, None], sym[c, np.maximum(y - 1, 0)], levels)
-        prev = np.where((c > 0)[:, None], sym[np.maximum(c - 1, 0), y], levels)
-        sym[c, y] = decoder.decode((c[:, None] * (levels + 1) + above) * (levels + 1) + prev)
+    for cs, ys in coding_order(shape, False):
+        above = np.where((ys > 0)[:, None], sym[cs, np.maximum(ys - 1, 0)], levels)
+        prev_channel = np.where((cs > 0)[:, None], sym[np.maximum(cs - 1, 0), ys], levels)
+        sym[cs, ys] = decoder.decode((cs[:, None] * (levels + 1) + above) * (levels + 1) + prev_channel)
     return sym, _reencodes_to(sym, reference, tables, payload)
 
 

@@ -80,7 +80,7 @@ class Source:
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -102,7 +102,8 @@ class Source:
                         yield AudioPacket(bytes(packet), packet.pts * packet.time_base, packet.is_keyframe)
                     continue
                 for frame in packet.decode():
-                    rgb = frame.to_ndarray(format="rgb24")
+                    assert isinstance(frame, av.VideoFrame)
+                    rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
                     if rgb.shape[:2] != (self.info.height, self.info.width):
                         raise UnreadableInputError(
                             f"frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the stream is "

@@ -57,7 +57,7 @@ class GCConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "GCConfig":
+    def from_dict(cls, data: dict[str, object]) -> GCConfig:
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**kwargs)  # type: ignore[arg-type]
@@ -93,6 +93,7 @@ class Quantizer(nn.Module):
 
     def __init__(self, cfg: GCConfig) -> None:
         super().__init__()
+        self.centers: Tensor
         self.register_buffer("centers", torch.tensor(cfg.centers, dtype=torch.float32))
         self.sigma = cfg.soft_sigma
 

@@ -140,12 +140,16 @@ def _load_entry(entry: ModelEntry) -> LoadedModel:
     return LoadedModel(entry, config, params, tables)
 
 
+def register_index(registry: Registry, index: Path) -> None:
+    """Register every model of a `registry.json` (as written by export); files are relative to it."""
+    for name, item in json.loads(index.read_text(), object_pairs_hook=_no_duplicates).items():
+        registry.register(name, index.parent / item["file"], item["sha256"], item["model_id"], item.get("card", {}))
+
+
 def _builtin_registry() -> Registry:
     registry = Registry()
-    index = WEIGHTS_DIR / "registry.json"
-    if index.exists():
-        for name, item in json.loads(index.read_text(), object_pairs_hook=_no_duplicates).items():
-            registry.register(name, WEIGHTS_DIR / item["file"], item["sha256"], item["model_id"], item.get("card", {}))
+    if (WEIGHTS_DIR / "registry.json").exists():
+        register_index(registry, WEIGHTS_DIR / "registry.json")
     return registry
 
 

@@ -6,6 +6,7 @@ next intra frame, so the rest of the file is not lost. Audio is carried over int
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -158,10 +159,8 @@ class _VideoSink:
 
     def abort(self) -> None:
         if self.container is not None:
-            try:
+            with contextlib.suppress(av.error.FFmpegError):
                 self.container.close()
-            except av.error.FFmpegError:
-                pass
         if self.audio_in is not None:
             self.audio_in.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -215,7 +214,10 @@ def decode_file(
                     last_good = rgb
                 except CorruptStreamError as exc:
                     damaged += 1
-                    warn(f"frame {frames} at {float(packet.time):.3f} s is damaged ({exc}); showing the last good frame until the next keyframe")
+                    warn(
+                        f"frame {frames} at {float(packet.time):.3f} s is damaged ({exc}); "
+                        "showing the last good frame until the next keyframe"
+                    )
                     if last_good is None:
                         last_good = np.zeros((config.height, config.width, 3), dtype=np.uint8)
                     rgb = last_good

@@ -6,6 +6,7 @@ grow with the length of the clip.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -78,7 +79,7 @@ def choose_quality(encoder: Encoder, frames: list[np.ndarray], fps: Fraction, kb
     best = 1
     for quality, keep in enumerate(config.quality_channels, start=1):
         intra = context.encode_frame(symbols[0][:keep], None, encoder.model.tables)[1]
-        inter = [context.encode_frame(s[:keep], r[:keep], encoder.model.tables)[1] for r, s in zip(symbols, symbols[1:])]
+        inter = [context.encode_frame(s[:keep], r[:keep], encoder.model.tables)[1] for r, s in itertools.pairwise(symbols)]
         bits = intra_share * intra + (1 - intra_share) * (float(np.mean(inter)) if inter else intra)
         if bits * float(fps) / 1000.0 <= kbps:
             best = quality
