@@ -125,8 +125,7 @@ class Encoder:
         keyframe = self._index % self.config.gop == 0
         reference = None if keyframe else self._reference
         payload, estimate = context.encode_frame(sym, reference, self.model.tables)
-        channels, height, width = sym.shape
-        latents = bitstream.pack_latents(channels, height, width, payload)
+        latents = bitstream.pack_latents(sym.shape[0], payload)
         frame = Frame(FrameType.INTRA if keyframe else FrameType.INTER, {bitstream.LATENTS: latents}, 0 if keyframe else 1)
         self._reference, self._index = sym, self._index + 1
         return EncodedFrame(bitstream.pack_frame(frame), keyframe, estimate)
@@ -156,11 +155,11 @@ class Decoder:
             raise UnsupportedStreamError(f"{frame.frame_type.name} frames need the selective-mode decoder")
         if bitstream.LATENTS not in frame.sections:
             raise CorruptStreamError("frame has no latent section")
-        shape, payload = bitstream.unpack_latents(frame.sections[bitstream.LATENTS])
+        channels, payload = bitstream.unpack_latents(frame.sections[bitstream.LATENTS])
+        if channels != self.config.channels:
+            raise CorruptStreamError(f"frame has {channels} channels, the stream {self.config.channels}")
         factor = self.model.config.factor
-        expected = (self.config.channels, self.config.coded_height // factor, self.config.coded_width // factor)
-        if shape != expected:
-            raise CorruptStreamError(f"latent shape {shape} does not match the stream's {expected}")
+        shape = (channels, self.config.coded_height // factor, self.config.coded_width // factor)
         reference = None
         if not frame.is_key:
             if frame.reference_distance != 1 or self._reference is None:

@@ -9,10 +9,11 @@ from streamcodec import bitstream
 from streamcodec.bitstream import Frame, FrameType, StreamConfig
 from streamcodec.errors import CorruptStreamError, UnsupportedStreamError
 
+OPTIONAL = bitstream.OPTIONAL_TAG | 0x11
 
-def _packet(**sections: bytes) -> bytes:
-    frame = Frame(FrameType.INTRA, {k.encode(): v for k, v in sections.items()} or {bitstream.LATENTS: b"abcd"})
-    return bitstream.pack_frame(frame)
+
+def _packet(sections: dict[int, bytes] | None = None) -> bytes:
+    return bitstream.pack_frame(Frame(FrameType.INTRA, sections or {bitstream.LATENTS: b"abcd"}))
 
 
 def _recrc(packet: bytearray) -> bytes:
@@ -20,22 +21,29 @@ def _recrc(packet: bytearray) -> bytes:
     return bytes(packet)
 
 
-def test_frame_round_trip_keeps_type_reference_and_sections() -> None:
-    frame = Frame(FrameType.INTER, {bitstream.LATENTS: b"\x01\x02\x03"}, reference_distance=1)
-    assert bitstream.unpack_frame(bitstream.pack_frame(frame)) == frame
+@pytest.mark.parametrize("size", [0, 1, 100, 115, 116, 117, 118, 16370, 16371, 16372, 70000])
+def test_frame_round_trip_keeps_type_reference_and_sections(size: int) -> None:
+    frame = Frame(FrameType.INTER, {bitstream.LATENTS: bytes(range(256)) * (size // 256) + b"x" * (size % 256)}, 1)
+    packet = bitstream.pack_frame(frame)
+    assert bitstream.unpack_frame(packet) == frame
+    assert bitstream.packet_length(packet) == len(packet)
+
+
+def test_header_overhead_is_small() -> None:
+    assert len(_packet({bitstream.LATENTS: b""})) <= 15
 
 
 def test_packets_are_self_delimiting() -> None:
-    a, b = _packet(LATN=b"x" * 5), _packet(LATN=b"y" * 9)
+    a, b = _packet({bitstream.LATENTS: b"x" * 5}), _packet({bitstream.LATENTS: b"y" * 900})
     joined = a + b
     first = bitstream.packet_length(joined)
     assert joined[:first] == a
     assert bitstream.packet_length(joined, first) == len(b)
 
 
-@pytest.mark.parametrize("position", [0, 5, 13, 20, -1])
+@pytest.mark.parametrize("position", [0, 5, 8, 10, -1])
 def test_any_flipped_byte_is_detected(position: int) -> None:
-    packet = bytearray(_packet(LATN=b"payload!"))
+    packet = bytearray(_packet({bitstream.LATENTS: b"payload!"}))
     packet[position] ^= 0x40
     with pytest.raises(CorruptStreamError):
         bitstream.unpack_frame(bytes(packet))
@@ -43,7 +51,7 @@ def test_any_flipped_byte_is_detected(position: int) -> None:
 
 def test_truncated_packet_is_rejected() -> None:
     packet = _packet()
-    for cut in (0, 3, 11, len(packet) - 1):
+    for cut in (0, 3, 9, len(packet) - 1):
         with pytest.raises(CorruptStreamError):
             bitstream.unpack_frame(packet[:cut])
 
@@ -56,14 +64,14 @@ def test_decoder_rejects_newer_format_version() -> None:
 
 
 def test_unknown_critical_section_is_refused_and_optional_one_skipped() -> None:
-    with pytest.raises(UnsupportedStreamError, match="MASK"):
-        bitstream.unpack_frame(_packet(LATN=b"a", MASK=b"m"))
-    frame = bitstream.unpack_frame(_packet(LATN=b"a", xtra=b"ignored"))
+    with pytest.raises(UnsupportedStreamError, match="0x02"):
+        bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", bitstream.MASK: b"m"}))
+    frame = bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", OPTIONAL: b"ignored"}))
     assert frame.sections == {bitstream.LATENTS: b"a"}
 
 
 def test_unexplained_bytes_after_sections_are_corruption() -> None:
-    packet = bytearray(_packet(LATN=b"abc"))
+    packet = bytearray(_packet({bitstream.LATENTS: b"abc"}))
     packet[7] = 0  # claim zero sections: the section bytes become unexplained
     with pytest.raises(CorruptStreamError, match="unexplained"):
         bitstream.unpack_frame(_recrc(packet))
