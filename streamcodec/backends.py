@@ -11,8 +11,16 @@ symbols on every backend; the pixels G makes differ between backends by float ro
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +92,107 @@ class TorchBackend(Backend):
         return out.cpu().numpy()
 
 
+def engines_dir() -> Path:
+    """Where compiled artifacts live: $STREAMCODEC_ENGINES, the checkout's engines/, or a user cache."""
+    if os.environ.get("STREAMCODEC_ENGINES"):
+        return Path(os.environ["STREAMCODEC_ENGINES"])
+    checkout = Path(__file__).resolve().parent.parent / "engines"
+    if checkout.is_dir() and os.access(checkout, os.W_OK):
+        return checkout
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamcodec" / "engines"
+
+
+class _Graph(torch.nn.Module):
+    """One of the two graphs as a module, for export."""
+
+    def __init__(self, modules: _TorchModules, which: str) -> None:
+        super().__init__()
+        self.modules_, self.which = modules, which
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.modules_.analyze(x) if self.which == "analyze" else self.modules_.synthesize(x)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter logs and warns about things irrelevant here (e.g. torchvision ops)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(model: LoadedModel, folder: Path) -> dict[str, Path]:
+    """Export E+Q and G to ONNX with dynamic sizes (multiples of 16); cached by model id."""
+    paths = {which: folder / f"{model.entry.model_id}-{which}.onnx" for which in ("analyze", "synthesize")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    modules = _TorchModules(build_torch_model(model))
+    h16, w16 = torch.export.Dim("h16", min=1, max=4096), torch.export.Dim("w16", min=1, max=4096)
+    examples = {
+        "analyze": ((torch.zeros(1, 64, 64, 3, dtype=torch.uint8),), {"x": {1: 16 * h16, 2: 16 * w16}}),
+        "synthesize": ((torch.zeros(1, model.config.channels, 4, 4),), {"x": {2: h16, 3: w16}}),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"streamcodec: building ONNX engines for {model.entry.name} in {folder} (once)", file=sys.stderr)
+    for which, path in paths.items():
+        args, shapes = examples[which]
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            staged = Path(tmp) / path.name
+            with _quiet_exporter():
+                torch.onnx.export(_Graph(modules, which), args, str(staged), dynamo=True, dynamic_shapes=shapes,
+                                  external_data=False, verbose=False)
+            os.replace(staged, path)  # atomic: concurrent builders never see half a file
+    return paths
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime on the CPU: about twice as fast as eager torch on this project's 2-core machines."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: LoadedModel, folder: Path | None = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise BackendUnavailableError("backend 'onnxruntime' needs `pip install streamcodec[onnx]`") from None
+        try:
+            paths = export_onnx(model, folder or engines_dir())
+        except Exception as exc:  # the exporter raises many types; all mean "no engine"
+            raise BackendUnavailableError(f"could not build the ONNX engine: {exc}") from exc
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self._sessions = {
+            which: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            for which, path in paths.items()
+        }
+
+    def _run(self, which: str, array: np.ndarray) -> np.ndarray:
+        session = self._sessions[which]
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: array})[0])
+
+    def analyze(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+        return self._run("analyze", np.ascontiguousarray(rgb)).astype(np.int64)
+
+    def synthesize(self, w_hat: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+        return self._run("synthesize", np.ascontiguousarray(w_hat, dtype=np.float32)).astype(np.uint8)
+
+
+def _auto(model: LoadedModel) -> Backend:
+    if torch.cuda.is_available():
+        return _torch_cuda(model)
+    try:
+        return OnnxRuntimeBackend(model)
+    except BackendUnavailableError as exc:
+        print(f"streamcodec: {exc}; using eager torch", file=sys.stderr)
+        return TorchBackend(model)
+
+
 def _torch_cuda(model: LoadedModel) -> Backend:
     if not torch.cuda.is_available():
         raise BackendUnavailableError("backend 'cuda' needs a CUDA GPU and a CUDA build of torch")
@@ -91,6 +200,8 @@ def _torch_cuda(model: LoadedModel) -> Backend:
 
 
 BACKENDS: dict[str, Callable[[LoadedModel], Backend]] = {
+    "auto": _auto,
+    "onnxruntime": OnnxRuntimeBackend,
     "torch": TorchBackend,
     "compile": lambda model: TorchBackend(model, compile=True),
     "cuda": _torch_cuda,
@@ -98,11 +209,9 @@ BACKENDS: dict[str, Callable[[LoadedModel], Backend]] = {
 
 
 def create_backend(name: str, model: LoadedModel) -> Backend:
-    """Instantiate backend `name` ("auto" picks the fastest one available here)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "torch"
+    """Instantiate backend `name` ("auto": cuda on an NVIDIA GPU, else onnxruntime, else torch)."""
     try:
         factory = BACKENDS[name]
     except KeyError:
-        raise BackendUnavailableError(f"unknown backend {name!r} (choose from auto, {', '.join(BACKENDS)})") from None
+        raise BackendUnavailableError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})") from None
     return factory(model)

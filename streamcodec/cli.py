@@ -73,7 +73,11 @@ def _add_encode(sub: Any) -> None:
     p.add_argument(
         "--preview", action=argparse.BooleanOptionalAction, default=True, help="add an H.264 preview track (default on)"
     )
-    p.add_argument("--backend", default="auto", help="inference backend: auto, torch, compile, cuda (default auto)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="inference backend: auto (cuda on an NVIDIA GPU, else onnxruntime, else torch), onnxruntime, torch, compile, cuda",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
 
@@ -91,7 +95,7 @@ def _add_decode(sub: Any) -> None:
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
     p.add_argument("-o", "--output", type=Path, help="output file or folder/ (default: INPUT with .decoded.mp4)")
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
-    p.add_argument("--backend", default="auto", help="inference backend (default auto)")
+    p.add_argument("--backend", default="auto", help="inference backend, as for encode (default auto)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_run_decode)
 

@@ -23,6 +23,15 @@ def require(tool: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_engines() -> None:
+    """Build the shipped model's ONNX engines once, before any test (or CLI subprocess) needs them."""
+    from streamcodec.backends import engines_dir, export_onnx
+    from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
+
+    export_onnx(REGISTRY.load(DEFAULT_MODEL), engines_dir())
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")

@@ -97,3 +97,23 @@ def test_encoder_arguments_are_validated(kwargs: dict[str, object], message: str
 def test_wrong_frame_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="expected \\(48, 64, 3\\) uint8"):
         Encoder(64, 48).encode(np.zeros((48, 63, 3), dtype=np.uint8))
+
+
+def test_backends_decode_identical_symbols_and_near_identical_pixels(frames: list[np.ndarray]) -> None:
+    from streamcodec.backends import create_backend
+
+    model = Encoder(301, 203).model
+    torch_backend, onnx_backend = create_backend("torch", model), create_backend("onnxruntime", model)
+    packets = [Encoder(301, 203, backend=b).encode(frames[0]).packet for b in (torch_backend, onnx_backend)]
+    assert packets[0] == packets[1]
+    config = Encoder(301, 203).config
+    a = Decoder(config, backend=torch_backend).decode(packets[0])
+    b = Decoder(config, backend=onnx_backend).decode(packets[0])
+    assert np.abs(a.astype(int) - b).max() <= 2
+
+
+def test_unknown_backend_is_named_in_the_error() -> None:
+    from streamcodec.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="'tpu'.*onnxruntime"):
+        Encoder(64, 48, backend="tpu")
