@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections.abc import Callable, Container, Generator, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -29,121 +28,14 @@ from streamcodec.errors import (
 )
 from streamcodec.io import ebml
 from streamcodec.io.ebml import ID, ElementHeader
+from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, string_field, track_info, uint_field, unlace
 
-NS_PER_SECOND = 10**9
+__all__ = ["ErrorHandler", "MatroskaReader", "Packet", "TrackInfo"]  # Packet, TrackInfo live in matroska
+
 MAX_CLUSTER_BYTES = 512 << 20  # a larger size is taken for damage rather than read into memory
-_TRACK_KINDS = {1: "video", 2: "audio", 3: "complex", 0x10: "logo", 0x11: "subtitle", 0x12: "buttons", 0x20: "control"}
 _INDEX_NAMES = {ID.SEEK_HEAD: "SeekHead", ID.INFO: "Info", ID.TRACKS: "Tracks", ID.TAGS: "Tags", ID.CUES: "Cues"}
 
 ErrorHandler = Callable[[CorruptStreamError], None]
-_Fields = dict[int, bytes]
-
-
-@dataclass(frozen=True)
-class TrackInfo:
-    """One TrackEntry, with Matroska's defaults filled in for absent fields."""
-
-    number: int
-    kind: str  # "video", "audio", or Matroska's name for other track types
-    codec_id: str
-    codec_private: bytes | None
-    default_duration_ns: int | None
-    width: int | None
-    height: int | None
-    sampling_frequency: float | None
-    channels: int | None
-    name: str | None
-    uid: int
-    codec_delay_ns: int = 0
-    bit_depth: int | None = None
-    language: str = "eng"
-
-
-@dataclass(frozen=True)
-class Packet:
-    """One frame of one track; `time` is its presentation time in seconds."""
-
-    track: int
-    time: Fraction
-    data: bytes
-    keyframe: bool
-
-
-def _uint(fields: _Fields, element_id: int, default: int = 0) -> int:
-    return ebml.decode_uint(fields[element_id]) if element_id in fields else default
-
-
-def _optional_uint(fields: _Fields, element_id: int) -> int | None:
-    return ebml.decode_uint(fields[element_id]) if element_id in fields else None
-
-
-def _string(fields: _Fields, element_id: int, default: str = "") -> str:
-    return ebml.decode_string(fields[element_id]) if element_id in fields else default
-
-
-def _track_info(payload: bytes, base: int, path: Path) -> TrackInfo:
-    fields = ebml.children_dict(payload, base, path)
-    video = ebml.children_dict(fields.get(ID.VIDEO, b""), 0, path)
-    audio = ebml.children_dict(fields.get(ID.AUDIO, b""), 0, path) if ID.AUDIO in fields else None
-    number, track_type = _uint(fields, ID.TRACK_NUMBER), _uint(fields, ID.TRACK_TYPE)
-    if not number:
-        raise CorruptStreamError("TrackEntry without a TrackNumber", path, base)
-    frequency = audio.get(ID.SAMPLING_FREQUENCY) if audio is not None else None
-    return TrackInfo(
-        number=number,
-        kind=_TRACK_KINDS.get(track_type, f"type {track_type}"),
-        codec_id=_string(fields, ID.CODEC_ID),
-        codec_private=fields.get(ID.CODEC_PRIVATE),
-        default_duration_ns=_optional_uint(fields, ID.DEFAULT_DURATION),
-        width=_optional_uint(video, ID.PIXEL_WIDTH),
-        height=_optional_uint(video, ID.PIXEL_HEIGHT),
-        sampling_frequency=None if audio is None else ebml.decode_float(frequency) if frequency else 8000.0,
-        channels=None if audio is None else _uint(audio, ID.CHANNELS, 1),
-        name=_string(fields, ID.NAME) if ID.NAME in fields else None,
-        uid=_uint(fields, ID.TRACK_UID),
-        codec_delay_ns=_uint(fields, ID.CODEC_DELAY),
-        bit_depth=None if audio is None else _optional_uint(audio, ID.BIT_DEPTH),
-        language=_string(fields, ID.LANGUAGE, "eng"),
-    )
-
-
-def _lace_sizes(data: memoryview, lacing: int, count: int) -> tuple[list[int], int]:
-    """Sizes of all but the last laced frame, and where the frames start (1 Xiph, 2 fixed, 3 EBML)."""
-    if lacing == 2:
-        return [(len(data) - 1) // count] * (count - 1), 1
-    sizes, pos = [], 1
-    for _ in range(count - 1):
-        if lacing == 1:  # Xiph: a run of 255s plus a final byte
-            size = 0
-            while data[pos] == 255:
-                size, pos = size + 255, pos + 1
-            sizes.append(size + data[pos])
-            pos += 1
-        else:  # EBML: first size, then signed differences in biased vints
-            raw, length = ebml.read_vint(data, pos, keep_marker=False)
-            bias = 0 if not sizes else (1 << (7 * length - 1)) - 1
-            sizes.append((sizes[-1] if sizes else 0) + (raw or 0) - bias)
-            pos += length
-    return sizes, pos
-
-
-def _unlace(data: memoryview, lacing: int, offset: int, path: Path) -> list[memoryview]:
-    """Split a block's data into frames (the flags' lacing bits: 0 none, 1 Xiph, 2 fixed-size, 3 EBML)."""
-    if lacing == 0:
-        return [data]
-    try:
-        count = data[0] + 1
-        sizes, pos = _lace_sizes(data, lacing, count)
-    except (IndexError, ValueError):
-        raise CorruptStreamError("bad lacing header", path, offset) from None
-    last = len(data) - pos - sum(sizes)
-    if last < 0 or min(sizes, default=0) < 0 or (lacing == 2 and last != sizes[0]):
-        raise CorruptStreamError("laced frame sizes do not fit the block", path, offset)
-    frames = []
-    for size in [*sizes, last]:
-        frames.append(data[pos : pos + size])
-        pos += size
-    return frames
 
 
 class MatroskaReader:
@@ -206,10 +98,10 @@ class MatroskaReader:
             raise CorruptStreamError("not a Matroska file", self.path, 0)
         header = self._ebml.header(0)
         fields = ebml.children_dict(self._ebml.payload(header), header.data_offset, self.path)
-        doc_type = _string(fields, ID.DOC_TYPE, "matroska")
+        doc_type = string_field(fields, ID.DOC_TYPE, "matroska")
         if doc_type not in ("matroska", "webm"):
             raise CorruptStreamError(f"not a Matroska file (EBML DocType {doc_type!r})", self.path, 0)
-        if _uint(fields, ID.DOC_TYPE_READ_VERSION, 1) > 4:
+        if uint_field(fields, ID.DOC_TYPE_READ_VERSION, 1) > 4:
             raise UnsupportedStreamError("needs a newer Matroska reader (DocTypeReadVersion > 4)", self.path)
         element = header
         while element.id != ID.SEGMENT:
@@ -263,8 +155,8 @@ class MatroskaReader:
 
     def _read_info(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
         fields = {header.id: bytes(data) for header, data in children}
-        self.timestamp_scale_ns = _uint(fields, ID.TIMESTAMP_SCALE, 1_000_000) or 1_000_000
-        self.title = _string(fields, ID.TITLE) if ID.TITLE in fields else None
+        self.timestamp_scale_ns = uint_field(fields, ID.TIMESTAMP_SCALE, 1_000_000) or 1_000_000
+        self.title = string_field(fields, ID.TITLE) if ID.TITLE in fields else None
         if ID.DURATION in fields:
             ticks = ebml.decode_float(fields[ID.DURATION])
             self.duration = Fraction(round(ticks * self.timestamp_scale_ns), NS_PER_SECOND)
@@ -272,7 +164,7 @@ class MatroskaReader:
     def _read_tracks(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
         for header, entry in children:
             if header.id == ID.TRACK_ENTRY:
-                self.tracks.append(_track_info(bytes(entry), header.data_offset, self.path))
+                self.tracks.append(track_info(bytes(entry), header.data_offset, self.path))
 
     def _read_tags_or_cues(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
         for header, data in children:
@@ -295,7 +187,7 @@ class MatroskaReader:
                     uids = [uid for target, uid in targets if target == ID.TAG_TRACK_UID and uid]
             elif child.id == ID.SIMPLE_TAG:
                 fields = ebml.children_dict(value, child.data_offset, self.path)
-                simple[_string(fields, ID.TAG_NAME)] = _string(fields, ID.TAG_STRING)
+                simple[string_field(fields, ID.TAG_NAME)] = string_field(fields, ID.TAG_STRING)
         return uids, simple
 
     def _cue_point(self, header: ElementHeader, data: memoryview) -> None:
@@ -305,8 +197,8 @@ class MatroskaReader:
                 ticks = ebml.decode_uint(value)
             elif child.id == ID.CUE_TRACK_POSITIONS:
                 where = ebml.children_dict(value, child.data_offset, self.path)
-                cluster = self._segment_start + _uint(where, ID.CUE_CLUSTER_POSITION)
-                positions.append((_uint(where, ID.CUE_TRACK), cluster))
+                cluster = self._segment_start + uint_field(where, ID.CUE_CLUSTER_POSITION)
+                positions.append((uint_field(where, ID.CUE_TRACK), cluster))
         self._raw_cues += [(ticks, track, cluster) for track, cluster in positions]
 
     def _resolve_index(self) -> None:
@@ -434,7 +326,7 @@ class MatroskaReader:
         step = (info.default_duration_ns or 0) if info else 0
         start = (cluster_ticks + relative) * self.timestamp_scale_ns - (info.codec_delay_ns if info else 0)
         keyframe = bool(flags & 0x80) if keyframe is None else keyframe
-        for index, frame in enumerate(_unlace(payload[length + 3 :], (flags >> 1) & 3, offset, self.path)):
+        for index, frame in enumerate(unlace(payload[length + 3 :], (flags >> 1) & 3, offset, self.path)):
             yield Packet(track, Fraction(start + index * step, NS_PER_SECOND), bytes(frame), keyframe)
 
     def _resync(self, start: int) -> int | None:

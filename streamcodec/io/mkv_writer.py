@@ -31,17 +31,18 @@ import secrets
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from streamcodec.errors import EmptyOutputError, OutputError, StreamcodecError
 from streamcodec.io import ebml
 from streamcodec.io.ebml import ID
+from streamcodec.io.matroska import NS_PER_SECOND, TrackSpec, cue_point, ebml_header, seek_entry, tag_element, track_entry
 
-NS_PER_SECOND = 10**9
+__all__ = ["MatroskaWriter", "TrackSpec"]  # TrackSpec lives in matroska; re-exported for callers
+
 SEEK_HEAD_SPACE = 128  # SeekHead with 4 fixed-width entries is 95 bytes; the rest is a Void
 CLUSTER_HEADER_SIZE = 12  # 4-byte id + 8-byte size, so the size can be patched in place
 MAX_CLUSTER_NS = 5 * NS_PER_SECOND
@@ -49,99 +50,6 @@ MAX_BUFFERED_NS = 10 * NS_PER_SECOND
 MAX_BUFFERED_BYTES = 64 << 20
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 _NO_TRACK_TAGS: Mapping[int, Mapping[str, str]] = MappingProxyType({})
-_TRACK_TYPES = {"video": 1, "audio": 2}
-
-
-@dataclass(frozen=True)
-class TrackSpec:
-    """One track to write. Track 1 is the primary (our codec) track; Cues index its keyframes."""
-
-    number: int
-    kind: Literal["video", "audio"]
-    codec_id: str
-    codec_private: bytes | None = None
-    default_duration_ns: int | None = None
-    width: int | None = None
-    height: int | None = None
-    sampling_frequency: float | None = None
-    channels: int | None = None
-    bit_depth: int | None = None
-    codec_delay_ns: int | None = None
-    seek_preroll_ns: int | None = None
-    name: str | None = None
-    language: str = "und"
-    default: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.number <= 126:  # one-byte track numbers in block headers
-            raise ValueError(f"track number {self.number} is outside 1..126")
-        if not self.codec_id.startswith({"video": "V_", "audio": "A_"}.get(self.kind, "?")):
-            raise ValueError(f"track {self.number}: kind {self.kind!r} does not fit CodecID {self.codec_id!r}")
-        for field in ("default_duration_ns", "codec_delay_ns", "seek_preroll_ns", "width", "height"):
-            if (getattr(self, field) or 0) < 0:
-                raise ValueError(f"track {self.number}: {field} must be >= 0, got {getattr(self, field)}")
-
-
-def _track_entry(spec: TrackSpec, uid: int, codec_delay_ns: int) -> bytes:
-    """Encode one TrackEntry; an audio track's CodecDelay is 8 bytes wide so it can be patched."""
-    children = [
-        ebml.uint_element(ID.TRACK_NUMBER, spec.number),
-        ebml.uint_element(ID.TRACK_UID, uid),
-        ebml.uint_element(ID.TRACK_TYPE, _TRACK_TYPES[spec.kind]),
-        ebml.uint_element(ID.FLAG_DEFAULT, int(spec.default)),
-        ebml.uint_element(ID.FLAG_LACING, 0),
-        ebml.string_element(ID.LANGUAGE, spec.language),
-        ebml.string_element(ID.CODEC_ID, spec.codec_id),
-    ]
-    optional_uints = ((ID.DEFAULT_DURATION, spec.default_duration_ns), (ID.SEEK_PRE_ROLL, spec.seek_preroll_ns))
-    children += [ebml.uint_element(i, v) for i, v in optional_uints if v is not None]
-    if spec.kind == "audio" or spec.codec_delay_ns is not None:
-        children.append(ebml.uint_element(ID.CODEC_DELAY, codec_delay_ns, 8 if spec.kind == "audio" else None))
-    if spec.codec_private:
-        children.append(ebml.binary_element(ID.CODEC_PRIVATE, spec.codec_private))
-    if spec.name:
-        children.append(ebml.string_element(ID.NAME, spec.name))
-    if spec.kind == "video" and spec.width and spec.height:
-        size = [ebml.uint_element(ID.PIXEL_WIDTH, spec.width), ebml.uint_element(ID.PIXEL_HEIGHT, spec.height)]
-        children.append(ebml.master_element(ID.VIDEO, size))
-    if spec.kind == "audio":
-        audio = [ebml.float_element(ID.SAMPLING_FREQUENCY, spec.sampling_frequency or 8000.0)]
-        audio += [ebml.uint_element(ID.CHANNELS, spec.channels)] if spec.channels else []
-        audio += [ebml.uint_element(ID.BIT_DEPTH, spec.bit_depth)] if spec.bit_depth else []
-        children.append(ebml.master_element(ID.AUDIO, audio))
-    return ebml.master_element(ID.TRACK_ENTRY, children)
-
-
-def _tag(tags: Mapping[str, str], track_uid: int | None) -> bytes:
-    """Encode one Tag: TargetTypeValue 50 (movie/track level), optionally for one track."""
-    targets = [ebml.uint_element(ID.TARGET_TYPE_VALUE, 50)]
-    if track_uid is not None:
-        targets.append(ebml.uint_element(ID.TAG_TRACK_UID, track_uid))
-    simple = [
-        ebml.master_element(ID.SIMPLE_TAG, [ebml.string_element(ID.TAG_NAME, name), ebml.string_element(ID.TAG_STRING, value)])
-        for name, value in tags.items()
-    ]
-    return ebml.master_element(ID.TAG, [ebml.master_element(ID.TARGETS, targets), *simple])
-
-
-def _seek(element_id: int, position: int) -> bytes:
-    """One Seek entry; the position is 8 bytes wide so that the SeekHead's size never changes."""
-    children = [ebml.binary_element(ID.SEEK_ID, ebml.encode_id(element_id)), ebml.uint_element(ID.SEEK_POSITION, position, 8)]
-    return ebml.master_element(ID.SEEK, children)
-
-
-def _cue_point(ticks: int, cluster: int, relative: int) -> bytes:
-    """One CuePoint for track 1: cluster position in the Segment, block position in the Cluster."""
-    fields = ((ID.CUE_TRACK, 1), (ID.CUE_CLUSTER_POSITION, cluster), (ID.CUE_RELATIVE_POSITION, relative))
-    positions = ebml.master_element(ID.CUE_TRACK_POSITIONS, [ebml.uint_element(i, v) for i, v in fields])
-    return ebml.master_element(ID.CUE_POINT, [ebml.uint_element(ID.CUE_TIME, ticks), positions])
-
-
-def _ebml_header() -> bytes:
-    limits = ((ID.EBML_VERSION, 1), (ID.EBML_READ_VERSION, 1), (ID.EBML_MAX_ID_LENGTH, 4), (ID.EBML_MAX_SIZE_LENGTH, 8))
-    versions = ((ID.DOC_TYPE_VERSION, 4), (ID.DOC_TYPE_READ_VERSION, 2))  # v4 elements; SimpleBlock needs v2 readers
-    children = [ebml.uint_element(i, v) for i, v in limits] + [ebml.string_element(ID.DOC_TYPE, "matroska")]
-    return ebml.master_element(ID.EBML, children + [ebml.uint_element(i, v) for i, v in versions])
 
 
 _Pending = tuple[int, int, bytes, bool]  # (ticks, track, data, keyframe)
@@ -270,7 +178,7 @@ class MatroskaWriter:
             return os.fdopen(fd, "w+b")
 
     def _write_head(self, tags: Mapping[str, str], track_tags: Mapping[int, Mapping[str, str]]) -> None:
-        self._file.write(_ebml_header())
+        self._file.write(ebml_header())
         self._file.write(ebml.encode_id(ID.SEGMENT))
         self._segment_size_at = self._file.tell()
         self._file.write(ebml.encode_size(None, 8))
@@ -281,14 +189,14 @@ class MatroskaWriter:
         self._tracks_at = self._file.tell()
         self._seek_entries = [(ID.INFO, self._info_at - self._segment_start), (ID.TRACKS, self._tracks_at - self._segment_start)]
         self._file.write(self._tracks())
-        tag_elements = [_tag(tags, None)] if tags else []
-        tag_elements += [_tag(t, self.uids[number]) for number, t in sorted(track_tags.items()) if t]
+        tag_elements = [tag_element(tags, None)] if tags else []
+        tag_elements += [tag_element(t, self.uids[number]) for number, t in sorted(track_tags.items()) if t]
         if tag_elements:
             self._seek_entries.append((ID.TAGS, self._file.tell() - self._segment_start))
             self._file.write(ebml.master_element(ID.TAGS, tag_elements, crc=True))
 
     def _tracks(self) -> bytes:
-        entries = [_track_entry(spec, self.uids[number], self._delays[number]) for number, spec in sorted(self.specs.items())]
+        entries = [track_entry(spec, self.uids[number], self._delays[number]) for number, spec in sorted(self.specs.items())]
         return ebml.master_element(ID.TRACKS, entries, crc=True)
 
     def _info(self, duration_ticks: float) -> bytes:
@@ -427,10 +335,10 @@ class MatroskaWriter:
         entries = list(self._seek_entries)
         if self._cues:
             entries.append((ID.CUES, self._file.tell() - self._segment_start))
-            self._file.write(ebml.master_element(ID.CUES, [_cue_point(*cue) for cue in self._cues], crc=True))
+            self._file.write(ebml.master_element(ID.CUES, [cue_point(*cue) for cue in self._cues], crc=True))
         size = self._file.tell()
         self._patch(self._segment_size_at, ebml.encode_size(size - self._segment_start, 8))
-        seek_head = ebml.master_element(ID.SEEK_HEAD, [_seek(*entry) for entry in entries], crc=True)
+        seek_head = ebml.master_element(ID.SEEK_HEAD, [seek_entry(*entry) for entry in entries], crc=True)
         self._patch(self._segment_start, seek_head + ebml.void_element(SEEK_HEAD_SPACE - len(seek_head)))
         self._patch(self._info_at, self._info(float(self._end_ticks)))
         self._patch(self._tracks_at, self._tracks())  # same size: CodecDelay has a fixed width
