@@ -27,7 +27,7 @@ from .train_data import CropSampler, find_media
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 1
-    steps: int = 20000
+    steps: int = 17000
     batch: int = 8
     crop: int = 128
     lr: float = 2e-4
