@@ -23,9 +23,29 @@ SAMPLE = ROOT / "samples" / "bbb_640x360.mp4"
 
 def looped(seconds: float, size: str, out: Path) -> Path:
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(SAMPLE), "-t", str(seconds),
-         "-vf", f"scale={size.replace('x', ':')}", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23",
-         "-c:a", "copy", str(out)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(SAMPLE),
+            "-t",
+            str(seconds),
+            "-vf",
+            f"scale={size.replace('x', ':')}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "23",
+            "-c:a",
+            "copy",
+            str(out),
+        ],
         check=True,
     )
     return out

@@ -145,8 +145,15 @@ def export_onnx(model: LoadedModel, folder: Path) -> dict[str, Path]:
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             staged = Path(tmp) / path.name
             with _quiet_exporter():
-                torch.onnx.export(_Graph(modules, which), args, str(staged), dynamo=True, dynamic_shapes=shapes,
-                                  external_data=False, verbose=False)
+                torch.onnx.export(
+                    _Graph(modules, which),
+                    args,
+                    str(staged),
+                    dynamo=True,
+                    dynamic_shapes=shapes,
+                    external_data=False,
+                    verbose=False,
+                )
             os.replace(staged, path)  # atomic: concurrent builders never see half a file
     return paths
 

@@ -26,6 +26,7 @@ EPILOG = """examples:
   streamcodec decode clip.mkv -o clip.decoded.mp4 --reference clip.mp4   # prints PSNR / MS-SSIM
   streamcodec decode clip.mkv -o frames/           # PNG per frame
   streamcodec info clip.mkv --json
+  streamcodec eval clip.mp4 --codecs streamcodec-gc,x264,x265 --out eval-results/
 """
 
 
@@ -133,6 +134,67 @@ def _add_train(sub: Any) -> None:
     p.set_defaults(run=_run_train)
 
 
+def _codec_list(text: str) -> list[str]:
+    from .eval.codecs import CODECS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CODECS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown codec(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CODECS)}")
+    return names
+
+
+EVAL_EPILOG = """codecs:
+  streamcodec-gc   our GC mode; its rate points are the model's quality levels
+  streamcodec-sc   our selective mode (needs selective-mode masks; reported n/a until they exist)
+  x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
+  x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)
+
+Classical targets are spread over streamcodec-gc's measured rates on each clip (x0.5 .. x2); a
+target an encoder cannot reach is reported with the rate it did reach. Bitrate is the whole file
+each decoder needs (container included) x 8 / duration. Cells are cached in OUT/cache/: a rerun
+only computes what is missing, and failed cells are retried.
+
+example:
+  streamcodec eval samples/bbb_640x360.mp4 --points 4 --out eval-results
+"""
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="compare streamcodec with x264/x265/SVT-AV1 on clips (RD curves, BD-rate, report)",
+        epilog=EVAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Encode every clip with every codec at several rate points, decode, and measure bitrate (kbps, bpp), "
+            "PSNR and MS-SSIM (whole frame and kept region), VMAF (when a libvmaf ffmpeg is found), person-mask IoU, "
+            "temporal flicker and encode/decode fps. Writes results.csv, results.json, rd_<clip>.png, report.html "
+            "and summary.md into OUT, with BD-rates against the anchor. Metrics that need selective-mode masks are "
+            "reported as not available until selective mode exists."
+        ),
+    )
+    p.add_argument("clips", type=Path, nargs="+", metavar="CLIP", help="source videos (audio is ignored)")
+    p.add_argument(
+        "--codecs",
+        type=_codec_list,
+        default=None,
+        metavar="LIST",
+        help="comma-separated (default: streamcodec-sc,streamcodec-gc,x264,x265,x265-roi,svtav1)",
+    )
+    p.add_argument(
+        "--points", type=_positive_int, default=4, metavar="N", help="rate points per codec (default 4; BD-rate needs 4)"
+    )
+    p.add_argument("--out", type=Path, default=Path("eval-results"), metavar="DIR", help="output folder (default eval-results/)")
+    p.add_argument("--anchor", default=None, help="BD-rate reference codec (default x265, else the first of --codecs)")
+    p.add_argument("--model", default=None, help="streamcodec model (default: the default model)")
+    p.add_argument(
+        "--gop", type=_positive_int, default=25, metavar="FRAMES", help="keyframe interval for every codec (default 25)"
+    )
+    p.add_argument("--vmaf", action=argparse.BooleanOptionalAction, default=True, help="measure VMAF when possible (default on)")
+    p.set_defaults(run=_run_eval)
+
+
 def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--json", action="store_true")
@@ -222,6 +284,40 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_eval(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .eval import EvalConfig, run_eval
+    from .eval.codecs import CODECS
+    from .models.registry import DEFAULT_MODEL
+
+    config = EvalConfig(
+        clips=args.clips,
+        codecs=args.codecs or list(CODECS),
+        points=args.points,
+        out=args.out,
+        anchor=args.anchor,
+        model=args.model or DEFAULT_MODEL,
+        gop=args.gop,
+        vmaf=args.vmaf,
+        progress=sys.stderr.isatty(),
+        command=shlex.join(["streamcodec", *sys.argv[1:]]),
+    )
+    run = run_eval(config)
+    for name, reason in run.not_available.items():
+        print(f"note: {name}: not available: {reason}", file=sys.stderr)
+    print(
+        f"{len(run.rows)} cells: {run.computed} computed, {run.cached} cached, {run.failed} failed, "
+        f"{run.unavailable} not available → {run.outputs['html']}"
+    )
+    if run.failed:
+        print(
+            f"streamcodec eval: {run.failed} cell(s) failed; their errors are in {run.outputs['csv']} and the report",
+            file=sys.stderr,
+        )
+    return EXIT_ERROR if run.failed else 0
+
+
 def _progress(args: argparse.Namespace) -> bool:
     return not args.json and sys.stderr.isatty()
 
@@ -235,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train):
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval):
         add(sub)
     return parser
 

@@ -53,6 +53,10 @@ class BackendUnavailableError(StreamcodecError, RuntimeError):
     """An inference backend (TensorRT, ONNX Runtime, CUDA) is not installed or failed to start."""
 
 
+class FfmpegError(StreamcodecError, RuntimeError):
+    """An ffmpeg program run (evaluation codecs) exited non-zero; the message carries its last lines."""
+
+
 class OutputError(StreamcodecError, OSError):
     """The output cannot be written (folder missing, not writable, disk full)."""
 

@@ -34,13 +34,13 @@ def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     return psnr_from_mse(mse(a, b))
 
 
-def _gaussian() -> npt.NDArray[np.float32]:
+def gaussian_window() -> npt.NDArray[np.float32]:
     x = np.arange(_WINDOW, dtype=np.float64) - (_WINDOW - 1) / 2
     g = np.exp(-(x**2) / (2 * _SIGMA**2))
     return (g / g.sum()).astype(np.float32)
 
 
-def _blur(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def gaussian_blur(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Separable 'valid' Gaussian filter over the first two axes of (H, W, ...)."""
     n = len(g)
     rows = g[0] * x[: x.shape[0] - n + 1]
@@ -57,16 +57,16 @@ def _ssim_terms(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Mean SSIM and mean contrast-structure term per channel."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sxx = _blur(x * x, g) - mu_x**2
-    syy = _blur(y * y, g) - mu_y**2
-    sxy = _blur(x * y, g) - mu_x * mu_y
+    mu_x, mu_y = gaussian_blur(x, g), gaussian_blur(y, g)
+    sxx = gaussian_blur(x * x, g) - mu_x**2
+    syy = gaussian_blur(y * y, g) - mu_y**2
+    sxy = gaussian_blur(x * y, g) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     return (luminance * cs).mean(axis=(0, 1), dtype=np.float64), cs.mean(axis=(0, 1), dtype=np.float64)
 
 
-def _downsample(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def downsample2(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     x = x[:h, :w]
     return (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) * np.float32(0.25)
@@ -87,7 +87,7 @@ def ms_ssim(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     if min(a.shape[:2]) < _WINDOW:
         raise ValueError(f"MS-SSIM needs frames of at least {_WINDOW}x{_WINDOW}, got {a.shape[1]}x{a.shape[0]}")
     x, y = a.astype(np.float32), b.astype(np.float32)
-    g = _gaussian()
+    g = gaussian_window()
     scales = ms_ssim_scales(*a.shape[:2])
     weights = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
     weights /= weights.sum()
@@ -96,7 +96,7 @@ def ms_ssim(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
         ssim, cs = _ssim_terms(x, y, g)
         values.append(ssim if scale == scales - 1 else cs)
         if scale < scales - 1:
-            x, y = _downsample(x), _downsample(y)
+            x, y = downsample2(x), downsample2(y)
     per_channel = np.prod(np.maximum(np.stack(values), 0) ** weights[:, None], axis=0)
     return float(per_channel.mean())
 

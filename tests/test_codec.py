@@ -115,5 +115,5 @@ def test_backends_decode_identical_symbols_and_near_identical_pixels(frames: lis
 def test_unknown_backend_is_named_in_the_error() -> None:
     from streamcodec.errors import BackendUnavailableError
 
-    with pytest.raises(BackendUnavailableError, match="'tpu'.*onnxruntime"):
+    with pytest.raises(BackendUnavailableError, match=r"'tpu'.*onnxruntime"):
         Encoder(64, 48, backend="tpu")

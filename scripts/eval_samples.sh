@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The one command behind the README's evaluation table and RD plot: every codec on the sample clip.
+#
+#   scripts/eval_samples.sh [extra `streamcodec eval` options, e.g. --points 6]
+#
+# Runs `streamcodec eval` with its cache in out/eval-samples/ (git-ignored; a rerun only computes
+# what is missing, e.g. after retraining the model), publishes the table, plot and report to
+# docs/eval/, and puts docs/eval/summary.md into README.md between the lines
+# `<!-- eval:begin -->` and `<!-- eval:end -->` (add them where the section belongs; without them
+# the summary is printed for pasting). Several minutes at 640x360 on a free CPU (gc encode dominates).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+work=${OUT:-out/eval-samples}
+docs=docs/eval
+
+status=0
+"$python" -m streamcodec.cli eval samples/bbb_640x360.mp4 --points 4 --out "$work" "$@" || status=$?
+# Exit status 1 means some cells failed: they are in the report, which is still worth publishing.
+[ "$status" -le 1 ] || exit "$status"
+
+mkdir -p "$docs"
+rm -f "$docs"/rd_*.png
+cp "$work"/results.csv "$work"/results.json "$work"/report.html "$work"/summary.md "$work"/rd_*.png "$docs"/
+
+"$python" - "$docs" <<'EOF'
+import re
+import sys
+from pathlib import Path
+
+docs = Path(sys.argv[1])
+summary = (docs / "summary.md").read_text()
+# Links in summary.md are relative to docs/eval/; the README sits at the repository root.
+section = re.sub(r"\]\((rd_[^)]+\.png)\)", rf"]({docs.as_posix()}/\1)", summary)
+section += f"\nRegenerate with `scripts/eval_samples.sh`; full report: [{docs.as_posix()}/report.html]({docs.as_posix()}/report.html).\n"
+readme = Path("README.md")
+begin, end = "<!-- eval:begin -->", "<!-- eval:end -->"
+text = readme.read_text() if readme.exists() else ""
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    readme.write_text(f"{head}{begin}\n{section}{end}{rest.split(end, 1)[1]}")
+    print(f"README.md updated from {docs}/summary.md")
+else:
+    print(f"README.md has no {begin} / {end} markers; paste this section:\n\n{section}")
+EOF
+exit "$status"

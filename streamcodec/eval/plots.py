@@ -1,0 +1,71 @@
+"""Rate-distortion plots: one PNG per clip, one panel per quality metric, rate on a log axis."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+COLUMNS = 3
+PANELS = (("psnr_db", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("vmaf", "VMAF"),
+          ("psnr_kept_db", "PSNR, kept region (dB)"), ("ms_ssim_kept", "MS-SSIM, kept region"))  # fmt: skip
+
+
+def _curves(rows: list[dict[str, Any]], metric: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Per codec: measured (kbps, metric) points in rate order; failed and n/a cells have none."""
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for codec in dict.fromkeys(r["codec"] for r in rows):
+        mine = [r for r in rows if r["codec"] == codec and r["status"] == "ok" and r.get(metric) is not None]
+        points = sorted((r["kbps"], r[metric]) for r in mine)
+        if points:
+            curves[codec] = ([p[0] for p in points], [p[1] for p in points])
+    return curves
+
+
+def plot_clip(rows: list[dict[str, Any]], clip: str, path: Path) -> Path | None:
+    """Write the RD figure of one clip; None when no codec has a measured point.
+
+    Args:
+        rows: result rows of the run (all clips).
+        clip: which clip.
+        path: PNG to write.
+    """
+    # Figure without pyplot: no global state and no GUI backend, safe in any process.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    mine = [r for r in rows if r["clip"] == clip]
+    panels = [(metric, label, _curves(mine, metric)) for metric, label in PANELS]
+    panels = [panel for panel in panels if panel[2]]
+    if not panels:
+        return None
+    columns = min(len(panels), COLUMNS)
+    grid_rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.6 * columns, 3.8 * grid_rows), layout="constrained")
+    grid = figure.subplots(grid_rows, columns, squeeze=False).ravel()
+    for extra in grid[len(panels) :]:
+        extra.set_visible(False)
+    for axes, (_, label, curves) in zip(grid, panels, strict=False):
+        for codec, (kbps, values) in curves.items():
+            axes.plot(kbps, values, marker="o", markersize=4, label=codec)
+        axes.set_xscale("log")
+        # Plain numbers on the rate axis (the default log labels read "2×10¹").
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.set_xlabel("kbps (whole file)")
+        axes.set_ylabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+    figure.axes[0].legend(fontsize="small")
+    figure.suptitle(clip)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def write_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One `rd_<clip>.png` per clip in `out`; returns the files written."""
+    written = []
+    for clip in dict.fromkeys(r["clip"] for r in rows):
+        path = plot_clip(rows, clip, out / f"rd_{re.sub(r'[^A-Za-z0-9._-]+', '_', clip)}.png")
+        if path is not None:
+            written.append(path)
+    return written

@@ -1,0 +1,211 @@
+"""Metrics the evaluation needs beyond `streamcodec.metrics`: kept-region PSNR/MS-SSIM, flicker, IoU.
+
+Everything here works on (H, W, 3) uint8 RGB frames and (H, W) bool masks, and reuses the window,
+blur and downsampling of `streamcodec.metrics`, so a mask that covers the whole frame gives exactly
+the whole-frame numbers.
+
+Kept-region MS-SSIM weights every local SSIM value by the share of its window centre that lies in
+the region (the mask is average-pooled alongside the image at each scale), so a region of any
+shape is measured without the background around it leaking in through a bounding box.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..metrics import MS_SSIM_WEIGHTS, QualityAccumulator, ms_ssim_scales, mse, psnr_from_mse
+from ..metrics import downsample2 as downsample
+from ..metrics import gaussian_blur as blur
+from ..metrics import gaussian_window as gaussian
+
+Frame = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
+_C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+_HALF = 5  # (11-tap window - 1) / 2: how far a 'valid' blur map is inset from the frame
+
+
+def _check(a: Frame, b: Frame, mask: Mask | None = None) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"frames differ in shape: {a.shape} vs {b.shape}")
+    if mask is not None and mask.shape != a.shape[:2]:
+        raise ValueError(f"mask of shape {mask.shape} does not match frames of {a.shape[:2]}")
+
+
+def masked_mse(a: Frame, b: Frame, mask: Mask) -> float | None:
+    """Mean squared error over the pixels where `mask` is True (all channels); None if it is empty."""
+    _check(a, b, mask)
+    if not mask.any():
+        return None
+    diff = a[mask].astype(np.float64) - b[mask].astype(np.float64)
+    return float(np.mean(diff**2))
+
+
+def masked_psnr(a: Frame, b: Frame, mask: Mask) -> float | None:
+    """PSNR in dB inside `mask` (+inf when identical there); None if the mask is empty."""
+    value = masked_mse(a, b, mask)
+    return None if value is None else psnr_from_mse(value)
+
+
+def _ssim_maps(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], g: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
+    """Local SSIM and contrast-structure maps, (H-10, W-10, C), as in `metrics._ssim_terms`."""
+    mu_x, mu_y = blur(x, g), blur(y, g)
+    sxx = blur(x * x, g) - mu_x**2
+    syy = blur(y * y, g) - mu_y**2
+    sxy = blur(x * y, g) - mu_x * mu_y
+    cs = (2 * sxy + _C2) / (sxx + syy + _C2)
+    return (2 * mu_x * mu_y + _C1) / (mu_x**2 + mu_y**2 + _C1) * cs, cs
+
+
+def ssim_map(a: Frame, b: Frame, window: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.floating[Any]]:
+    """Local SSIM of every full window position, per channel.
+
+    Args:
+        a, b: (H, W, 3) uint8 frames.
+        window: 1-D separable weights summing to 1 (default: the 11-tap Gaussian, σ = 1.5, of MS-SSIM).
+
+    Returns:
+        (H - n + 1, W - n + 1, 3) float map for an n-tap window.
+    """
+    _check(a, b)
+    g = gaussian() if window is None else np.asarray(window, dtype=np.float32)
+    if min(a.shape[:2]) < len(g):
+        raise ValueError(
+            f"SSIM with a {len(g)}-tap window needs frames of at least {len(g)}x{len(g)}, got {a.shape[1]}x{a.shape[0]}"
+        )
+    return _ssim_maps(a.astype(np.float32), b.astype(np.float32), g)[0]
+
+
+def ssim(a: Frame, b: Frame) -> float:
+    """Single-scale SSIM (11-tap Gaussian, σ = 1.5) averaged over the RGB channels; needs H, W ≥ 11."""
+    return float(ssim_map(a, b).mean(dtype=np.float64))
+
+
+def masked_ms_ssim(a: Frame, b: Frame, mask: Mask) -> float | None:
+    """MS-SSIM restricted to `mask`; None when the region vanishes at some scale.
+
+    Args:
+        a, b: (H, W, 3) uint8 frames, H and W ≥ 11.
+        mask: (H, W) bool, True where the region is.
+
+    Returns:
+        A value in [0, 1] that equals `metrics.ms_ssim(a, b)` when the mask covers the frame.
+    """
+    _check(a, b, mask)
+    if min(a.shape[:2]) < 2 * _HALF + 1:
+        raise ValueError(f"MS-SSIM needs frames of at least 11x11, got {a.shape[1]}x{a.shape[0]}")
+    x, y, g = a.astype(np.float32), b.astype(np.float32), gaussian()
+    weight = mask.astype(np.float32)[..., None]
+    scales = ms_ssim_scales(*a.shape[:2])
+    exponents = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
+    exponents /= exponents.sum()
+    values = []
+    for scale in range(scales):
+        ssim_map, cs_map = _ssim_maps(x, y, g)
+        inside = weight[_HALF:-_HALF, _HALF:-_HALF]
+        total = float(inside.sum())
+        if total == 0.0:
+            return None
+        chosen = ssim_map if scale == scales - 1 else cs_map
+        values.append((chosen * inside).sum(axis=(0, 1), dtype=np.float64) / total)
+        if scale < scales - 1:
+            x, y, weight = downsample(x), downsample(y), downsample(weight)
+    per_channel = np.prod(np.maximum(np.stack(values), 0) ** exponents[:, None], axis=0)
+    return float(per_channel.mean())
+
+
+def frame_flicker(source: tuple[Frame, Frame], decoded: tuple[Frame, Frame], mask: Mask | None = None) -> float | None:
+    """Mean |Δdecoded − Δsource| between two consecutive frames, in 8-bit levels.
+
+    A codec that reproduces the source's own motion scores 0; temporal noise the source does not
+    have (shimmering texture, popping at keyframes) raises it. With `mask`, only pixels inside it
+    count (None when it is empty).
+
+    Args:
+        source: (previous, current) source frames, (H, W, 3) uint8.
+        decoded: (previous, current) decoded frames, same shape.
+        mask: optional (H, W) bool.
+    """
+    _check(source[1], decoded[1], mask)
+    error = (decoded[1].astype(np.int16) - decoded[0]) - (source[1].astype(np.int16) - source[0])
+    if mask is None:
+        return float(np.mean(np.abs(error)))
+    return float(np.mean(np.abs(error[mask]))) if mask.any() else None
+
+
+def mask_iou(a: Mask, b: Mask) -> float | None:
+    """Intersection over union of two bool masks; None when both are empty (nothing to compare)."""
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+    union = int(np.count_nonzero(a | b))
+    return None if union == 0 else int(np.count_nonzero(a & b)) / union
+
+
+class _Mean:
+    """Mean of the values added, ignoring None (a frame where the metric is undefined)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, value: float | None) -> None:
+        if value is not None and not math.isnan(value):
+            self.total, self.count = self.total + value, self.count + 1
+
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+class ClipQuality:
+    """Accumulates every per-frame metric of one decoded clip against its source.
+
+    Whole-frame PSNR/MS-SSIM come from `metrics.QualityAccumulator`. Kept-region metrics,
+    background flicker and person IoU need masks and stay None when `add` never receives them.
+    """
+
+    def __init__(self) -> None:
+        self.whole = QualityAccumulator()
+        self._kept_mse, self._kept_psnr, self._kept_ms_ssim = _Mean(), _Mean(), _Mean()
+        self._flicker, self._background_flicker, self._iou = _Mean(), _Mean(), _Mean()
+        self._previous: tuple[Frame, Frame, Mask | None] | None = None
+
+    def add(self, source: Frame, decoded: Frame, kept: Mask | None = None, iou: float | None = None) -> None:
+        """One frame pair; `kept` is the source frame's kept region, `iou` its person-mask IoU."""
+        self.whole.add(source, decoded)
+        if kept is not None:
+            kept_mse = masked_mse(source, decoded, kept)
+            self._kept_mse.add(kept_mse)
+            self._kept_psnr.add(None if kept_mse is None else min(psnr_from_mse(kept_mse), 100.0))
+            self._kept_ms_ssim.add(masked_ms_ssim(source, decoded, kept))
+            self._iou.add(iou)
+        if self._previous is not None:
+            previous_source, previous_decoded, previous_kept = self._previous
+            pair = ((previous_source, source), (previous_decoded, decoded))
+            self._flicker.add(frame_flicker(*pair))
+            if kept is not None and previous_kept is not None:
+                self._background_flicker.add(frame_flicker(*pair, mask=~(kept | previous_kept)))
+        self._previous = (source, decoded, kept)
+
+    def summary(self) -> dict[str, float | None]:
+        """Clip means: psnr_db (mean of per-frame PSNR capped at 100 dB), psnr_of_mean_mse_db, ms_ssim,
+        the kept-region pair, flicker, background_flicker and person_iou (None where not measured)."""
+        whole = self.whole.summary()
+        kept_mse = self._kept_mse.value()
+        return {
+            "psnr_db": whole.get("psnr_db"),
+            "psnr_of_mean_mse_db": whole.get("psnr_of_mean_mse_db"),
+            "ms_ssim": whole.get("ms_ssim"),
+            "psnr_kept_db": self._kept_psnr.value(),
+            "psnr_kept_of_mean_mse_db": None if kept_mse is None else psnr_from_mse(kept_mse),
+            "ms_ssim_kept": self._kept_ms_ssim.value(),
+            "flicker": self._flicker.value(),
+            "background_flicker": self._background_flicker.value(),
+            "person_iou": self._iou.value(),
+        }
+
+
+__all__ = ["ClipQuality", "frame_flicker", "mask_iou", "masked_ms_ssim", "masked_mse", "masked_psnr", "mse", "ssim", "ssim_map"]

@@ -1,0 +1,185 @@
+"""Writing a run's results: results.csv, results.json, BD-rates, RD plots, report.html, summary.md.
+
+Values that could not be measured are written as "n/a" in the CSV and null in the JSON, and
+`not_available` (JSON, report, summary) says why; failed cells keep their rows with status
+"failed" and the error in `detail`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from .bdrate import bd_rate
+from .ffmpeg_tools import ffmpeg_version
+from .masks import MaskSource
+
+if TYPE_CHECKING:
+    from .runner import EvalRun
+
+COLUMNS = (
+    "clip", "codec", "point", "quality_level", "target_kbps", "status", "detail",
+    "kbps", "bpp", "file_bytes", "frames", "width", "height", "duration_s",
+    "psnr_db", "psnr_of_mean_mse_db", "ms_ssim", "vmaf",
+    "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou",
+    "flicker", "background_flicker", "encode_fps", "decode_fps", "notes", "cached",
+)  # fmt: skip
+SUMMARY_COLUMNS = (
+    "clip",
+    "codec",
+    "point",
+    "kbps",
+    "bpp",
+    "psnr_db",
+    "ms_ssim",
+    "vmaf",
+    "psnr_kept_db",
+    "flicker",
+    "encode_fps",
+    "decode_fps",
+)
+BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept")
+LABELS = {
+    "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "psnr_kept_db": "PSNR kept region (dB)",
+    "ms_ssim_kept": "MS-SSIM kept region", "kbps": "kbps", "bpp": "bpp", "flicker": "flicker",
+    "person_iou": "person IoU", "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
+}  # fmt: skip
+
+
+def environment(ffmpeg: str, vmaf_exe: str | None, masks: MaskSource | None) -> dict[str, Any]:
+    """Versions of what produced the numbers, recorded in results.json and the report."""
+    return {
+        "streamcodec": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "ffmpeg": ffmpeg_version(ffmpeg),
+        "vmaf_ffmpeg": f"{vmaf_exe} ({ffmpeg_version(vmaf_exe)})" if vmaf_exe else None,
+        "mask_source": masks.name if masks else None,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON has no inf/nan: identical frames' PSNR (inf) is written as the string "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def bd_rate_table(rows: list[dict[str, Any]], anchor: str, not_available: dict[str, str]) -> list[dict[str, Any]]:
+    """BD-rate (kbps vs each quality metric) of every codec against `anchor`, per clip.
+
+    Returns:
+        One dict per (clip, codec, metric): bd_rate_percent or None with the reason.
+    """
+    table = []
+    for clip in dict.fromkeys(row["clip"] for row in rows):
+
+        def curve(codec: str, metric: str, clip: str = clip) -> tuple[list[float], list[float]]:
+            ok = [r for r in rows if (r["clip"], r["codec"], r["status"]) == (clip, codec, "ok") and r.get(metric) is not None]
+            return [r["kbps"] for r in ok], [r[metric] for r in ok]
+
+        for codec in dict.fromkeys(row["codec"] for row in rows if row["codec"] != anchor):
+            for metric in BD_METRICS:
+                entry = {"clip": clip, "codec": codec, "anchor": anchor, "metric": metric}
+                reason = not_available.get(codec) or not_available.get(anchor) or not_available.get(metric)
+                if reason:
+                    table.append({**entry, "bd_rate_percent": None, "reason": f"not available: {reason}"})
+                    continue
+                result = bd_rate(*curve(anchor, metric), *curve(codec, metric))
+                table.append({**entry, "bd_rate_percent": result.percent, "reason": result.reason})
+    return table
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({column: "n/a" if row.get(column) is None else row[column] for column in COLUMNS})
+
+
+def write_json(run: EvalRun, bd: list[dict[str, Any]], path: Path) -> None:
+    config = run.config
+    document = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": config.command,
+        "config": {
+            "clips": [str(c) for c in config.clips],
+            "codecs": config.codecs,
+            "points": config.points,
+            "anchor": run.anchor,
+            "model": config.model,
+            "gop": config.gop,
+            "vmaf": config.vmaf,
+        },
+        "environment": run.environment,
+        "not_available": run.not_available,
+        "counts": {"computed": run.computed, "cached": run.cached, "failed": run.failed, "unavailable": run.unavailable},
+        "rows": [{column: _plain(row.get(column)) for column in COLUMNS} for row in run.rows],
+        "bd_rate": bd,
+    }
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+
+
+def fmt(value: Any, column: str = "") -> str:
+    """A cell for the human-readable tables."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        digits = 4 if column.startswith("ms_ssim") or column in ("bpp", "person_iou") else 1 if column.endswith("fps") else 2
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) -> str:
+    """The README section: results table, BD-rates, plots and the command that made them."""
+    columns = SUMMARY_COLUMNS
+    lines = ["| " + " | ".join(LABELS.get(c, c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c), c) for c in columns) + " |" for r in run.rows if r["status"] == "ok"]
+    remarks = [f"- {r['clip']} {r['codec']} {r['point']}: {r['status']} — {r['detail']}" for r in run.rows if r["status"] != "ok"]
+    remarks += [
+        f"- {r['clip']} {r['codec']} {r['point']}: {r['notes']}" for r in run.rows if r["status"] == "ok" and r.get("notes")
+    ]
+    if remarks:
+        lines += ["", *remarks]
+    known = [b for b in bd if b["bd_rate_percent"] is not None]
+    lines += ["", f"BD-rate against {run.anchor} (negative = fewer bits for the same quality):", ""]
+    lines += [f"- {b['clip']} {b['codec']} ({LABELS[b['metric']]}): {b['bd_rate_percent']:+.1f} %" for b in known] or [
+        "- none computable"
+    ]
+    if run.not_available:
+        lines += ["", "Not available:", "", *(f"- {name}: {reason}" for name, reason in run.not_available.items())]
+    lines += ["", *(f"![RD curves {p.stem}]({p.name})" for p in plots)]
+    if run.config.command:
+        lines += ["", f"Produced by `{run.config.command}`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(run: EvalRun) -> dict[str, Path]:
+    """Write every output file into the run's folder; returns them by kind."""
+    from .html_report import write_html
+    from .plots import write_plots
+
+    out = run.config.out
+    bd = bd_rate_table(run.rows, run.anchor, run.not_available)
+    outputs = {
+        "csv": out / "results.csv",
+        "json": out / "results.json",
+        "html": out / "report.html",
+        "summary": out / "summary.md",
+    }
+    write_csv(run.rows, outputs["csv"])
+    write_json(run, bd, outputs["json"])
+    plots = write_plots(run.rows, out)
+    write_html(run, bd, plots, outputs["html"])
+    outputs["summary"].write_text(summary_markdown(run, bd, plots))
+    outputs |= {f"plot:{p.stem}": p for p in plots}
+    return outputs

@@ -1,0 +1,278 @@
+"""`streamcodec eval`: BD-rate, rate points, ROI rectangles, the cache, and the runner end to end."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamcodec import cli
+from streamcodec.eval import EvalConfig, run_eval
+from streamcodec.eval.bdrate import bd_rate, pchip_integral
+from streamcodec.eval.cache import CellCache
+from streamcodec.eval.clip import prepare_clip
+from streamcodec.eval.codecs import CODECS, FfmpegCodec, classical_targets, spread_qualities
+from streamcodec.eval.masks import ClipMasks, mask_source, unavailable_reason
+from streamcodec.eval.measure import rate_note
+from streamcodec.eval.report import COLUMNS
+from streamcodec.eval.roi import roi_rectangles
+from streamcodec.eval.vmaf import find_vmaf_ffmpeg
+from streamcodec.pipeline.encode import encode_file
+
+QUALITY = [30.0, 33.0, 36.0, 39.0, 42.0]
+RATES = [100.0, 180.0, 350.0, 700.0, 1500.0]
+
+
+# --- BD-rate ---------------------------------------------------------------------------------
+
+
+def test_bd_rate_of_a_curve_against_itself_is_zero() -> None:
+    assert bd_rate(RATES, QUALITY, RATES, QUALITY).percent == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("factor", "expected"), [(2.0, 100.0), (0.5, -50.0), (1.1, 10.0)])
+def test_bd_rate_of_a_constant_rate_factor_is_that_factor(factor: float, expected: float) -> None:
+    # log(f·R) = log R + log f at every quality, so the mean log difference is exactly log f.
+    result = bd_rate(RATES, QUALITY, [r * factor for r in RATES], QUALITY)
+    assert result.percent == pytest.approx(expected, abs=1e-9)
+
+
+def test_bd_rate_integrates_over_the_shared_quality_range_only() -> None:
+    # Straight lines in log-rate (which PCHIP reproduces exactly), over different quality ranges:
+    # anchor log R = q/10, test log R = q/10 + 0.2 − 0.01 (q − 35) on the overlap [33, 39].
+    anchor_q, test_q = [30.0, 33.0, 36.0, 39.0], [33.0, 35.0, 37.0, 39.0, 41.0]
+    anchor_r = [math.exp(q / 10) for q in anchor_q]
+    test_r = [math.exp(q / 10 + 0.2 - 0.01 * (q - 35)) for q in test_q]
+    mean_difference = 0.2 - 0.01 * (36 - 35)  # the line's value at the overlap's midpoint
+    expected = (math.exp(mean_difference) - 1) * 100
+    assert bd_rate(anchor_r, anchor_q, test_r, test_q).percent == pytest.approx(expected, rel=1e-9)
+
+
+def test_bd_rate_reports_too_few_points_and_no_overlap_instead_of_a_number() -> None:
+    few = bd_rate(RATES, QUALITY, RATES[:3], QUALITY[:3])
+    assert few.percent is None and "needs ≥ 4" in (few.reason or "")
+    apart = bd_rate(RATES, QUALITY, RATES, [q + 20 for q in QUALITY])
+    assert apart.percent is None and "overlap" in (apart.reason or "")
+
+
+def test_pchip_integral_matches_scipy() -> None:
+    interpolate = pytest.importorskip("scipy.interpolate")
+    x = np.array([30.0, 32.5, 35.0, 38.0, 40.0])
+    y = np.log([100.0, 180.0, 170.0, 600.0, 650.0])  # not monotone: exercises the zero-slope rule
+    assert pchip_integral(x, y, 31.0, 39.5) == pytest.approx(interpolate.PchipInterpolator(x, y).integrate(31.0, 39.5), rel=1e-12)
+
+
+# --- rate points, ROI, masks, cache --------------------------------------------------------------
+
+
+def test_quality_points_are_spread_over_the_levels() -> None:
+    assert spread_qualities(4, 2) == [1, 4]
+    assert spread_qualities(4, 4) == [1, 2, 3, 4]
+    assert spread_qualities(4, 9) == [1, 2, 3, 4]
+    assert spread_qualities(8, 3) == [1, 4, 8] or spread_qualities(8, 3) == [1, 5, 8]
+
+
+def test_classical_targets_span_streamcodec_rates_widened_both_ways() -> None:
+    targets = classical_targets([10.0, 40.0, 150.0], 4, 640, 360, Fraction(25))
+    assert targets[0] == pytest.approx(5.0) and targets[-1] == pytest.approx(300.0)
+    assert targets == sorted(targets) and len(targets) == 4
+    fallback = classical_targets([], 4, 640, 360, Fraction(25))  # 0.002..0.03 bpp
+    assert fallback[0] == pytest.approx(11.5) and fallback[-1] == pytest.approx(173.0)
+    tiny = classical_targets([], 2, 96, 64, Fraction(25))  # 0.3 kbps would be below any encoder
+    assert tiny == [8.0, 120.0]
+
+
+def test_rate_note_only_when_the_target_is_missed() -> None:
+    assert rate_note(None, 50.0) is None
+    assert rate_note(100.0, 110.0) is None
+    assert "could not go as low as the 10 kbps target" in (rate_note(10.0, 30.0) or "")
+
+
+def test_roi_rectangles_cover_the_mask_within_the_frame() -> None:
+    rng = np.random.default_rng(3)
+    mask = np.zeros((70, 101), dtype=bool)
+    mask[10:30, 20:50] = True
+    mask[50:70, 90:101] = True
+    scattered = rng.random((70, 101)) > 0.995
+    for case in (mask, scattered):
+        covered = np.zeros_like(case)
+        rectangles = roi_rectangles(case, limit=8)
+        assert 0 < len(rectangles) <= 8
+        for x, y, w, h in rectangles:
+            assert x >= 0 and y >= 0 and x + w <= 101 and y + h <= 70
+            covered[y : y + h, x : x + w] = True
+        assert not (case & ~covered).any()
+    assert roi_rectangles(np.zeros((64, 96), dtype=bool)) == []
+
+
+def test_masks_are_not_available_until_selective_mode_provides_them() -> None:
+    try:
+        import streamcodec.selective.masks  # noqa: F401
+    except ModuleNotFoundError:
+        assert mask_source() is None
+        assert "needs selective-mode masks" in (unavailable_reason() or "")
+        assert "needs selective-mode masks" in (CODECS["x265-roi"].unavailable(unavailable_reason()) or "")
+    else:
+        pytest.skip("selective mode exists: masks are available")
+
+
+def test_clip_masks_survive_save_and_load(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    masks = ClipMasks(kept=rng.random((3, 7, 9)) > 0.5, person=rng.random((3, 7, 9)) > 0.3)
+    masks.save(tmp_path / "m.npz")
+    loaded = ClipMasks.load(tmp_path / "m.npz")
+    assert np.array_equal(loaded.kept, masks.kept) and np.array_equal(loaded.person, masks.person)
+
+
+def test_cache_reuses_only_successful_cells_that_measured_enough(tmp_path: Path) -> None:
+    cache = CellCache(tmp_path)
+    path = cache.path("clip", "0123456789abcdef", "x264", "50kbps", {"preset": "medium"})
+    assert path != cache.path("clip", "0123456789abcdef", "x264", "50kbps", {"preset": "slow"})
+    cache.store(path, {"status": "failed", "detail": "boom"}, {"vmaf": True})
+    assert cache.load(path, {"vmaf": False}) is None  # failures are always retried
+    cache.store(path, {"status": "ok", "kbps": 50.0}, {"vmaf": False, "masks": None})
+    assert cache.load(path, {"vmaf": False, "masks": None}) == {"status": "ok", "kbps": 50.0}
+    assert cache.load(path, {"vmaf": True, "masks": None}) is None  # VMAF now available: measure it
+    assert cache.load(path, {"vmaf": False, "masks": "person-v1"}) is None  # masks appeared
+
+
+def test_prepared_clip_has_no_audio_and_raw_frames(clip_with_audio: Path, tmp_path: Path) -> None:
+    clip = prepare_clip(
+        clip_with_audio, "feedfacefeedface", tmp_path, tmp_path / "masks", shutil.which("ffmpeg") or "ffmpeg", None
+    )
+    with av.open(str(clip.video)) as container:
+        assert not container.streams.audio and len(container.streams.video) == 1
+    assert (clip.frames, clip.width, clip.height) == (12, 96, 64)
+    assert clip.raw.stat().st_size == 12 * 96 * 64 * 3
+    assert clip.duration_s == pytest.approx(0.48)
+
+
+# --- the runner end to end ---------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as stream:
+        reader = csv.DictReader(stream)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        return list(reader)
+
+
+@pytest.fixture
+def broken_codec(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A codec whose encoder does not exist: every cell fails inside ffmpeg."""
+    broken = FfmpegCodec("broken", "libdoesnotexist", "missing encoder", options={}, two_pass=None)
+    monkeypatch.setitem(CODECS, "broken", broken)
+    return "broken"
+
+
+def test_eval_measures_reports_failures_and_caches(clip_with_audio: Path, tmp_path: Path, broken_codec: str) -> None:
+    out = tmp_path / "eval"
+    codecs = ["streamcodec-gc", "x264", "streamcodec-sc", "x265-roi", broken_codec]
+    config = EvalConfig(
+        clips=[clip_with_audio], codecs=codecs, points=2, out=out, anchor="x264", mask_source=None, command="test"
+    )
+    run = run_eval(config)
+    assert (run.computed, run.failed, run.unavailable, run.cached) == (6, 2, 4, 0)
+    rows = _read_csv(out / "results.csv")
+    assert len(rows) == 10
+    by_codec = {codec: [r for r in rows if r["codec"] == codec] for codec in codecs}
+    for codec in ("streamcodec-sc", "x265-roi"):
+        assert all(r["status"] == "n/a" and "needs selective-mode masks" in r["detail"] for r in by_codec[codec])
+    assert all(r["status"] == "failed" and "ffmpeg failed" in r["detail"] for r in by_codec[broken_codec])
+    vmaf = find_vmaf_ffmpeg() is not None
+    for row in by_codec["streamcodec-gc"] + by_codec["x264"]:
+        assert row["status"] == "ok", row["detail"]
+        kbps = int(row["file_bytes"]) * 8 / 1000 / float(row["duration_s"])
+        assert float(row["kbps"]) == pytest.approx(kbps)
+        assert float(row["bpp"]) == pytest.approx(int(row["file_bytes"]) * 8 / (12 * 96 * 64))
+        assert 0 < float(row["ms_ssim"]) <= 1 and float(row["flicker"]) >= 0 and float(row["decode_fps"]) > 0
+        assert row["psnr_kept_db"] == row["person_iou"] == row["background_flicker"] == "n/a"
+        assert (row["vmaf"] != "n/a") == vmaf
+    assert [r["point"] for r in by_codec["streamcodec-gc"]] == ["q1", f"q{_levels()}"]
+
+    document = json.loads((out / "results.json").read_text())
+    assert "needs selective-mode masks" in document["not_available"]["psnr_kept_db"]
+    assert {"streamcodec-sc", "x265-roi"} <= set(document["not_available"])
+    assert all(entry["bd_rate_percent"] is None and entry["reason"] for entry in document["bd_rate"])  # 2 points only
+    html = (out / "report.html").read_text()
+    plots = sorted(out.glob("rd_*.png"))
+    assert plots and all(f'<img src="{p.name}"' in html for p in plots)
+    assert "not available" in html and "libdoesnotexist" in html
+
+    again = run_eval(config)  # nothing is missing but the failed cells, which are retried
+    assert (again.computed, again.cached, again.failed) == (2, 4, 2)
+    steady = run_eval(EvalConfig(clips=[clip_with_audio], codecs=codecs[:4], points=2, out=out, anchor="x264", mask_source=None))
+    assert (steady.computed, steady.cached) == (0, 4)
+    assert _read_csv(out / "results.csv")[0]["cached"] == "True"
+
+
+def _levels() -> int:
+    from streamcodec.codec import quality_levels
+
+    return quality_levels()
+
+
+class _CentreMasks:
+    """A stand-in for selective mode's masks: the frame's centre is kept, red pixels are 'people'."""
+
+    name = "test-centre-v1"
+
+    def kept_masks(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            mask = np.zeros(frame.shape[:2], dtype=bool)
+            mask[16:48, 24:72] = True
+            yield mask
+
+    def person_mask(self, frame: np.ndarray) -> np.ndarray:
+        return np.asarray(frame[..., 0] > 128)
+
+
+def test_mask_features_switch_on_when_a_mask_source_exists(clip_with_audio: Path, tmp_path: Path) -> None:
+    config = EvalConfig(clips=[clip_with_audio], codecs=["x264", "x265-roi", "streamcodec-sc"], points=2, out=tmp_path / "eval",
+                        vmaf=False, mask_source=_CentreMasks())  # fmt: skip
+    run = run_eval(config)
+    rows = {(r["codec"], r["point"]): r for r in run.rows}
+    assert "x265-roi" not in run.not_available and "psnr_kept_db" not in run.not_available
+    for (codec, _), row in rows.items():
+        if codec == "streamcodec-sc":
+            if "mode" not in inspect.signature(encode_file).parameters:
+                assert row["status"] == "n/a" and "encode_file" in row["detail"]
+            continue
+        assert row["status"] == "ok", row["detail"]
+        assert row["psnr_kept_db"] is not None and row["ms_ssim_kept"] is not None
+        assert row["background_flicker"] is not None and 0 <= row["person_iou"] <= 1
+    assert roi_rectangles(_mask_union()) == [(16, 16, 64, 32)]  # what x265-roi hands to addroi
+    assert list((tmp_path / "eval" / "cache" / "masks").glob("*.npz"))  # computed once, kept
+
+
+def _mask_union() -> np.ndarray:
+    return next(_CentreMasks().kept_masks(iter([np.zeros((64, 96, 3), dtype=np.uint8)])))
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_eval_help_lists_the_codecs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in ("streamcodec-sc", "streamcodec-gc", "x264", "x265-roi", "svtav1", "--points", "--out"):
+        assert name in text
+
+
+def test_eval_rejects_an_anchor_it_does_not_run_in_one_line(
+    clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = cli.main(["eval", str(clip_with_audio), "--codecs", "x264", "--anchor", "svtav1", "--out", str(tmp_path)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == cli.EXIT_ERROR and len(error) == 1 and "anchor 'svtav1'" in error[0]
