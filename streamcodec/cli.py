@@ -224,8 +224,6 @@ def _run_encode(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=_progress(args),
     )
-    for note in summary.notes:
-        print(f"note: {note}", file=sys.stderr)
     _print(summary, args.json)
     return 0
 

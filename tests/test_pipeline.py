@@ -15,7 +15,7 @@ from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import CODEC_ID, encode_file
 from streamcodec.streaminfo import stream_info
 
-from .conftest import require
+from .conftest import ffmpeg, require
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,37 @@ def test_damaged_frame_in_the_middle_is_concealed_and_the_rest_decodes(clip_with
     assert any("frame 5" in w for w in warnings)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 12
+
+
+def test_audio_without_a_matroska_mapping_is_re_encoded_not_dropped(media_dir: Path, tmp_path: Path) -> None:
+    source = media_dir / "pcm_be.mov"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=25:duration=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:duration=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "pcm_s16be",
+        "-shortest",
+        str(source),
+    )
+    out = tmp_path / "pcm.mkv"
+    summary = encode_file(source, out, preview=False)
+    assert summary.audio is not None and "re-encoded to AAC" in summary.audio
+    result = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(out), "-map", "0:a", "-f", "null", "-"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(audio))
+    assert audio.codec_context.name == "aac"
+    assert abs(samples - 44100) < 2048  # one second of audio, within an AAC frame or two of padding

@@ -176,7 +176,7 @@ class StreamcodecCodec(Codec):
         extra: dict[str, Any] = {"mode": self.mode} if self.mode != "gc" else {}
         # No preview track and an audio-free input: the file holds only what our decoder needs.
         summary = encode_file(clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, **extra)
-        return Encoded(out, summary.seconds, list(summary.notes))
+        return Encoded(out, summary.seconds, [])
 
     def frames(self, path: Path) -> Iterator[Frame]:
         return _streamcodec_frames(path)

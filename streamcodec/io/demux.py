@@ -29,6 +29,7 @@ class AudioPacket:
     data: bytes
     time: Fraction
     keyframe: bool
+    packet: av.Packet  # the demuxed packet itself, for decoding when the audio is re-encoded
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Source:
             for packet in self.container.demux(streams):
                 if packet.stream.type == "audio":
                     if packet.size and packet.pts is not None and packet.time_base is not None:
-                        yield AudioPacket(bytes(packet), packet.pts * packet.time_base, packet.is_keyframe)
+                        yield AudioPacket(bytes(packet), packet.pts * packet.time_base, packet.is_keyframe, packet)
                     continue
                 for frame in packet.decode():
                     assert isinstance(frame, av.VideoFrame)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..bitstream import FORMAT_VERSION
+from ..bitstream import FORMAT_VERSION, StreamConfig
 from ..codec import DEFAULT_GOP, Encoder
 from ..entropy import context
 from ..errors import UnreadableInputError
-from ..io.audio_codecs import matroska_audio_track, strip_adts
 from ..io.demux import AudioPacket, Source, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
+from .audio import AudioRoute
 
 CODEC_ID = "V_STREAMCODEC"
 VIDEO_TRACK, AUDIO_TRACK, PREVIEW_TRACK = 1, 2, 3
@@ -54,7 +54,6 @@ class EncodeSummary:
     fps: float
     estimated_bits: float
     audio: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -98,23 +97,22 @@ def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[
     return head, video
 
 
-def _tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) -> tuple[list[TrackSpec], bool]:
+def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) -> list[TrackSpec]:
     info = source.info
+    frame_ns = round(1e9 / info.frame_rate)
+    config = encoder.config
     tracks = [
         TrackSpec(
             number=VIDEO_TRACK,
             kind="video",
             codec_id=CODEC_ID,
-            codec_private=encoder.config.pack(),
-            default_duration_ns=round(1e9 / info.frame_rate),
+            codec_private=config.pack(),
+            default_duration_ns=frame_ns,
             width=info.width,
             height=info.height,
-            name=f"streamcodec {encoder.config.mode} q{encoder.config.quality}",
+            name=f"streamcodec {config.mode} q{config.quality}",
         )
     ]
-    audio = matroska_audio_track(source.audio, AUDIO_TRACK) if source.audio else None
-    if audio:
-        tracks.append(audio)
     if preview:
         tracks.append(
             TrackSpec(
@@ -122,14 +120,67 @@ def _tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) ->
                 kind="video",
                 codec_id="V_MPEG4/ISO/AVC",
                 codec_private=preview.codec_private,
-                default_duration_ns=round(1e9 / info.frame_rate),
+                default_duration_ns=frame_ns,
                 width=preview.width,
                 height=preview.height,
                 name="preview (H.264)",
                 default=False,
             )
         )
-    return tracks, audio is not None
+    return tracks
+
+
+def _tags(config: StreamConfig) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+    track_tags = {
+        "STREAMCODEC_MODEL_ID": config.model_id,
+        "STREAMCODEC_MODEL": config.model_name,
+        "STREAMCODEC_FORMAT_VERSION": str(FORMAT_VERSION),
+        "STREAMCODEC_MODE": config.mode,
+        "STREAMCODEC_QUALITY": str(config.quality),
+    }
+    return {"ENCODER": f"streamcodec {__version__}"}, {VIDEO_TRACK: track_tags}
+
+
+class _Muxing:
+    """One encode in progress: every track's packets into the writer, with running totals."""
+
+    def __init__(
+        self, writer: MatroskaWriter, encoder: Encoder, preview: PreviewEncoder | None, audio: AudioRoute | None
+    ) -> None:
+        self.writer, self.encoder, self.preview, self.audio = writer, encoder, preview, audio
+        self.sizes = {VIDEO_TRACK: 0, AUDIO_TRACK: 0, PREVIEW_TRACK: 0}
+        self.frames, self.estimate = 0, 0.0
+        self.first: Fraction | None = None
+        self.last = Fraction(0)
+
+    def _write(self, track: int, time: Fraction, data: bytes, keyframe: bool) -> None:
+        self.writer.write(track, time, data, keyframe)
+        self.sizes[track] += len(data)
+
+    def add(self, item: VideoFrame | AudioPacket) -> None:
+        if isinstance(item, AudioPacket):
+            for packet in self.audio.packets(item) if self.audio else ():
+                self._write(AUDIO_TRACK, *packet)
+            return
+        encoded = self.encoder.encode(item.rgb)
+        self._write(VIDEO_TRACK, item.time, encoded.packet, encoded.keyframe)
+        self.estimate += encoded.estimated_bits
+        if self.preview is not None:
+            for pts, data, key in self.preview.encode(item.rgb, round(item.time / MS), encoded.keyframe):
+                self._write(PREVIEW_TRACK, pts * MS, data, key)
+        self.first = item.time if self.first is None else self.first
+        self.last = item.time
+        self.frames += 1
+
+    def duration(self, frame_rate: Fraction) -> float:
+        return float(self.last - (self.first or 0)) + 1.0 / float(frame_rate)
+
+    def finish(self) -> int:
+        for packet in self.audio.flush() if self.audio else ():
+            self._write(AUDIO_TRACK, *packet)
+        for pts, data, key in self.preview.flush() if self.preview else ():
+            self._write(PREVIEW_TRACK, pts * MS, data, key)
+        return self.writer.close()
 
 
 def encode_file(
@@ -143,7 +194,6 @@ def encode_file(
     preview: bool = True,
     backend: str = "auto",
     progress: bool = False,
-    on_frame: Callable[[int, int], None] | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
@@ -164,64 +214,39 @@ def encode_file(
         if bitrate_kbps is not None:
             encoder.with_quality(choose_quality(encoder, probe, info.frame_rate, bitrate_kbps))
         preview_encoder = PreviewEncoder(info.width, info.height, MS) if preview else None
-        tracks, audio_copied = _tracks(source, encoder, preview_encoder)
-        notes = []
-        audio_name = source.audio.codec_context.name if source.audio is not None else None
-        aac = audio_copied and tracks[1].codec_id == "A_AAC"
-        if audio_name is not None and not audio_copied:
-            notes.append(f"audio codec {audio_name} cannot be copied into Matroska; not included")
-        config = encoder.config
-        tags = {"ENCODER": f"streamcodec {__version__}"}
-        track_tags = {
-            VIDEO_TRACK: {
-                "STREAMCODEC_MODEL_ID": config.model_id,
-                "STREAMCODEC_MODEL": config.model_name,
-                "STREAMCODEC_FORMAT_VERSION": str(FORMAT_VERSION),
-                "STREAMCODEC_MODE": config.mode,
-                "STREAMCODEC_QUALITY": str(config.quality),
-            }
-        }
-        sizes = {VIDEO_TRACK: 0, AUDIO_TRACK: 0, PREVIEW_TRACK: 0}
-        frames, estimate, first, last = 0, 0.0, None, None
+        audio = AudioRoute(source.audio, AUDIO_TRACK) if source.audio else None
+        tracks = _video_tracks(source, encoder, preview_encoder) + ([audio.track] if audio else [])
+        tags, track_tags = _tags(encoder.config)
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
         with MatroskaWriter(output, tracks, writing_app=f"streamcodec {__version__}", tags=tags, track_tags=track_tags) as writer:
+            muxing = _Muxing(writer, encoder, preview_encoder, audio)
             for item in _chain(head, items):
-                if isinstance(item, AudioPacket):
-                    if audio_copied:
-                        data = strip_adts(item.data) if aac else item.data
-                        writer.write(AUDIO_TRACK, item.time, data, item.keyframe)
-                        sizes[AUDIO_TRACK] += len(data)
-                    continue
-                encoded = encoder.encode(item.rgb)
-                writer.write(VIDEO_TRACK, item.time, encoded.packet, encoded.keyframe)
-                sizes[VIDEO_TRACK] += len(encoded.packet)
-                estimate += encoded.estimated_bits
-                if preview_encoder is not None:
-                    for pts, data, key in preview_encoder.encode(item.rgb, round(item.time / MS), encoded.keyframe):
-                        writer.write(PREVIEW_TRACK, pts * MS, data, key)
-                        sizes[PREVIEW_TRACK] += len(data)
-                first = item.time if first is None else first
-                last = item.time
-                frames += 1
-                seconds = float(last - first) + 1.0 / float(info.frame_rate)
-                bar.update(1, kbps=sizes[VIDEO_TRACK] * 8 / 1000 / seconds)
-                if on_frame:
-                    on_frame(frames, len(encoded.packet))
-            if preview_encoder is not None:
-                for pts, data, key in preview_encoder.flush():
-                    writer.write(PREVIEW_TRACK, pts * MS, data, key)
-                    sizes[PREVIEW_TRACK] += len(data)
-            file_bytes = writer.close()
+                muxing.add(item)
+                if isinstance(item, VideoFrame):
+                    bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
+            file_bytes = muxing.finish()
         bar.close()
-    assert first is not None and last is not None
-    duration = float(last - first) + 1.0 / float(info.frame_rate)
-    elapsed = time.perf_counter() - started
+    return _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
+
+
+def _summary(
+    input: Path,
+    output: Path,
+    encoder: Encoder,
+    muxing: _Muxing,
+    file_bytes: int,
+    frame_rate: Fraction,
+    elapsed: float,
+    audio: AudioRoute | None,
+) -> EncodeSummary:
+    config, sizes, frames = encoder.config, muxing.sizes, muxing.frames
+    duration = muxing.duration(frame_rate)
     return EncodeSummary(
         input=str(input),
         output=str(output),
         frames=frames,
-        width=info.width,
-        height=info.height,
+        width=config.width,
+        height=config.height,
         duration_s=duration,
         quality=config.quality,
         model_id=config.model_id,
@@ -230,12 +255,11 @@ def encode_file(
         preview_bytes=sizes[PREVIEW_TRACK],
         audio_bytes=sizes[AUDIO_TRACK],
         kbps=sizes[VIDEO_TRACK] * 8 / 1000 / duration,
-        bpp=sizes[VIDEO_TRACK] * 8 / (frames * info.width * info.height),
+        bpp=sizes[VIDEO_TRACK] * 8 / (frames * config.width * config.height),
         seconds=elapsed,
         fps=frames / elapsed,
-        estimated_bits=estimate,
-        audio=audio_name if audio_copied else None,
-        notes=notes,
+        estimated_bits=muxing.estimate,
+        audio=audio.description if audio else None,
     )
 
 
