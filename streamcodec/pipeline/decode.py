@@ -83,8 +83,10 @@ def stream_track(reader: MatroskaReader, path: Path) -> tuple[TrackInfo, StreamC
 class _VideoSink:
     """Where decoded frames go: a PyAV container (with optional audio copy) or PNG files."""
 
-    def __init__(self, output: Path, width: int, height: int, audio_from: Path | None) -> None:
+    def __init__(self, output: Path, width: int, height: int, audio_from: Path | None, frame_rate: Fraction) -> None:
         self.output = output
+        # Nominal rate for the codec's rate control; every frame still carries its own timestamp.
+        self.frame_rate = frame_rate
         self.suffix = output.suffix.lower()
         self.is_folder = self.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
         if not self.is_folder and self.suffix not in CONTAINER_SUFFIXES and self.suffix != ".y4m":
@@ -105,11 +107,11 @@ class _VideoSink:
         with media_errors(self.output, writing=True):
             if self.suffix == ".y4m":
                 self.container = av.open(str(target), "w", format="yuv4mpegpipe")
-                self.video = self.container.add_stream("rawvideo", rate=25)
+                self.video = self.container.add_stream("rawvideo", rate=self.frame_rate)
                 self.video.pix_fmt = "yuv444p"
             else:
                 self.container = av.open(str(target), "w", format=CONTAINER_SUFFIXES[self.suffix])
-                self.video = self.container.add_stream("libx264", rate=25)
+                self.video = self.container.add_stream("libx264", rate=self.frame_rate)
                 even = width % 2 == 0 and height % 2 == 0
                 self.video.pix_fmt = "yuv420p" if even else "yuv444p"
                 self.video.options = {"crf": "12", "preset": "fast"}
@@ -197,7 +199,8 @@ def decode_file(
         track, config = stream_track(reader, input)
         decoder = Decoder(config, backend=backend)
         audio = [t.number for t in reader.tracks if t.kind == "audio"]
-        sink = _VideoSink(output, config.width, config.height, input if audio else None) if output else None
+        frame_rate = Fraction(1_000_000_000, track.default_duration_ns) if track.default_duration_ns else Fraction(25)
+        sink = _VideoSink(output, config.width, config.height, input if audio else None, frame_rate) if output else None
         ref_frames = _reference_frames(reference, config) if reference else None
         quality = QualityAccumulator()
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
