@@ -9,6 +9,7 @@ as many as fit (the weights renormalised), and say so through `ms_ssim_scales`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,10 +53,10 @@ def gaussian_blur(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32]) -> npt
     return out
 
 
-def _ssim_terms(
+def ssim_maps(
     x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], g: npt.NDArray[np.float32]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Mean SSIM and mean contrast-structure term per channel."""
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
+    """Local SSIM and contrast-structure maps of two float frames, (H-10, W-10, C) for 11 taps."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_x, mu_y = gaussian_blur(x, g), gaussian_blur(y, g)
     sxx = gaussian_blur(x * x, g) - mu_x**2
@@ -63,7 +64,7 @@ def _ssim_terms(
     sxy = gaussian_blur(x * y, g) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
-    return (luminance * cs).mean(axis=(0, 1), dtype=np.float64), cs.mean(axis=(0, 1), dtype=np.float64)
+    return luminance * cs, cs
 
 
 def downsample2(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -82,22 +83,47 @@ def ms_ssim_scales(height: int, width: int) -> int:
 
 def ms_ssim(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     """MS-SSIM of two (H, W, 3) uint8 frames, in [0, 1]; needs H, W ≥ 11."""
+    value = ms_ssim_in_region(a, b, None)
+    assert value is not None  # only a region can vanish
+    return value
+
+
+def ms_ssim_in_region(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_] | None) -> float | None:
+    """MS-SSIM restricted to `mask` (None: the whole frame); None when the region vanishes.
+
+    Each local SSIM value is weighted by the share of its window centre inside the region (the
+    mask is average-pooled with the image at every scale), so a region of any shape is measured
+    without the background around it leaking in through a bounding box. A mask covering the
+    whole frame gives exactly `ms_ssim`.
+    """
     if a.shape != b.shape:
         raise ValueError(f"frames differ in shape: {a.shape} vs {b.shape}")
+    if mask is not None and mask.shape != a.shape[:2]:
+        raise ValueError(f"mask of shape {mask.shape} does not match frames of {a.shape[:2]}")
     if min(a.shape[:2]) < _WINDOW:
         raise ValueError(f"MS-SSIM needs frames of at least {_WINDOW}x{_WINDOW}, got {a.shape[1]}x{a.shape[0]}")
-    x, y = a.astype(np.float32), b.astype(np.float32)
-    g = gaussian_window()
+    x, y, g = a.astype(np.float32), b.astype(np.float32), gaussian_window()
+    weight = None if mask is None else mask.astype(np.float32)[..., None]
+    half = _WINDOW // 2
     scales = ms_ssim_scales(*a.shape[:2])
-    weights = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
-    weights /= weights.sum()
+    exponents = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
+    exponents /= exponents.sum()
     values = []
     for scale in range(scales):
-        ssim, cs = _ssim_terms(x, y, g)
-        values.append(ssim if scale == scales - 1 else cs)
+        ssim, cs = ssim_maps(x, y, g)
+        chosen = ssim if scale == scales - 1 else cs
+        if weight is None:
+            values.append(chosen.mean(axis=(0, 1), dtype=np.float64))
+        else:
+            inside = weight[half:-half, half:-half]
+            total = float(inside.sum())
+            if total == 0.0:
+                return None
+            values.append((chosen * inside).sum(axis=(0, 1), dtype=np.float64) / total)
         if scale < scales - 1:
             x, y = downsample2(x), downsample2(y)
-    per_channel = np.prod(np.maximum(np.stack(values), 0) ** weights[:, None], axis=0)
+            weight = None if weight is None else downsample2(weight)
+    per_channel = np.prod(np.maximum(np.stack(values), 0) ** exponents[:, None], axis=0)
     return float(per_channel.mean())
 
 

@@ -52,9 +52,7 @@ def plot_clip(rows: list[dict[str, Any]], clip: str, path: Path) -> Path | None:
         # Plain numbers on the rate axis (the default log labels read "2×10¹").
         axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         # Label only the minor ticks at 2x and 5x of a decade, so the labels never overlap.
-        axes.xaxis.set_minor_formatter(
-            FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")
-        )
+        axes.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
         axes.set_xlabel("kbps (whole file)")
         axes.set_ylabel(label)
         axes.grid(True, which="both", alpha=0.3)

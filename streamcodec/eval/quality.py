@@ -4,9 +4,7 @@ Everything here works on (H, W, 3) uint8 RGB frames and (H, W) bool masks, and r
 blur and downsampling of `streamcodec.metrics`, so a mask that covers the whole frame gives exactly
 the whole-frame numbers.
 
-Kept-region MS-SSIM weights every local SSIM value by the share of its window centre that lies in
-the region (the mask is average-pooled alongside the image at each scale), so a region of any
-shape is measured without the background around it leaking in through a bounding box.
+Kept-region MS-SSIM is `metrics.ms_ssim_in_region`.
 """
 
 from __future__ import annotations
@@ -17,9 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..metrics import MS_SSIM_WEIGHTS, QualityAccumulator, ms_ssim_scales, mse, psnr_from_mse
-from ..metrics import downsample2 as downsample
-from ..metrics import gaussian_blur as blur
+from ..metrics import QualityAccumulator, ms_ssim_in_region, mse, psnr_from_mse, ssim_maps
 from ..metrics import gaussian_window as gaussian
 
 Frame = npt.NDArray[np.uint8]
@@ -50,18 +46,6 @@ def masked_psnr(a: Frame, b: Frame, mask: Mask) -> float | None:
     return None if value is None else psnr_from_mse(value)
 
 
-def _ssim_maps(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], g: npt.NDArray[np.float32]
-) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
-    """Local SSIM and contrast-structure maps, (H-10, W-10, C), as in `metrics._ssim_terms`."""
-    mu_x, mu_y = blur(x, g), blur(y, g)
-    sxx = blur(x * x, g) - mu_x**2
-    syy = blur(y * y, g) - mu_y**2
-    sxy = blur(x * y, g) - mu_x * mu_y
-    cs = (2 * sxy + _C2) / (sxx + syy + _C2)
-    return (2 * mu_x * mu_y + _C1) / (mu_x**2 + mu_y**2 + _C1) * cs, cs
-
-
 def ssim_map(a: Frame, b: Frame, window: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.floating[Any]]:
     """Local SSIM of every full window position, per channel.
 
@@ -78,7 +62,7 @@ def ssim_map(a: Frame, b: Frame, window: npt.NDArray[np.float32] | None = None) 
         raise ValueError(
             f"SSIM with a {len(g)}-tap window needs frames of at least {len(g)}x{len(g)}, got {a.shape[1]}x{a.shape[0]}"
         )
-    return _ssim_maps(a.astype(np.float32), b.astype(np.float32), g)[0]
+    return ssim_maps(a.astype(np.float32), b.astype(np.float32), g)[0]
 
 
 def ssim(a: Frame, b: Frame) -> float:
@@ -87,36 +71,8 @@ def ssim(a: Frame, b: Frame) -> float:
 
 
 def masked_ms_ssim(a: Frame, b: Frame, mask: Mask) -> float | None:
-    """MS-SSIM restricted to `mask`; None when the region vanishes at some scale.
-
-    Args:
-        a, b: (H, W, 3) uint8 frames, H and W ≥ 11.
-        mask: (H, W) bool, True where the region is.
-
-    Returns:
-        A value in [0, 1] that equals `metrics.ms_ssim(a, b)` when the mask covers the frame.
-    """
-    _check(a, b, mask)
-    if min(a.shape[:2]) < 2 * _HALF + 1:
-        raise ValueError(f"MS-SSIM needs frames of at least 11x11, got {a.shape[1]}x{a.shape[0]}")
-    x, y, g = a.astype(np.float32), b.astype(np.float32), gaussian()
-    weight = mask.astype(np.float32)[..., None]
-    scales = ms_ssim_scales(*a.shape[:2])
-    exponents = np.array(MS_SSIM_WEIGHTS[:scales], dtype=np.float64)
-    exponents /= exponents.sum()
-    values = []
-    for scale in range(scales):
-        ssim_map, cs_map = _ssim_maps(x, y, g)
-        inside = weight[_HALF:-_HALF, _HALF:-_HALF]
-        total = float(inside.sum())
-        if total == 0.0:
-            return None
-        chosen = ssim_map if scale == scales - 1 else cs_map
-        values.append((chosen * inside).sum(axis=(0, 1), dtype=np.float64) / total)
-        if scale < scales - 1:
-            x, y, weight = downsample(x), downsample(y), downsample(weight)
-    per_channel = np.prod(np.maximum(np.stack(values), 0) ** exponents[:, None], axis=0)
-    return float(per_channel.mean())
+    """MS-SSIM restricted to `mask`; None when the region vanishes at some scale (see metrics)."""
+    return ms_ssim_in_region(a, b, mask)
 
 
 def frame_flicker(source: tuple[Frame, Frame], decoded: tuple[Frame, Frame], mask: Mask | None = None) -> float | None:
