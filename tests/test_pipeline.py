@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
+from streamcodec import bitstream
 from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import CODEC_ID, encode_file
@@ -176,3 +177,16 @@ def test_audio_without_a_matroska_mapping_is_re_encoded_not_dropped(media_dir: P
         samples = sum(frame.samples for frame in container.decode(audio))
     assert audio.codec_context.name == "aac"
     assert abs(samples - 44100) < 2048  # one second of audio, within an AAC frame or two of padding
+
+
+def test_mkvextract_raw_output_splits_back_into_our_packets(encoded: Path, tmp_path: Path) -> None:
+    require("mkvextract")
+    raw = tmp_path / "track.raw"
+    subprocess.run(["mkvextract", str(encoded), "tracks", "--raw", f"0:{raw}"], capture_output=True, check=True)
+    data, packets, offset = raw.read_bytes(), [], 0
+    while offset < len(data):
+        length = bitstream.packet_length(data, offset)
+        packets.append(data[offset : offset + length])
+        offset += length
+    with MatroskaReader(encoded) as reader:
+        assert packets == [p.data for p in reader.packets({1})]
