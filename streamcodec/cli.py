@@ -97,6 +97,11 @@ def _add_decode(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, help="output file or folder/ (default: INPUT with .decoded.mp4)")
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
     p.add_argument("--backend", default="auto", help="inference backend, as for encode (default auto)")
+    p.add_argument(
+        "--salvage",
+        action="store_true",
+        help="decode what a truncated file holds instead of refusing it (the cut is reported as a warning)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_run_decode)
 
@@ -239,6 +244,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=_progress(args),
         on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
+        salvage=args.salvage,
     )
     _print(summary, args.json)
     return 0

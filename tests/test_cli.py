@@ -82,6 +82,10 @@ def test_truncated_mkv_is_an_error_with_no_output(clip_with_audio: Path, tmp_pat
     assert "cut.mkv" in result.stderr and "truncated" in result.stderr
     assert not (tmp_path / "cut.mp4").exists()
     assert _only(tmp_path) == ["cut.mkv", "good.mkv"]
+    salvaged = run_cli("decode", str(cut), "-o", str(tmp_path / "part.mp4"), "--salvage", "--json")
+    assert salvaged.returncode == 0 and "truncated" in salvaged.stderr
+    assert 0 < json.loads(salvaged.stdout)["frames"] < 12
+    assert (tmp_path / "part.mp4").exists()
 
 
 def test_garbage_mkv_is_refused(tmp_path: Path) -> None:

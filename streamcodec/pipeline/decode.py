@@ -176,10 +176,13 @@ def decode_file(
     backend: str = "auto",
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    salvage: bool = False,
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
-    `output` may be None to decode without writing (for measuring).
+    `output` may be None to decode without writing (for measuring). A truncated file is refused
+    (TruncatedStreamError) unless `salvage` is set: then everything before the cut is decoded
+    and the truncation is reported through `on_warning`.
     """
     started = time.perf_counter()
     warnings: list[str] = []
@@ -190,8 +193,9 @@ def decode_file(
             on_warning(message)
 
     def container_damage(error: CorruptStreamError) -> None:
-        # Damage inside the file is concealed; a file that simply stops is refused whole.
-        if isinstance(error, TruncatedStreamError):
+        # Damage inside the file is concealed; a file that simply stops is refused whole,
+        # unless the caller asked to salvage what is there.
+        if isinstance(error, TruncatedStreamError) and not salvage:
             raise error
         warn(f"container damage: {error}")
 
