@@ -107,9 +107,6 @@ class Quantizer(nn.Module):
         """Nearest-center index of every value, int64 in [0, L)."""
         return (w.unsqueeze(-1) - self.centers).abs().argmin(-1)
 
-    def dequantize(self, symbols: Tensor) -> Tensor:
-        return self.centers[symbols]
-
 
 class ResBlock(nn.Module):
     def __init__(self, width: int) -> None:
