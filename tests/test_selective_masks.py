@@ -1,0 +1,194 @@
+"""Selective mode's keep masks: real models on real photos, motion, union, dilation, stability, files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamcodec.errors import ModelError, OutputError, UnreadableInputError
+from streamcodec.eval.masks import MaskSource, compute_clip_masks, mask_source, unavailable_reason
+from streamcodec.selective.face import FaceDetector
+from streamcodec.selective.mask_video import MaskVideo, load_masks, save_masks
+from streamcodec.selective.masks import SelectiveMasks, create_mask_source, parse_keep
+from streamcodec.selective.motion import MotionMasker
+from streamcodec.selective.person import SelfieSegmenter, create_segmenter
+from streamcodec.selective.stabilize import Stabilizer
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def _astronaut_person_region() -> np.ndarray:
+    """A rough hand-drawn region of the astronaut (head ellipse, torso and the helmet she holds)."""
+    region = np.zeros((512, 512), dtype=np.uint8)
+    cv2.ellipse(region, (228, 110), (75, 95), 0, 0, 360, 1, -1)
+    torso = np.array([[140, 160], [310, 160], [360, 300], [500, 380], [500, 512], [10, 512], [40, 300]], dtype=np.int32)
+    cv2.fillPoly(region, [torso], 1)
+    return region.astype(bool)
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> SelfieSegmenter:
+    return SelfieSegmenter()
+
+
+def test_person_segmenter_finds_the_astronaut(segmenter: SelfieSegmenter) -> None:
+    mask = segmenter.mask(skimage_data.astronaut())
+    assert mask.shape == (512, 512) and mask.dtype == bool
+    assert _iou(mask, _astronaut_person_region()) > 0.8
+
+
+def test_person_segmenter_finds_no_person_in_a_photo_without_one(segmenter: SelfieSegmenter) -> None:
+    rocket = skimage_data.rocket()
+    assert segmenter.mask(rocket).mean() < 0.01
+
+
+def test_face_detector_finds_the_astronauts_face() -> None:
+    detector = FaceDetector()
+    boxes = detector.boxes(skimage_data.astronaut())
+    face = np.zeros((512, 512), dtype=bool)
+    face[75:175, 180:270] = True  # her face, from the brow to the chin, measured by eye
+    assert len(boxes) >= 1
+    for x0, y0, x1, y1 in boxes:
+        box = np.zeros_like(face)
+        box[int(y0) : int(y1), int(x0) : int(x1)] = True
+        assert _iou(box, face) > 0.6
+    assert not detector.mask(skimage_data.rocket()).any()
+
+
+def _moving_square(frames: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur((rng.random((120, 160, 3)) * 255).astype(np.uint8), (7, 7), 0)
+    for t in range(frames):
+        frame = background.copy()
+        frame[40:72, 10 + 4 * t : 42 + 4 * t] = (240, 30, 30)
+        yield frame
+
+
+def test_motion_marks_a_moving_square_and_not_the_still_background() -> None:
+    motion = MotionMasker()
+    masks = [motion.mask(frame) for frame in _moving_square(20)]
+    assert not masks[0].any()  # the first frame only starts the background model
+    last = masks[-1]
+    square = np.zeros_like(last)
+    square[40:72, 86:118] = True
+    assert last[square].mean() > 0.95
+    far_from_start = np.ones_like(last)
+    far_from_start[:, :80] = False  # where the square started is uncovered background ("ghost") for a while
+    assert last[far_from_start & ~square].mean() < 0.01
+
+
+def test_stabilizer_never_shrinks_below_the_raw_union_and_holds_a_one_frame_dropout() -> None:
+    rng = np.random.default_rng(3)
+    stabilizer = Stabilizer(dilate_px=4, block=16, hold=2)
+    for _ in range(10):
+        raw = rng.random((70, 101)) > 0.995
+        kept = stabilizer(raw)
+        assert kept.shape == raw.shape and not (raw & ~kept).any()
+    stabilizer.reset()
+    blob = np.zeros((64, 96), dtype=bool)
+    blob[20:30, 40:50] = True
+    first, dropped, _ = stabilizer(blob), stabilizer(np.zeros_like(blob)), stabilizer(blob)
+    assert np.array_equal(first, dropped) and first[16:32, 32:64].all()
+    assert not first[:, :32].any()  # 16-px blocks: 4 px of dilation reach only the neighbouring block edge
+    for _ in range(3):
+        gone = stabilizer(np.zeros_like(blob))
+    assert not gone.any()  # held for `hold` frames only
+
+
+def test_kept_masks_are_the_union_of_the_kinds_per_frame_in_shape() -> None:
+    source = create_mask_source(("face", "motion"), dilate_px=0, block=1, hold=0)
+    frames = [np.ascontiguousarray(f) for f in _moving_square(6)]
+    kept = list(source.kept_masks(iter(frames)))
+    assert [k.shape for k in kept] == [(120, 160)] * 6 and all(k.dtype == bool for k in kept)
+    fresh = create_mask_source(("face", "motion"), dilate_px=0, block=1, hold=0)
+    assert all(np.array_equal(k, fresh.raw_union(f)) for k, f in zip(kept, frames, strict=True))
+    again = list(source.kept_masks(iter(frames)))  # a second clip starts afresh
+    assert all(np.array_equal(a, b) for a, b in zip(kept, again, strict=True))
+
+
+def test_evaluation_now_takes_its_masks_from_selective_mode() -> None:
+    source = mask_source()
+    assert source is not None and unavailable_reason() is None
+    assert isinstance(source, MaskSource) and isinstance(source, SelectiveMasks)
+    astronaut = skimage_data.astronaut()
+    clip = compute_clip_masks(source, [astronaut, astronaut])
+    assert clip.kept.shape == clip.person.shape == (2, 512, 512)
+    assert not (clip.person[0] & ~clip.kept[0]).any()  # the person is kept
+
+
+def test_keep_names_are_checked() -> None:
+    assert parse_keep("person, face,text") == ("person", "face", "text")
+    with pytest.raises(ModelError, match="'person,hands'.*bad: hands"):
+        parse_keep("person,hands")
+    with pytest.raises(ModelError, match="unknown segmenter 'deeplab'"):
+        create_segmenter("deeplab")
+
+
+def test_user_onnx_segmenter_runs_and_keeps_what_it_marks(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    # A "model" that calls red pixels people: p = R - (G + B) / 2, NCHW in, (1, 1, H, W) out, any size.
+    nodes = [
+        helper.make_node("Split", ["x"], ["r", "g", "b"], axis=1, num_outputs=3),
+        helper.make_node("Add", ["g", "b"], ["gb"]),
+        helper.make_node("Mul", ["gb", "half"], ["gb2"]),
+        helper.make_node("Sub", ["r", "gb2"], ["p"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "red", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None, None])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 1, None, None])],
+        [helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])],
+    )  # fmt: skip
+    path = tmp_path / "red.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    frame = np.zeros((64, 96, 3), dtype=np.uint8)
+    frame[10:40, 20:60] = (255, 0, 0)
+    source = create_mask_source(("person",), segmenter=f"onnx:{path}", dilate_px=0, block=1, hold=0)
+    expected = np.zeros((64, 96), dtype=bool)
+    expected[10:40, 20:60] = True
+    assert _iou(source.person_mask(frame), expected) > 0.9
+    with pytest.raises(ModelError, match="no such ONNX model file"):
+        create_segmenter(f"onnx:{tmp_path / 'missing.onnx'}")
+
+
+def test_mask_video_is_read_in_step_and_must_cover_the_input(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "mask.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "gray"
+        for t in range(3):
+            luma = np.zeros((32, 48), dtype=np.uint8)
+            luma[:, 16 * t : 16 * t + 16] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(luma, format="gray")))
+        container.mux(stream.encode())
+    video = MaskVideo(path)
+    frame = np.zeros((64, 96, 3), dtype=np.uint8)  # twice the mask video's size: scaled
+    masks = [video.mask(frame) for _ in range(3)]
+    assert [int(m[:, 32 * t : 32 * t + 32].mean() * 100) for t, m in enumerate(masks)] == [100, 100, 100]
+    assert all(m.sum() == 64 * 32 for m in masks)
+    with pytest.raises(UnreadableInputError, match="mask video ends after 3 frames"):
+        video.mask(frame)
+    video.reset()
+    assert np.array_equal(video.mask(frame), masks[0])
+
+
+def test_saved_masks_read_back_and_never_overwrite(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    masks = [rng.random((20, 30)) > 0.5 for _ in range(3)]
+    folder = tmp_path / "masks"
+    assert save_masks(masks, folder) == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["mask_000000.png", "mask_000001.png", "mask_000002.png"]
+    assert all(np.array_equal(a, b) for a, b in zip(masks, load_masks(folder), strict=True))
+    with pytest.raises(OutputError, match="already holds mask_"):
+        save_masks(masks, folder)
