@@ -75,7 +75,8 @@ def bench_clip(path: Path, stages: dict[str, FrameMasker], frames_wanted: int) -
     stabilizer = Stabilizer()
     raw = iter(union)
     ms, kept = time_stage(lambda _frame: stabilizer(next(raw)), frames)
-    print(f"  {'stable':<8} {ms:7.2f} ms/frame   kept  {np.mean([k.mean() for k in kept]):6.1%} (union {np.mean([u.mean() for u in union]):.1%})")
+    kept_share, union_share = np.mean([k.mean() for k in kept]), np.mean([u.mean() for u in union])
+    print(f"  {'stable':<8} {ms:7.2f} ms/frame   kept  {kept_share:6.1%} (union {union_share:.1%})")
 
 
 def main() -> None:
@@ -85,7 +86,11 @@ def main() -> None:
     parser.add_argument("--text", action="store_true", help="also time the PP-OCR text detector (slow)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    stages: dict[str, FrameMasker] = {"person": SelfieSegmenter(args.threads), "face": FaceDetector(args.threads), "motion": MotionMasker()}
+    stages: dict[str, FrameMasker] = {
+        "person": SelfieSegmenter(args.threads),
+        "face": FaceDetector(args.threads),
+        "motion": MotionMasker(),
+    }
     if args.text:
         stages["text"] = TextDetector(threads=args.threads)
     for path in args.clips or default_clips():

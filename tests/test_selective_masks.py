@@ -126,7 +126,7 @@ def test_evaluation_now_takes_its_masks_from_selective_mode() -> None:
 
 def test_keep_names_are_checked() -> None:
     assert parse_keep("person, face,text") == ("person", "face", "text")
-    with pytest.raises(ModelError, match="'person,hands'.*bad: hands"):
+    with pytest.raises(ModelError, match=r"'person,hands'.*bad: hands"):
         parse_keep("person,hands")
     with pytest.raises(ModelError, match="unknown segmenter 'deeplab'"):
         create_segmenter("deeplab")

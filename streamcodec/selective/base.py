@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ class FrameMasker(Protocol):
         ...
 
 
-def resize(image: npt.NDArray[np.generic], width: int, height: int) -> npt.NDArray[np.generic]:
+def resize(image: npt.NDArray[Any], width: int, height: int) -> npt.NDArray[Any]:
     """Resize for a model input (area average when shrinking, bilinear when growing)."""
     shrinking = width * height < image.shape[0] * image.shape[1]
     return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR))

@@ -50,7 +50,9 @@ def parse_keep(text: str) -> tuple[str, ...]:
 def _check_kinds(kinds: Sequence[str]) -> None:
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown or len(set(kinds)) != len(kinds):
-        raise ModelError(f"--keep {','.join(kinds)!r}: each of {', '.join(KINDS)} at most once (bad: {', '.join(unknown) or 'repeat'})")
+        raise ModelError(
+            f"--keep {','.join(kinds)!r}: each of {', '.join(KINDS)} at most once (bad: {', '.join(unknown) or 'repeat'})"
+        )
 
 
 class SelectiveMasks:

@@ -48,8 +48,12 @@ def register(model: VendoredModel) -> None:
     _REGISTRY[model.name] = model
 
 
-register(VendoredModel("selfie", "selfie_segmentation.tflite", "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"))
-register(VendoredModel("face", "face_detection_short_range.tflite", "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"))
+register(
+    VendoredModel("selfie", "selfie_segmentation.tflite", "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c")
+)
+register(
+    VendoredModel("face", "face_detection_short_range.tflite", "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8")
+)
 
 
 def vendored(name: str) -> VendoredModel:
