@@ -192,3 +192,24 @@ def test_saved_masks_read_back_and_never_overwrite(tmp_path: Path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(masks, load_masks(folder), strict=True))
     with pytest.raises(OutputError, match="already holds mask_"):
         save_masks(masks, folder)
+
+
+def test_text_detector_marks_a_line_of_text_and_not_a_photo_without_text() -> None:
+    from streamcodec.errors import BackendUnavailableError
+    from streamcodec.selective.text import TextDetector
+
+    try:
+        detector = TextDetector()
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    frame = np.full((480, 640, 3), 200, dtype=np.uint8)
+    cv2.putText(frame, "Hello streamcodec 2024", (40, 240), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+    rows, cols = np.nonzero(frame[..., 0] < 100)
+    line = np.zeros((480, 640), dtype=bool)
+    line[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+    mask = detector.mask(frame)
+    # DB marks each line's shrunk core (PP-OCR grows it back by 1.6x; the stabiliser's dilation does here).
+    assert mask[line].mean() > 0.25 and mask[~line].mean() < 0.001
+    marked = np.nonzero(mask.any(axis=0))[0]
+    assert marked.min() < cols.min() + 40 and marked.max() > cols.max() - 40  # the whole line, end to end
+    assert detector.mask(skimage_data.rocket()).mean() < 0.01

@@ -2,9 +2,11 @@
 
 frame ─BGR, [-1, 1], sides rounded to 32─▶ DB detector ─▶ p(text) ─> 0.3─▶ (H, W) bool
 
-Opt-in (`--keep ...,text`): ~0.4 s per 640x480 frame on a laptop CPU. Only the model file is
-used, so `pip install --no-deps rapidocr-onnxruntime` suffices (its own dependencies pull the GUI
-build of OpenCV, which clashes with the headless one).
+DB marks each text line's shrunk core (PP-OCR grows its boxes back by 1.6x); the stabiliser's
+dilation and 16-px blocks grow it here. Opt-in (`--keep ...,text`): the slowest kind by far
+(`scripts/bench_masks.py --text`). Only the model file is used, so `pip install --no-deps
+rapidocr-onnxruntime` suffices (its own dependencies pull the GUI build of OpenCV, which clashes
+with the headless one).
 """
 
 from __future__ import annotations
