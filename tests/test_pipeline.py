@@ -64,9 +64,9 @@ def test_ffprobe_lists_our_stream_with_every_packet(encoded: Path) -> None:
         check=True,
     )
     streams = json.loads(result.stdout)["streams"]
-    ours = streams[0]
+    ours = streams[1]  # the preview's TrackEntry comes first
     assert (ours["codec_type"], ours["width"], ours["height"], ours["nb_read_packets"]) == ("video", 96, 64, "12")
-    assert {s["codec_name"] for s in streams[1:]} == {"aac", "h264"}
+    assert [s.get("codec_name") for s in streams] == ["h264", None, "aac"]  # ffprobe names no codec for ours
 
 
 def test_mkvinfo_shows_codec_id_and_mkvmerge_reports_no_problems(encoded: Path) -> None:
@@ -75,14 +75,14 @@ def test_mkvinfo_shows_codec_id_and_mkvmerge_reports_no_problems(encoded: Path) 
     assert "Codec ID: V_STREAMCODEC" in info and "Codec's private data" in info
     report = json.loads(subprocess.run(["mkvmerge", "-J", str(encoded)], capture_output=True, text=True, check=True).stdout)
     assert report["errors"] == [] and report["warnings"] == []
-    assert report["tracks"][0]["codec"] == CODEC_ID or report["tracks"][0]["properties"]["codec_id"] == CODEC_ID
+    assert [t["properties"]["codec_id"] for t in report["tracks"]] == ["V_MPEG4/ISO/AVC", CODEC_ID, "A_AAC"]
 
 
 def test_pyav_reads_our_packets_bit_exactly(encoded: Path) -> None:
     with MatroskaReader(encoded) as reader:
         ours = [(p.data, p.keyframe) for p in reader.packets({1})]
     with av.open(str(encoded)) as container:
-        theirs = [(bytes(p), p.is_keyframe) for p in container.demux(container.streams[0]) if p.size]
+        theirs = [(bytes(p), p.is_keyframe) for p in container.demux(container.streams[1]) if p.size]
     assert theirs == ours
 
 
@@ -182,7 +182,7 @@ def test_audio_without_a_matroska_mapping_is_re_encoded_not_dropped(media_dir: P
 def test_mkvextract_raw_output_splits_back_into_our_packets(encoded: Path, tmp_path: Path) -> None:
     require("mkvextract")
     raw = tmp_path / "track.raw"
-    subprocess.run(["mkvextract", str(encoded), "tracks", "--raw", f"0:{raw}"], capture_output=True, check=True)
+    subprocess.run(["mkvextract", str(encoded), "tracks", "--raw", f"1:{raw}"], capture_output=True, check=True)
     data, packets, offset = raw.read_bytes(), [], 0
     while offset < len(data):
         length = bitstream.packet_length(data, offset)
@@ -190,3 +190,27 @@ def test_mkvextract_raw_output_splits_back_into_our_packets(encoded: Path, tmp_p
         offset += length
     with MatroskaReader(encoded) as reader:
         assert packets == [p.data for p in reader.packets({1})]
+
+
+def test_players_pick_the_preview_by_default(encoded: Path, tmp_path: Path) -> None:
+    require("ffmpeg")
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(encoded)], capture_output=True, text=True, check=True
+    )
+    video = [s for s in json.loads(probe.stdout)["streams"] if s["codec_type"] == "video"]
+    assert [(s.get("codec_name"), s["disposition"]["default"]) for s in video] == [("h264", 1), (None, 0)]
+    out = tmp_path / "plain.mp4"  # no -map: ffmpeg chooses the video stream itself
+    result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(encoded), str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) >= 12  # ffmpeg may repeat a frame for constant rate
+    report = json.loads(subprocess.run(["mkvmerge", "-J", str(encoded)], capture_output=True, text=True, check=True).stdout)
+    assert [t["properties"]["default_track"] for t in report["tracks"] if t["type"] == "video"] == [True, False]
+
+
+def test_without_a_preview_our_track_is_the_default_video(odd_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "alone.mkv"
+    encode_file(odd_clip, out, preview=False)
+    report = json.loads(subprocess.run(["mkvmerge", "-J", str(out)], capture_output=True, text=True, check=True).stdout)
+    assert [(t["properties"]["codec_id"], t["properties"]["default_track"]) for t in report["tracks"]] == [(CODEC_ID, True)]

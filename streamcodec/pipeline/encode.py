@@ -98,36 +98,38 @@ def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[
 
 
 def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) -> list[TrackSpec]:
+    """The video TrackSpecs, preview first: players show the first default track they can decode."""
     info = source.info
     frame_ns = round(1e9 / info.frame_rate)
     config = encoder.config
-    tracks = [
-        TrackSpec(
-            number=VIDEO_TRACK,
-            kind="video",
-            codec_id=CODEC_ID,
-            codec_private=config.pack(),
-            default_duration_ns=frame_ns,
-            width=info.width,
-            height=info.height,
-            name=f"streamcodec {config.mode} q{config.quality}",
-        )
-    ]
-    if preview:
-        tracks.append(
-            TrackSpec(
-                number=PREVIEW_TRACK,
-                kind="video",
-                codec_id="V_MPEG4/ISO/AVC",
-                codec_private=preview.codec_private,
-                default_duration_ns=frame_ns,
-                width=preview.width,
-                height=preview.height,
-                name="preview (H.264)",
-                default=False,
-            )
-        )
-    return tracks
+    # FlagDefault marks what a player may pick on its own. No player decodes V_STREAMCODEC, so
+    # with a preview present only the preview is default (ffmpeg/ffplay/mpv then take it); our
+    # own tools find our track by CodecID.
+    ours = TrackSpec(
+        number=VIDEO_TRACK,
+        kind="video",
+        codec_id=CODEC_ID,
+        codec_private=config.pack(),
+        default_duration_ns=frame_ns,
+        width=info.width,
+        height=info.height,
+        name=f"streamcodec {config.mode} q{config.quality}",
+        default=preview is None,
+    )
+    if preview is None:
+        return [ours]
+    shown = TrackSpec(
+        number=PREVIEW_TRACK,
+        kind="video",
+        codec_id="V_MPEG4/ISO/AVC",
+        codec_private=preview.codec_private,
+        default_duration_ns=frame_ns,
+        width=preview.width,
+        height=preview.height,
+        name="preview (H.264)",
+        default=True,
+    )
+    return [shown, ours]
 
 
 def _tags(config: StreamConfig) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
