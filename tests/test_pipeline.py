@@ -121,9 +121,32 @@ def test_info_reports_frames_keyframes_and_bits(encoded: Path) -> None:
 
 
 def test_bitrate_option_picks_a_quality_that_fits(clip_with_audio: Path, tmp_path: Path) -> None:
-    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False)
+    warnings: list[str] = []
+    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False, on_warning=warnings.append)
     high = encode_file(clip_with_audio, tmp_path / "high.mkv", bitrate_kbps=100000, preview=False)
     assert low.quality == 1 and high.quality == 4
+    assert low.warnings == warnings and len(warnings) == 1 and high.warnings == []
+    assert warnings[0].startswith("target 1 kbps cannot be met: the lowest quality needs about ")
+    assert float(warnings[0].split("about ")[1].split(" kbps")[0]) > 1
+
+
+@pytest.fixture(scope="module")
+def bbb_two_seconds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 50 frames of the shipped sample, with its audio."""
+    from .conftest import SAMPLE
+
+    path = tmp_path_factory.mktemp("bbb") / "bbb50.mp4"
+    ffmpeg("-i", str(SAMPLE), "-frames:v", "50", "-c:v", "libx264", "-crf", "18", "-c:a", "copy", "-t", "2", str(path))
+    return path
+
+
+@pytest.mark.parametrize("quality", [1, 4])
+def test_preview_stays_smaller_than_the_codec_track(bbb_two_seconds: Path, tmp_path: Path, quality: int) -> None:
+    summary = encode_file(bbb_two_seconds, tmp_path / "bbb.mkv", quality=quality)
+    assert 0 < summary.preview_bytes < summary.video_bytes
+    assert summary.preview_kbps == pytest.approx(summary.preview_bytes * 8 / 1000 / summary.duration_s)
+    assert summary.file_kbps == pytest.approx(summary.file_bytes * 8 / 1000 / summary.duration_s)
+    assert f"({summary.kbps:.1f} kbps," in summary.line() and f"({summary.file_kbps:.1f} kbps; preview" in summary.line()
 
 
 def test_damaged_frame_in_the_middle_is_concealed_and_the_rest_decodes(clip_with_audio: Path, tmp_path: Path) -> None:
