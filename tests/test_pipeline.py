@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamcodec import bitstream
@@ -237,3 +238,60 @@ def test_without_a_preview_our_track_is_the_default_video(odd_clip: Path, tmp_pa
     encode_file(odd_clip, out, preview=False)
     report = json.loads(subprocess.run(["mkvmerge", "-J", str(out)], capture_output=True, text=True, check=True).stdout)
     assert [(t["properties"]["codec_id"], t["properties"]["default_track"]) for t in report["tracks"]] == [(CODEC_ID, True)]
+
+
+@pytest.fixture(scope="module")
+def portrait_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A phone-style clip: 64x48 landscape pixels with a display matrix turning them 90°."""
+    path = tmp_path_factory.mktemp("rot") / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(90)
+        for index in range(6):
+            rgb = np.zeros((48, 64, 3), dtype=np.uint8)
+            rgb[:, : 8 + 8 * index] = 200
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _rotations(path: Path) -> list[float | None]:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [next((d.get("rotation") for d in s.get("side_data_list", [])), None) for s in json.loads(probe.stdout)["streams"]]
+
+
+def test_rotation_is_carried_to_the_mkv_and_to_decoded_video(portrait_clip: Path, tmp_path: Path) -> None:
+    require("ffprobe")
+    assert _rotations(portrait_clip) == [90]
+    encoded = tmp_path / "phone.mkv"
+    summary = encode_file(portrait_clip, encoded, quality=1)
+    assert summary.rotation == 90 and "rotated 90°" in summary.line()
+    assert _rotations(encoded) == [90, 90]  # the preview and our track
+    with MatroskaReader(encoded) as reader:
+        assert {t.codec_id: t.rotation for t in reader.tracks} == {"V_MPEG4/ISO/AVC": 90.0, CODEC_ID: 90.0}
+    for suffix in (".mp4", ".mkv", ".mov"):
+        decode_file(encoded, tmp_path / f"back{suffix}")
+        assert _rotations(tmp_path / f"back{suffix}") == [90], suffix
+    upright = tmp_path / "upright.mp4"  # ffmpeg applies the display matrix when it re-encodes
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "back.mp4"), str(upright)], check=True)
+    with av.open(str(upright)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (48, 64)
+
+
+def test_decoding_a_rotated_stream_to_frames_says_they_are_unrotated(portrait_clip: Path, tmp_path: Path) -> None:
+    encoded = tmp_path / "phone.mkv"
+    encode_file(portrait_clip, encoded, quality=1, preview=False)
+    warnings: list[str] = []
+    decode_file(encoded, tmp_path / "frames", on_warning=warnings.append)
+    assert warnings == ["the stream is shown rotated 90° counter-clockwise; the PNG frames are written as coded, unrotated"]
+    plain: list[str] = []
+    decode_file(encoded, tmp_path / "back.mp4", on_warning=plain.append)
+    assert plain == []

@@ -57,12 +57,14 @@ class EncodeSummary:
     audio: str | None = None
     target_kbps: float | None = None
     warnings: list[str] = field(default_factory=list)
+    rotation: int = 0  # display rotation carried from the source, degrees counter-clockwise
 
     def line(self) -> str:
         preview = f"; preview {self.preview_kbps:.1f} kbps" if self.preview_bytes else ""
+        rotated = f", rotated {self.rotation}°" if self.rotation else ""
         return (
             f"{self.frames} frames {self.width}x{self.height}, {self.video_bytes / 1e3:.1f} kB video "
-            f"({self.kbps:.1f} kbps, {self.bpp:.4f} bpp, quality {self.quality}), "
+            f"({self.kbps:.1f} kbps, {self.bpp:.4f} bpp, quality {self.quality}{rotated}), "
             f"file {self.file_bytes / 1e3:.1f} kB ({self.file_kbps:.1f} kbps{preview}), "
             f"{self.seconds:.1f} s ({self.fps:.1f} fps) → {self.output}"
         )
@@ -83,8 +85,12 @@ def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[
     return head, video
 
 
-def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) -> list[TrackSpec]:
-    """The video TrackSpecs, preview first: players show the first default track they can decode."""
+def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None, rotation: int) -> list[TrackSpec]:
+    """The video TrackSpecs, preview first: players show the first default track they can decode.
+
+    Both carry the source's display rotation (frames are coded as stored, e.g. a portrait phone
+    clip as landscape pixels), so players and `decode` show them upright.
+    """
     info = source.info
     frame_ns = round(1e9 / info.frame_rate)
     config = encoder.config
@@ -101,6 +107,7 @@ def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | No
         height=info.height,
         name=f"streamcodec {config.mode} q{config.quality}",
         default=preview is None,
+        rotation=rotation,
     )
     if preview is None:
         return [ours]
@@ -114,6 +121,7 @@ def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | No
         height=preview.height,
         name="preview (H.264)",
         default=True,
+        rotation=rotation,
     )
     return [shown, ours]
 
@@ -214,7 +222,8 @@ def encode_file(
                     on_warning(choice.warning)
         preview_encoder = _preview_encoder(info, rates[encoder.config.quality - 1]) if preview else None
         audio = AudioRoute(source.audio, AUDIO_TRACK) if source.audio else None
-        tracks = _video_tracks(source, encoder, preview_encoder) + ([audio.track] if audio else [])
+        rotation = next(item.rotation for item in head if isinstance(item, VideoFrame))
+        tracks = _video_tracks(source, encoder, preview_encoder, rotation) + ([audio.track] if audio else [])
         tags, track_tags = _tags(encoder.config)
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
         with MatroskaWriter(output, tracks, writing_app=f"streamcodec {__version__}", tags=tags, track_tags=track_tags) as writer:
@@ -226,7 +235,7 @@ def encode_file(
             file_bytes = muxing.finish()
         bar.close()
     summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
-    summary.target_kbps, summary.warnings = bitrate_kbps, warnings
+    summary.target_kbps, summary.warnings, summary.rotation = bitrate_kbps, warnings, rotation
     return summary
 
 
