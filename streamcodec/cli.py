@@ -22,7 +22,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 EPILOG = """examples:
   streamcodec encode clip.mp4                      # → clip.mkv, best quality, H.264 preview track
   streamcodec encode clip.mp4 -o low.mkv --quality 1 --no-preview
-  streamcodec encode clip.mp4 --bitrate 40         # highest quality that fits 40 kbps
+  streamcodec encode clip.mp4 --bitrate 40         # codec track at most ~40 kbps (preview, audio on top)
   streamcodec decode clip.mkv -o clip.decoded.mp4 --reference clip.mp4   # prints PSNR / MS-SSIM
   streamcodec decode clip.mkv -o frames/           # PNG per frame
   streamcodec info clip.mkv --json
@@ -65,14 +65,21 @@ def _add_encode(sub: Any) -> None:
         "--bitrate",
         type=_positive_float,
         metavar="KBPS",
-        help="pick the highest quality whose rate fits KBPS (estimated on the first frames)",
+        help=(
+            "target rate of the codec's own track (not the file: the preview and audio come on top): the highest "
+            "quality whose rate, estimated on the first frames, fits KBPS; below the lowest quality's rate, a "
+            "warning and quality 1"
+        ),
     )
     p.add_argument("--model", default=None, help="registered model name (see `streamcodec models`)")
     p.add_argument(
         "--gop", type=_positive_int, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)"
     )
     p.add_argument(
-        "--preview", action=argparse.BooleanOptionalAction, default=True, help="add an H.264 preview track (default on)"
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add an H.264 preview track, the one players show, capped at about half the codec track's rate (default on)",
     )
     p.add_argument(
         "--backend",
@@ -228,9 +235,14 @@ def _run_encode(args: argparse.Namespace) -> int:
         preview=args.preview,
         backend=args.backend,
         progress=_progress(args),
+        on_warning=_warn,
     )
     _print(summary, args.json)
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _run_decode(args: argparse.Namespace) -> int:
@@ -243,7 +255,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         reference=args.reference,
         backend=args.backend,
         progress=_progress(args),
-        on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
+        on_warning=_warn,
         salvage=args.salvage,
     )
     _print(summary, args.json)

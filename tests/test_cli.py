@@ -49,6 +49,15 @@ def test_encode_decode_info_from_the_command_line(clip_with_audio: Path, tmp_pat
     assert decoded.returncode == 0 and "psnr_db" in decoded.stdout
 
 
+def test_unreachable_bitrate_is_one_warning_line_and_still_encodes(clip_with_audio: Path, tmp_path: Path) -> None:
+    out = tmp_path / "low.mkv"
+    result = run_cli("encode", str(clip_with_audio), "-o", str(out), "--bitrate", "1", "--no-preview")
+    assert result.returncode == 0 and out.exists()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: target 1 kbps cannot be met: the lowest quality needs about ")
+    assert "quality 1)" in result.stdout
+
+
 def test_missing_input_is_one_clear_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("encode", str(tmp_path / "nope.mp4")), "nope.mp4", "no such file")
     assert_one_line_error(run_cli("decode", str(tmp_path / "nope.mkv")), "nope.mkv", "no such file")

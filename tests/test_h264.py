@@ -118,3 +118,13 @@ def test_preview_track_next_to_our_track_decodes_with_ffmpeg(tmp_path: Path) -> 
     with MatroskaReader(path) as reader:
         keys = [p.time for p in reader.packets(tracks={2}) if p.keyframe]
     assert {0, Fraction(4, 10), Fraction(8, 10)} <= set(keys)
+
+
+def test_rate_capped_preview_stays_near_its_budget() -> None:
+    encoder = PreviewEncoder(320, 180, MS, kbps=40, frame_rate=Fraction(25))
+    sizes = [len(data) for index, rgb in enumerate(frames(50)) for _, data, _ in encoder.encode(rgb, index * 40, index % 25 == 0)]
+    sizes += [len(data) for _, data, _ in encoder.flush()]
+    kbps = sum(sizes) * 8 / 1000 / 2.0  # 50 frames at 25 fps
+    assert len(sizes) == 50 and 0.5 * 40 < kbps < 1.25 * 40
+    with pytest.raises(ValueError, match="frame rate"):
+        PreviewEncoder(320, 180, MS, kbps=40)

@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,12 +100,40 @@ def test_round_trip_keeps_payloads_times_keyframes_and_metadata(sample_file: tup
         video = reader.track(1)
         assert (video.kind, video.codec_id, video.codec_private) == ("video", "V_STREAMCODEC", VIDEO.codec_private)
         assert (video.default_duration_ns, video.width, video.height, video.name) == (40_000_000, 320, 240, "streamcodec")
+        assert video.rotation == 0.0  # no Projection written or read
         audio = reader.track(2)
         assert (audio.kind, audio.sampling_frequency, audio.channels, audio.bit_depth) == ("audio", 8000.0, 1, 16)
         read = list(reader.packets())
         last_video = max(p.time for p in packets if p.track == 1)
         assert reader.duration == last_video + Fraction(40, 1000)
     assert read == in_time_order(packets)
+
+
+@pytest.mark.parametrize("degrees", [90.0, -90.0, 180.0])
+def test_rotation_is_written_as_projection_roll_that_ffprobe_and_our_reader_read(tmp_path: Path, degrees: float) -> None:
+    path = tmp_path / "rotated.mkv"
+    with MatroskaWriter(path, [replace(VIDEO, rotation=degrees), AUDIO], writing_app="tests") as writer:
+        for packet in sample_packets(frames=5):
+            writer.write(packet.track, packet.time, packet.data, packet.keyframe)
+    with MatroskaReader(path) as reader:
+        assert (reader.track(1).rotation, reader.track(2).rotation) == (degrees, 0.0)
+    probe = run("ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", "-of", "json", str(path))
+    side_data = json.loads(probe.stdout)["streams"][0]["side_data_list"]
+    assert [s["side_data_type"] for s in side_data] == ["Display Matrix"]
+    assert (side_data[0]["rotation"] - degrees) % 360 == 0  # ffprobe says -180 for 180
+    report = json.loads(run("mkvmerge", "-J", str(path)).stdout)
+    assert report["errors"] == [] and report["warnings"] == []
+
+
+def test_track_entries_are_written_in_the_order_given(tmp_path: Path) -> None:
+    path = tmp_path / "order.mkv"
+    with MatroskaWriter(path, [AUDIO, VIDEO], writing_app="tests") as writer:
+        for packet in sample_packets(frames=5):
+            writer.write(packet.track, packet.time, packet.data, packet.keyframe)
+    with MatroskaReader(path) as reader:
+        assert [t.number for t in reader.tracks] == [2, 1]
+    report = json.loads(run("mkvmerge", "-J", str(path)).stdout)
+    assert [t["properties"]["number"] for t in report["tracks"]] == [2, 1] and report["errors"] == []
 
 
 def test_cues_point_at_the_clusters_of_every_track_1_keyframe(sample_file: tuple[Path, list[Packet]]) -> None:

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamcodec import bitstream
@@ -64,9 +65,9 @@ def test_ffprobe_lists_our_stream_with_every_packet(encoded: Path) -> None:
         check=True,
     )
     streams = json.loads(result.stdout)["streams"]
-    ours = streams[0]
+    ours = streams[1]  # the preview's TrackEntry comes first
     assert (ours["codec_type"], ours["width"], ours["height"], ours["nb_read_packets"]) == ("video", 96, 64, "12")
-    assert {s["codec_name"] for s in streams[1:]} == {"aac", "h264"}
+    assert [s.get("codec_name") for s in streams] == ["h264", None, "aac"]  # ffprobe names no codec for ours
 
 
 def test_mkvinfo_shows_codec_id_and_mkvmerge_reports_no_problems(encoded: Path) -> None:
@@ -75,14 +76,14 @@ def test_mkvinfo_shows_codec_id_and_mkvmerge_reports_no_problems(encoded: Path) 
     assert "Codec ID: V_STREAMCODEC" in info and "Codec's private data" in info
     report = json.loads(subprocess.run(["mkvmerge", "-J", str(encoded)], capture_output=True, text=True, check=True).stdout)
     assert report["errors"] == [] and report["warnings"] == []
-    assert report["tracks"][0]["codec"] == CODEC_ID or report["tracks"][0]["properties"]["codec_id"] == CODEC_ID
+    assert [t["properties"]["codec_id"] for t in report["tracks"]] == ["V_MPEG4/ISO/AVC", CODEC_ID, "A_AAC"]
 
 
 def test_pyav_reads_our_packets_bit_exactly(encoded: Path) -> None:
     with MatroskaReader(encoded) as reader:
         ours = [(p.data, p.keyframe) for p in reader.packets({1})]
     with av.open(str(encoded)) as container:
-        theirs = [(bytes(p), p.is_keyframe) for p in container.demux(container.streams[0]) if p.size]
+        theirs = [(bytes(p), p.is_keyframe) for p in container.demux(container.streams[1]) if p.size]
     assert theirs == ours
 
 
@@ -121,9 +122,32 @@ def test_info_reports_frames_keyframes_and_bits(encoded: Path) -> None:
 
 
 def test_bitrate_option_picks_a_quality_that_fits(clip_with_audio: Path, tmp_path: Path) -> None:
-    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False)
+    warnings: list[str] = []
+    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False, on_warning=warnings.append)
     high = encode_file(clip_with_audio, tmp_path / "high.mkv", bitrate_kbps=100000, preview=False)
     assert low.quality == 1 and high.quality == 4
+    assert low.warnings == warnings and len(warnings) == 1 and high.warnings == []
+    assert warnings[0].startswith("target 1 kbps cannot be met: the lowest quality needs about ")
+    assert float(warnings[0].split("about ")[1].split(" kbps")[0]) > 1
+
+
+@pytest.fixture(scope="module")
+def bbb_two_seconds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 50 frames of the shipped sample, with its audio."""
+    from .conftest import SAMPLE
+
+    path = tmp_path_factory.mktemp("bbb") / "bbb50.mp4"
+    ffmpeg("-i", str(SAMPLE), "-frames:v", "50", "-c:v", "libx264", "-crf", "18", "-c:a", "copy", "-t", "2", str(path))
+    return path
+
+
+@pytest.mark.parametrize("quality", [1, 4])
+def test_preview_stays_smaller_than_the_codec_track(bbb_two_seconds: Path, tmp_path: Path, quality: int) -> None:
+    summary = encode_file(bbb_two_seconds, tmp_path / "bbb.mkv", quality=quality)
+    assert 0 < summary.preview_bytes < summary.video_bytes
+    assert summary.preview_kbps == pytest.approx(summary.preview_bytes * 8 / 1000 / summary.duration_s)
+    assert summary.file_kbps == pytest.approx(summary.file_bytes * 8 / 1000 / summary.duration_s)
+    assert f"({summary.kbps:.1f} kbps," in summary.line() and f"({summary.file_kbps:.1f} kbps; preview" in summary.line()
 
 
 def test_damaged_frame_in_the_middle_is_concealed_and_the_rest_decodes(clip_with_audio: Path, tmp_path: Path) -> None:
@@ -182,7 +206,7 @@ def test_audio_without_a_matroska_mapping_is_re_encoded_not_dropped(media_dir: P
 def test_mkvextract_raw_output_splits_back_into_our_packets(encoded: Path, tmp_path: Path) -> None:
     require("mkvextract")
     raw = tmp_path / "track.raw"
-    subprocess.run(["mkvextract", str(encoded), "tracks", "--raw", f"0:{raw}"], capture_output=True, check=True)
+    subprocess.run(["mkvextract", str(encoded), "tracks", "--raw", f"1:{raw}"], capture_output=True, check=True)
     data, packets, offset = raw.read_bytes(), [], 0
     while offset < len(data):
         length = bitstream.packet_length(data, offset)
@@ -190,3 +214,84 @@ def test_mkvextract_raw_output_splits_back_into_our_packets(encoded: Path, tmp_p
         offset += length
     with MatroskaReader(encoded) as reader:
         assert packets == [p.data for p in reader.packets({1})]
+
+
+def test_players_pick_the_preview_by_default(encoded: Path, tmp_path: Path) -> None:
+    require("ffmpeg")
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(encoded)], capture_output=True, text=True, check=True
+    )
+    video = [s for s in json.loads(probe.stdout)["streams"] if s["codec_type"] == "video"]
+    assert [(s.get("codec_name"), s["disposition"]["default"]) for s in video] == [("h264", 1), (None, 0)]
+    out = tmp_path / "plain.mp4"  # no -map: ffmpeg chooses the video stream itself
+    result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(encoded), str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) >= 12  # ffmpeg may repeat a frame for constant rate
+    report = json.loads(subprocess.run(["mkvmerge", "-J", str(encoded)], capture_output=True, text=True, check=True).stdout)
+    assert [t["properties"]["default_track"] for t in report["tracks"] if t["type"] == "video"] == [True, False]
+
+
+def test_without_a_preview_our_track_is_the_default_video(odd_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "alone.mkv"
+    encode_file(odd_clip, out, preview=False)
+    report = json.loads(subprocess.run(["mkvmerge", "-J", str(out)], capture_output=True, text=True, check=True).stdout)
+    assert [(t["properties"]["codec_id"], t["properties"]["default_track"]) for t in report["tracks"]] == [(CODEC_ID, True)]
+
+
+@pytest.fixture(scope="module")
+def portrait_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A phone-style clip: 64x48 landscape pixels with a display matrix turning them 90°."""
+    path = tmp_path_factory.mktemp("rot") / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(90)
+        for index in range(6):
+            rgb = np.zeros((48, 64, 3), dtype=np.uint8)
+            rgb[:, : 8 + 8 * index] = 200
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _rotations(path: Path) -> list[float | None]:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [next((d.get("rotation") for d in s.get("side_data_list", [])), None) for s in json.loads(probe.stdout)["streams"]]
+
+
+def test_rotation_is_carried_to_the_mkv_and_to_decoded_video(portrait_clip: Path, tmp_path: Path) -> None:
+    require("ffprobe")
+    assert _rotations(portrait_clip) == [90]
+    encoded = tmp_path / "phone.mkv"
+    summary = encode_file(portrait_clip, encoded, quality=1)
+    assert summary.rotation == 90 and "rotated 90°" in summary.line()
+    assert _rotations(encoded) == [90, 90]  # the preview and our track
+    with MatroskaReader(encoded) as reader:
+        assert {t.codec_id: t.rotation for t in reader.tracks} == {"V_MPEG4/ISO/AVC": 90.0, CODEC_ID: 90.0}
+    for suffix in (".mp4", ".mkv", ".mov"):
+        decode_file(encoded, tmp_path / f"back{suffix}")
+        assert _rotations(tmp_path / f"back{suffix}") == [90], suffix
+    upright = tmp_path / "upright.mp4"  # ffmpeg applies the display matrix when it re-encodes
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "back.mp4"), str(upright)], check=True)
+    with av.open(str(upright)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (48, 64)
+
+
+def test_decoding_a_rotated_stream_to_frames_says_they_are_unrotated(portrait_clip: Path, tmp_path: Path) -> None:
+    encoded = tmp_path / "phone.mkv"
+    encode_file(portrait_clip, encoded, quality=1, preview=False)
+    warnings: list[str] = []
+    decode_file(encoded, tmp_path / "frames", on_warning=warnings.append)
+    assert warnings == ["the stream is shown rotated 90° counter-clockwise; the PNG frames are written as coded, unrotated"]
+    plain: list[str] = []
+    decode_file(encoded, tmp_path / "back.mp4", on_warning=plain.append)
+    assert plain == []

@@ -20,8 +20,9 @@ from ..errors import InputNotFoundError, UnreadableInputError, media_errors
 
 @dataclass(frozen=True)
 class VideoFrame:
-    rgb: npt.NDArray[np.uint8]
+    rgb: npt.NDArray[np.uint8]  # as coded: not turned by the display rotation
     time: Fraction
+    rotation: int = 0  # display matrix rotation, degrees counter-clockwise (PyAV's VideoFrame.rotation)
 
 
 @dataclass(frozen=True)
@@ -111,5 +112,5 @@ class Source:
                             f"{self.info.width}x{self.info.height} (resolution changes are not supported)",
                             self.path,
                         )
-                    yield VideoFrame(rgb, self._frame_time(frame, index))
+                    yield VideoFrame(rgb, self._frame_time(frame, index), frame.rotation)
                     index += 1

@@ -60,6 +60,8 @@ class ID:
     VIDEO = 0xE0
     PIXEL_WIDTH = 0xB0
     PIXEL_HEIGHT = 0xBA
+    PROJECTION = 0x7670
+    PROJECTION_POSE_ROLL = 0x7675  # degrees, counter-clockwise (FFmpeg maps it to a display matrix)
     AUDIO = 0xE1
     SAMPLING_FREQUENCY = 0xB5
     CHANNELS = 0x9F

@@ -123,7 +123,16 @@ class PreviewEncoder:
     packets come out in presentation order and the muxer's interleaving buffer stays small.
     """
 
-    def __init__(self, width: int, height: int, time_base: Fraction, max_width: int = 480) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        max_width: int = 480,
+        *,
+        kbps: float | None = None,
+        frame_rate: Fraction | None = None,
+    ) -> None:
         """Open the encoder.
 
         Args:
@@ -131,9 +140,15 @@ class PreviewEncoder:
             height: their height.
             time_base: unit of the `pts` given to `encode` and returned with packets.
             max_width: the preview is scaled down to at most this width.
+            kbps: cap the preview's rate (ABR with a 2-second VBV buffer); None: constant
+                quality (CRF 32), whatever rate that takes.
+            frame_rate: the nominal frame rate; required with `kbps`, since x264's rate
+                control budgets bits per frame from it.
         """
         if width < 2 or height < 2 or max_width < 2:
             raise ValueError(f"frame {width}x{height} and max_width {max_width} must all be >= 2")
+        if kbps is not None and (not kbps > 0 or frame_rate is None or not frame_rate > 0):
+            raise ValueError(f"a preview rate cap needs kbps > 0 and a frame rate > 0, got {kbps} kbps at {frame_rate} fps")
         self.source_size = (width, height)
         self.width, self.height = preview_size(width, height, max_width)
         self.time_base = time_base
@@ -141,9 +156,17 @@ class PreviewEncoder:
         self._context.width, self._context.height = self.width, self.height
         self._context.pix_fmt = "yuv420p"
         self._context.time_base = time_base
+        if frame_rate is not None:
+            self._context.framerate = frame_rate
         self._context.max_b_frames = 0
         self._context.flags |= av.codec.context.Flags.global_header  # SPS/PPS in extradata, for avcC
-        self._context.options = {"preset": "veryfast", "crf": "32", "tune": "zerolatency", "forced-idr": "1"}
+        options = {"preset": "veryfast", "tune": "zerolatency", "forced-idr": "1"}
+        if kbps is None:
+            options["crf"] = "32"
+        else:
+            bits = str(max(1, round(kbps * 1000)))
+            options |= {"b": bits, "maxrate": bits, "bufsize": str(max(1, round(kbps * 2000)))}
+        self._context.options = options
         self._context.open()
         self._codec_private = avcc_from_annexb(bytes(self._context.extradata or b""))
 

@@ -43,6 +43,7 @@ class TrackSpec:
     name: str | None = None
     language: str = "und"
     default: bool = True
+    rotation: float = 0.0  # display rotation, degrees counter-clockwise; written as ProjectionPoseRoll
 
     def __post_init__(self) -> None:
         if not 1 <= self.number <= 126:  # one-byte track numbers in block headers
@@ -74,8 +75,10 @@ def track_entry(spec: TrackSpec, uid: int, codec_delay_ns: int) -> bytes:
     if spec.name:
         children.append(ebml.string_element(ID.NAME, spec.name))
     if spec.kind == "video" and spec.width and spec.height:
-        size = [ebml.uint_element(ID.PIXEL_WIDTH, spec.width), ebml.uint_element(ID.PIXEL_HEIGHT, spec.height)]
-        children.append(ebml.master_element(ID.VIDEO, size))
+        video = [ebml.uint_element(ID.PIXEL_WIDTH, spec.width), ebml.uint_element(ID.PIXEL_HEIGHT, spec.height)]
+        if spec.rotation:  # a rectangular projection (ProjectionType's default) turned in the picture plane
+            video.append(ebml.master_element(ID.PROJECTION, [ebml.float_element(ID.PROJECTION_POSE_ROLL, spec.rotation)]))
+        children.append(ebml.master_element(ID.VIDEO, video))
     if spec.kind == "audio":
         audio = [ebml.float_element(ID.SAMPLING_FREQUENCY, spec.sampling_frequency or 8000.0)]
         audio += [ebml.uint_element(ID.CHANNELS, spec.channels)] if spec.channels else []
@@ -135,6 +138,7 @@ class TrackInfo:
     codec_delay_ns: int = 0
     bit_depth: int | None = None
     language: str = "eng"
+    rotation: float = 0.0  # Video/Projection/ProjectionPoseRoll: degrees counter-clockwise
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ def track_info(payload: bytes, base: int, path: Path) -> TrackInfo:
     if not number:
         raise CorruptStreamError("TrackEntry without a TrackNumber", path, base)
     frequency = audio.get(ID.SAMPLING_FREQUENCY) if audio is not None else None
+    projection = ebml.children_dict(video.get(ID.PROJECTION, b""), 0, path)
+    roll = projection.get(ID.PROJECTION_POSE_ROLL)
     return TrackInfo(
         number=number,
         kind=_TRACK_KINDS.get(track_type, f"type {track_type}"),
@@ -186,6 +192,7 @@ def track_info(payload: bytes, base: int, path: Path) -> TrackInfo:
         codec_delay_ns=uint_field(fields, ID.CODEC_DELAY),
         bit_depth=None if audio is None else optional_uint_field(audio, ID.BIT_DEPTH),
         language=string_field(fields, ID.LANGUAGE, "eng"),
+        rotation=ebml.decode_float(roll) if roll else 0.0,
     )
 
 

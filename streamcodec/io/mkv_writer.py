@@ -129,7 +129,8 @@ class MatroskaWriter:
 
         Args:
             path: final file; written only by a successful `close()`.
-            tracks: the tracks; numbers unique, 1..126, including track 1.
+            tracks: the tracks, in the order their TrackEntries are written; numbers unique,
+                1..126, including track 1.
             title: Segment title.
             writing_app: the application name written as WritingApp.
             tags: global tags (TargetTypeValue 50).
@@ -196,7 +197,9 @@ class MatroskaWriter:
             self._file.write(ebml.master_element(ID.TAGS, tag_elements, crc=True))
 
     def _tracks(self) -> bytes:
-        entries = [track_entry(spec, self.uids[number], self._delays[number]) for number, spec in sorted(self.specs.items())]
+        # In the caller's order: readers number streams by TrackEntry order, and players that
+        # ignore FlagDefault pick the first video track.
+        entries = [track_entry(spec, self.uids[number], self._delays[number]) for number, spec in self.specs.items()]
         return ebml.master_element(ID.TRACKS, entries, crc=True)
 
     def _info(self, duration_ticks: float) -> bytes:

@@ -122,6 +122,20 @@ class _VideoSink:
             self.video.width, self.video.height = width, height
             self.video.time_base = MS
 
+    def set_rotation(self, degrees: float) -> str | None:
+        """Carry the stream's display rotation (before the first frame); returns a note where it cannot be.
+
+        .mp4/.mkv/.mov get a display matrix, so players turn the picture as they did the source.
+        PNG and y4m have no such field: their frames are written as coded, and the note says so.
+        """
+        if not degrees:
+            return None
+        if self.suffix in CONTAINER_SUFFIXES and not self.is_folder:
+            self.video.set_display_rotation(degrees)
+            return None
+        kind = "PNG" if self.is_folder else "y4m"
+        return f"the stream is shown rotated {degrees:g}° counter-clockwise; the {kind} frames are written as coded, unrotated"
+
     def write(self, rgb: npt.NDArray[np.uint8], time: Fraction) -> None:
         self.count += 1
         if self.is_folder:
@@ -205,6 +219,8 @@ def decode_file(
         audio = [t.number for t in reader.tracks if t.kind == "audio"]
         frame_rate = Fraction(1_000_000_000, track.default_duration_ns) if track.default_duration_ns else Fraction(25)
         sink = _VideoSink(output, config.width, config.height, input if audio else None, frame_rate) if output else None
+        if sink and (note := sink.set_rotation(track.rotation)):
+            warn(note)
         ref_frames = _reference_frames(reference, config) if reference else None
         quality = QualityAccumulator()
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")

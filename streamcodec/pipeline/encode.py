@@ -6,10 +6,9 @@ grow with the length of the clip.
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,14 @@ import numpy as np
 from .. import __version__
 from ..bitstream import FORMAT_VERSION, StreamConfig
 from ..codec import DEFAULT_GOP, Encoder
-from ..entropy import context
 from ..errors import UnreadableInputError
-from ..io.demux import AudioPacket, Source, VideoFrame
+from ..io.demux import AudioPacket, Source, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from .audio import AudioRoute
+from .rate import choose_quality, estimate_rates, preview_budget
 
 CODEC_ID = "V_STREAMCODEC"
 VIDEO_TRACK, AUDIO_TRACK, PREVIEW_TRACK = 1, 2, 3
@@ -48,41 +47,30 @@ class EncodeSummary:
     video_bytes: int
     preview_bytes: int
     audio_bytes: int
-    kbps: float
+    kbps: float  # the codec's own track, which is what --bitrate targets
+    file_kbps: float  # the whole file: codec track, preview, audio and container
+    preview_kbps: float
     bpp: float
     seconds: float
     fps: float
     estimated_bits: float
     audio: str | None = None
+    target_kbps: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    rotation: int = 0  # display rotation carried from the source, degrees counter-clockwise
 
     def line(self) -> str:
+        preview = f"; preview {self.preview_kbps:.1f} kbps" if self.preview_bytes else ""
+        rotated = f", rotated {self.rotation}°" if self.rotation else ""
         return (
             f"{self.frames} frames {self.width}x{self.height}, {self.video_bytes / 1e3:.1f} kB video "
-            f"({self.kbps:.1f} kbps, {self.bpp:.4f} bpp, quality {self.quality}), file {self.file_bytes / 1e3:.1f} kB, "
+            f"({self.kbps:.1f} kbps, {self.bpp:.4f} bpp, quality {self.quality}{rotated}), "
+            f"file {self.file_bytes / 1e3:.1f} kB ({self.file_kbps:.1f} kbps{preview}), "
             f"{self.seconds:.1f} s ({self.fps:.1f} fps) → {self.output}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def choose_quality(encoder: Encoder, frames: list[np.ndarray], fps: Fraction, kbps: float) -> int:
-    """Highest quality whose estimated rate on the first frames fits `kbps` (else the lowest).
-
-    E runs once per probe frame; each quality's rate is the model's entropy estimate of its
-    leading channels, weighting intra and inter frames as the GOP will.
-    """
-    config = encoder.model.config
-    symbols = [encoder.analyze(rgb) for rgb in frames]
-    intra_share = 1.0 / min(encoder.config.gop, max(len(frames), 1))
-    best = 1
-    for quality, keep in enumerate(config.quality_channels, start=1):
-        intra = context.encode_frame(symbols[0][:keep], None, encoder.model.tables)[1]
-        inter = [context.encode_frame(s[:keep], r[:keep], encoder.model.tables)[1] for r, s in itertools.pairwise(symbols)]
-        bits = intra_share * intra + (1 - intra_share) * (float(np.mean(inter)) if inter else intra)
-        if bits * float(fps) / 1000.0 <= kbps:
-            best = quality
-    return best
 
 
 def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[VideoFrame | AudioPacket], list[np.ndarray]]:
@@ -97,37 +85,45 @@ def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[
     return head, video
 
 
-def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None) -> list[TrackSpec]:
+def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None, rotation: int) -> list[TrackSpec]:
+    """The video TrackSpecs, preview first: players show the first default track they can decode.
+
+    Both carry the source's display rotation (frames are coded as stored, e.g. a portrait phone
+    clip as landscape pixels), so players and `decode` show them upright.
+    """
     info = source.info
     frame_ns = round(1e9 / info.frame_rate)
     config = encoder.config
-    tracks = [
-        TrackSpec(
-            number=VIDEO_TRACK,
-            kind="video",
-            codec_id=CODEC_ID,
-            codec_private=config.pack(),
-            default_duration_ns=frame_ns,
-            width=info.width,
-            height=info.height,
-            name=f"streamcodec {config.mode} q{config.quality}",
-        )
-    ]
-    if preview:
-        tracks.append(
-            TrackSpec(
-                number=PREVIEW_TRACK,
-                kind="video",
-                codec_id="V_MPEG4/ISO/AVC",
-                codec_private=preview.codec_private,
-                default_duration_ns=frame_ns,
-                width=preview.width,
-                height=preview.height,
-                name="preview (H.264)",
-                default=False,
-            )
-        )
-    return tracks
+    # FlagDefault marks what a player may pick on its own. No player decodes V_STREAMCODEC, so
+    # with a preview present only the preview is default (ffmpeg/ffplay/mpv then take it); our
+    # own tools find our track by CodecID.
+    ours = TrackSpec(
+        number=VIDEO_TRACK,
+        kind="video",
+        codec_id=CODEC_ID,
+        codec_private=config.pack(),
+        default_duration_ns=frame_ns,
+        width=info.width,
+        height=info.height,
+        name=f"streamcodec {config.mode} q{config.quality}",
+        default=preview is None,
+        rotation=rotation,
+    )
+    if preview is None:
+        return [ours]
+    shown = TrackSpec(
+        number=PREVIEW_TRACK,
+        kind="video",
+        codec_id="V_MPEG4/ISO/AVC",
+        codec_private=preview.codec_private,
+        default_duration_ns=frame_ns,
+        width=preview.width,
+        height=preview.height,
+        name="preview (H.264)",
+        default=True,
+        rotation=rotation,
+    )
+    return [shown, ours]
 
 
 def _tags(config: StreamConfig) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
@@ -194,16 +190,21 @@ def encode_file(
     preview: bool = True,
     backend: str = "auto",
     progress: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
     The file appears at `output` only when complete; on any error nothing is left there.
+    `bitrate_kbps` targets the codec's own track (the preview and audio come on top); a target
+    below the lowest quality's rate is reported through `on_warning` and encoded at quality 1.
+    The preview's rate is capped at `rate.PREVIEW_SHARE` of the codec track's estimated rate.
     """
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
     if bitrate_kbps is not None and bitrate_kbps <= 0:
         raise ValueError(f"bitrate {bitrate_kbps} kbps must be positive")
     started = time.perf_counter()
+    warnings: list[str] = []
     with Source(input) as source:
         info = source.info
         encoder = Encoder(info.width, info.height, model=model, quality=quality, gop=gop, backend=backend)
@@ -211,11 +212,18 @@ def encode_file(
         head, probe = _peek(items, RATE_PROBE_FRAMES)
         if not probe:
             raise UnreadableInputError("holds no decodable video frames", input)
+        rates = estimate_rates(encoder, probe, info.frame_rate) if bitrate_kbps is not None or preview else []
         if bitrate_kbps is not None:
-            encoder.with_quality(choose_quality(encoder, probe, info.frame_rate, bitrate_kbps))
-        preview_encoder = PreviewEncoder(info.width, info.height, MS) if preview else None
+            choice = choose_quality(rates, bitrate_kbps)
+            encoder.with_quality(choice.quality)
+            if choice.warning:
+                warnings.append(choice.warning)
+                if on_warning:
+                    on_warning(choice.warning)
+        preview_encoder = _preview_encoder(info, rates[encoder.config.quality - 1]) if preview else None
         audio = AudioRoute(source.audio, AUDIO_TRACK) if source.audio else None
-        tracks = _video_tracks(source, encoder, preview_encoder) + ([audio.track] if audio else [])
+        rotation = next(item.rotation for item in head if isinstance(item, VideoFrame))
+        tracks = _video_tracks(source, encoder, preview_encoder, rotation) + ([audio.track] if audio else [])
         tags, track_tags = _tags(encoder.config)
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
         with MatroskaWriter(output, tracks, writing_app=f"streamcodec {__version__}", tags=tags, track_tags=track_tags) as writer:
@@ -226,7 +234,15 @@ def encode_file(
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
             file_bytes = muxing.finish()
         bar.close()
-    return _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
+    summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
+    summary.target_kbps, summary.warnings, summary.rotation = bitrate_kbps, warnings, rotation
+    return summary
+
+
+def _preview_encoder(info: SourceInfo, codec_kbps: float) -> PreviewEncoder:
+    """An H.264 preview sized and rate-capped from the codec track's estimated rate."""
+    kbps, max_width = preview_budget(codec_kbps, info.frame_rate, info.width, info.height)
+    return PreviewEncoder(info.width, info.height, MS, max_width, kbps=kbps, frame_rate=info.frame_rate)
 
 
 def _summary(
@@ -255,6 +271,8 @@ def _summary(
         preview_bytes=sizes[PREVIEW_TRACK],
         audio_bytes=sizes[AUDIO_TRACK],
         kbps=sizes[VIDEO_TRACK] * 8 / 1000 / duration,
+        file_kbps=file_bytes * 8 / 1000 / duration,
+        preview_kbps=sizes[PREVIEW_TRACK] * 8 / 1000 / duration,
         bpp=sizes[VIDEO_TRACK] * 8 / (frames * config.width * config.height),
         seconds=elapsed,
         fps=frames / elapsed,
