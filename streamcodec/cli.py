@@ -30,6 +30,12 @@ EPILOG = """examples:
 """
 
 
+FORCE_FILE_HELP = (
+    "replace an existing output file (by one rename, once the new file is complete); "
+    "without it an existing output is refused before any work"
+)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -79,6 +85,7 @@ def _add_encode(sub: Any) -> None:
         default="auto",
         help="inference backend: auto (cuda on an NVIDIA GPU, else onnxruntime, else torch), onnxruntime, torch, compile, cuda",
     )
+    p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
 
@@ -101,6 +108,12 @@ def _add_decode(sub: Any) -> None:
         "--salvage",
         action="store_true",
         help="decode what a truncated file holds instead of refusing it (the cut is reported as a warning)",
+    )
+    p.add_argument(
+        "-y",
+        "--force",
+        action="store_true",
+        help=FORCE_FILE_HELP + "; PNG frames go only into a new or empty folder, which --force never empties",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_run_decode)
@@ -228,6 +241,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         preview=args.preview,
         backend=args.backend,
         progress=_progress(args),
+        force=args.force,
     )
     _print(summary, args.json)
     return 0
@@ -245,6 +259,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         progress=_progress(args),
         on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
         salvage=args.salvage,
+        force=args.force,
     )
     _print(summary, args.json)
     return 0

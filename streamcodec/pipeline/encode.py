@@ -24,6 +24,7 @@ from ..errors import UnreadableInputError
 from ..io.demux import AudioPacket, Source, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
+from ..io.safe_output import check_file_target
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from .audio import AudioRoute
@@ -194,15 +195,18 @@ def encode_file(
     preview: bool = True,
     backend: str = "auto",
     progress: bool = False,
+    force: bool = False,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
-    The file appears at `output` only when complete; on any error nothing is left there.
+    The file appears at `output` only when complete; on any error nothing is left there. An
+    existing `output` is refused (OutputExistsError, before any work) unless `force` is set.
     """
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
     if bitrate_kbps is not None and bitrate_kbps <= 0:
         raise ValueError(f"bitrate {bitrate_kbps} kbps must be positive")
+    check_file_target(Path(output), force)
     started = time.perf_counter()
     with Source(input) as source:
         info = source.info
@@ -218,7 +222,8 @@ def encode_file(
         tracks = _video_tracks(source, encoder, preview_encoder) + ([audio.track] if audio else [])
         tags, track_tags = _tags(encoder.config)
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
-        with MatroskaWriter(output, tracks, writing_app=f"streamcodec {__version__}", tags=tags, track_tags=track_tags) as writer:
+        app = f"streamcodec {__version__}"
+        with MatroskaWriter(output, tracks, writing_app=app, tags=tags, track_tags=track_tags, force=force) as writer:
             muxing = _Muxing(writer, encoder, preview_encoder, audio)
             for item in _chain(head, items):
                 muxing.add(item)
