@@ -90,8 +90,12 @@ class Partial:
             path = where / f".{target.name}.partial-{secrets.token_hex(4)}"
             try:  # O_EXCL / mkdir: never share a partial with another writer
                 fd = cls._open_new(path, folder)
-            except (FileExistsError, FileNotFoundError):
-                continue  # name taken, or a cleaner removed our fresh folder before we opened it
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                if not where.is_dir():
+                    raise
+                continue  # a cleaner removed our fresh folder before we opened it
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(path, fd):
                 return cls(path, fd, folder)
