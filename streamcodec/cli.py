@@ -30,6 +30,12 @@ EPILOG = """examples:
 """
 
 
+FORCE_FILE_HELP = (
+    "replace an existing output file (by one rename, once the new file is complete); "
+    "without it an existing output is refused before any work"
+)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -86,6 +92,7 @@ def _add_encode(sub: Any) -> None:
         default="auto",
         help="inference backend: auto (cuda on an NVIDIA GPU, else onnxruntime, else torch), onnxruntime, torch, compile, cuda",
     )
+    p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
 
@@ -101,13 +108,21 @@ def _add_decode(sub: Any) -> None:
         ),
     )
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
-    p.add_argument("-o", "--output", type=Path, help="output file or folder/ (default: INPUT with .decoded.mp4)")
+    p.add_argument(
+        "-o", "--output", type=Path, help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)"
+    )
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
     p.add_argument("--backend", default="auto", help="inference backend, as for encode (default auto)")
     p.add_argument(
         "--salvage",
         action="store_true",
         help="decode what a truncated file holds instead of refusing it (the cut is reported as a warning)",
+    )
+    p.add_argument(
+        "-y",
+        "--force",
+        action="store_true",
+        help=FORCE_FILE_HELP + "; PNG frames go only into a new or empty folder, which --force never empties",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_run_decode)
@@ -236,6 +251,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=_progress(args),
         on_warning=_warn,
+        force=args.force,
     )
     _print(summary, args.json)
     return 0
@@ -257,6 +273,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         progress=_progress(args),
         on_warning=_warn,
         salvage=args.salvage,
+        force=args.force,
     )
     _print(summary, args.json)
     return 0

@@ -61,6 +61,10 @@ class OutputError(StreamcodecError, OSError):
     """The output cannot be written (folder missing, not writable, disk full)."""
 
 
+class OutputExistsError(OutputError, FileExistsError):
+    """The output already exists and replacing it was not asked for (`--force`, `force=True`)."""
+
+
 class EmptyOutputError(StreamcodecError, ValueError):
     """Nothing to write: the output would hold no frame (e.g. a Matroska file with no Cluster)."""
 

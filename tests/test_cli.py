@@ -144,7 +144,7 @@ def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
         return real(self, rgb)  # type: ignore[arg-type]
 
     monkeypatch.setattr(encode_module.Encoder, "encode", failing)
-    assert cli.main(["encode", str(clip_with_audio), "-o", str(out)]) == cli.EXIT_INTERRUPTED
+    assert cli.main(["encode", str(clip_with_audio), "-o", str(out), "--force"]) == cli.EXIT_INTERRUPTED
     assert out.read_bytes() == b"previous contents"
     assert _only(tmp_path) == ["keep.mkv"]
 

@@ -325,7 +325,7 @@ def test_not_a_matroska_file_is_refused(tmp_path: Path) -> None:
 def test_exception_in_with_block_leaves_nothing_and_keeps_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "out.mkv"
     path.write_bytes(b"previous")
-    with pytest.raises(RuntimeError), MatroskaWriter(path, [VIDEO], writing_app="tests") as writer:
+    with pytest.raises(RuntimeError), MatroskaWriter(path, [VIDEO], writing_app="tests", force=True) as writer:
         writer.write(1, Fraction(0), b"frame", True)
         raise RuntimeError("encoder failed")
     assert path.read_bytes() == b"previous"

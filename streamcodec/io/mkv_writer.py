@@ -10,8 +10,9 @@ container itself. Layout of the file:
       Cluster … Cluster                  (written as packets arrive, each patched when it ends)
       Cues                               (one CuePoint per keyframe of track 1)
 
-Every top-level element starts with a CRC-32 element. The file is written under a temporary
-name next to `path` and renamed onto it only when `close()` succeeds.
+Every top-level element starts with a CRC-32 element. The file is written under a locked temporary
+name next to `path` and renamed onto it only when `close()` succeeds; an existing `path` is refused
+unless `force` is given (see safe_output: stale temporaries of killed writers are removed first).
 
 Timestamps: `time` is a packet's presentation time in seconds; Matroska stores `time + CodecDelay`
 rounded to the nearest tick (readers subtract CodecDelay again) and no stored time may be negative.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +40,7 @@ from streamcodec.errors import EmptyOutputError, OutputError, StreamcodecError
 from streamcodec.io import ebml
 from streamcodec.io.ebml import ID
 from streamcodec.io.matroska import NS_PER_SECOND, TrackSpec, cue_point, ebml_header, seek_entry, tag_element, track_entry
+from streamcodec.io.safe_output import Partial, check_file_target, publish_file, remove_stale_partials
 
 __all__ = ["MatroskaWriter", "TrackSpec"]  # TrackSpec lives in matroska; re-exported for callers
 
@@ -124,6 +125,7 @@ class MatroskaWriter:
         tags: Mapping[str, str] = _NO_TAGS,
         track_tags: Mapping[int, Mapping[str, str]] = _NO_TRACK_TAGS,
         timestamp_scale_ns: int = 1_000_000,
+        force: bool = False,
     ) -> None:
         """Create the temporary file and write everything up to the first Cluster.
 
@@ -136,6 +138,7 @@ class MatroskaWriter:
             tags: global tags (TargetTypeValue 50).
             track_tags: per-track tags, keyed by track number.
             timestamp_scale_ns: nanoseconds per timestamp tick (Matroska's default 1 ms).
+            force: replace an existing `path` (else OutputExistsError, here and again at close).
         """
         numbers = [spec.number for spec in tracks]
         if len(set(numbers)) != len(numbers) or 1 not in numbers:
@@ -145,6 +148,9 @@ class MatroskaWriter:
         if unknown := set(track_tags) - {spec.number for spec in tracks}:
             raise ValueError(f"track_tags name unknown tracks {sorted(unknown)}")
         self.path = Path(path)
+        self._force = force
+        with self._io_errors():
+            check_file_target(self.path, force)
         self.scale = timestamp_scale_ns
         self.specs = {spec.number: spec for spec in tracks}
         self.uids = {spec.number: int.from_bytes(os.urandom(8), "big") | 1 for spec in tracks}
@@ -169,14 +175,11 @@ class MatroskaWriter:
             raise
 
     def _create_temporary(self) -> BinaryIO:
-        """Create `.NAME.partial-XXXXXXXX` next to `path`, with the permissions a plain open() gives."""
-        while True:
-            self._temp = self.path.with_name(f".{self.path.name}.partial-{secrets.token_hex(4)}")
-            try:  # O_EXCL: never reuse a file that someone else is writing
-                fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            return os.fdopen(fd, "w+b")
+        """Create `.NAME.partial-XXXXXXXX` next to `path`, locked while we write, after removing stale ones."""
+        remove_stale_partials(self.path)
+        self._partial = Partial.create(self.path)
+        self._temp = self._partial.path
+        return os.fdopen(self._partial.fd, "w+b", closefd=False)  # the lock lives on the partial's fd
 
     def _write_head(self, tags: Mapping[str, str], track_tags: Mapping[int, Mapping[str, str]]) -> None:
         self._file.write(ebml_header())
@@ -348,7 +351,8 @@ class MatroskaWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self._temp, self.path)
+        publish_file(self._temp, self.path, self._force)  # still locked: no cleaner can take it first
+        self._partial.release()
         self._fsync_folder()
         self._closed = True
         return size
@@ -372,7 +376,7 @@ class MatroskaWriter:
             return
         self._closed = True
         self._file.close()
-        self._temp.unlink(missing_ok=True)
+        self._partial.discard()
 
     def __enter__(self) -> MatroskaWriter:
         return self

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,15 @@ from ..errors import (
 )
 from ..io.demux import Source
 from ..io.mkv_reader import MatroskaReader, TrackInfo
+from ..io.safe_output import (
+    Partial,
+    absolute,
+    check_file_target,
+    check_frames_folder,
+    publish_file,
+    publish_frames,
+    remove_stale_partials,
+)
 from ..metrics import QualityAccumulator
 from ..progress import Progress
 from .encode import CODEC_ID
@@ -80,27 +87,54 @@ def stream_track(reader: MatroskaReader, path: Path) -> tuple[TrackInfo, StreamC
     raise UnsupportedStreamError("has no V_STREAMCODEC track (not made by streamcodec encode)", path)
 
 
-class _VideoSink:
-    """Where decoded frames go: a PyAV container (with optional audio copy) or PNG files."""
+def _is_frames_folder(output: Path) -> bool:
+    return output.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
 
-    def __init__(self, output: Path, width: int, height: int, audio_from: Path | None, frame_rate: Fraction) -> None:
-        self.output = output
-        # Nominal rate for the codec's rate control; every frame still carries its own timestamp.
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse a decode output before any work: wrong type, existing file without `force`, non-empty folder."""
+    if _is_frames_folder(output):
+        check_frames_folder(output)
+        return
+    if output.suffix.lower() not in CONTAINER_SUFFIXES and output.suffix.lower() != ".y4m":
+        raise OutputError(f"unsupported output type {output.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
+    check_file_target(output, force)
+
+
+class _VideoSink:
+    """Where decoded frames go: a PyAV container (with optional audio copy) or PNG files.
+
+    Everything is written inside a locked partial folder (see io/safe_output) and published by a
+    rename at `close()`: a file replaces an existing one only with `force`; frames go only into a
+    new or empty folder.
+    """
+
+    def __init__(
+        self, output: Path, width: int, height: int, audio_from: Path | None, frame_rate: Fraction, force: bool = False
+    ) -> None:
+        self.output, self.force = output, force
+        self.target = absolute(output)
+        # Nominal rate for the codec's rate control (and the y4m header); every frame keeps its own timestamp.
         self.frame_rate = frame_rate
         self.suffix = output.suffix.lower()
-        self.is_folder = self.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
-        if not self.is_folder and self.suffix not in CONTAINER_SUFFIXES and self.suffix != ".y4m":
-            raise OutputError(f"unsupported output type {self.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
-        parent = output.parent if not self.is_folder else output.absolute().parent
-        if not parent.is_dir():
-            raise OutputError("output folder does not exist", parent)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent))
+        self.is_folder = _is_frames_folder(output)
+        check_output(output, force)
+        remove_stale_partials(self.target)
+        # An existing (empty) folder is filled from inside: renaming over it would move the
+        # user's working directory or a mount point.
+        inside = self.is_folder and self.target.is_dir()
+        self.partial = Partial.create(self.target, folder=True, where=self.target if inside else None)
+        self.tmp = self.partial.path
         self.count = 0
         self.container: Any = None
         self.audio_in: Any = None
         self.audio_out: Any = None
         if not self.is_folder:
-            self._open_container(width, height, audio_from)
+            try:
+                self._open_container(width, height, audio_from)
+            except BaseException:
+                self.abort()
+                raise
 
     def _open_container(self, width: int, height: int, audio_from: Path | None) -> None:
         target = self.tmp / self.output.name
@@ -120,7 +154,8 @@ class _VideoSink:
                     if self.audio_in.streams.audio:
                         self.audio_out = self.container.add_stream_from_template(self.audio_in.streams.audio[0])
             self.video.width, self.video.height = width, height
-            self.video.time_base = MS
+            # y4m has no timestamps: its header's F comes from the time base, so that is the frame rate.
+            self.video.time_base = 1 / self.frame_rate if self.suffix == ".y4m" else MS
 
     def set_rotation(self, degrees: float) -> str | None:
         """Carry the stream's display rotation (before the first frame); returns a note where it cannot be.
@@ -142,7 +177,10 @@ class _VideoSink:
             Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
             return
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts, frame.time_base = round(time / MS), MS
+        if self.suffix == ".y4m":
+            frame.pts, frame.time_base = self.count - 1, 1 / self.frame_rate
+        else:
+            frame.pts, frame.time_base = round(time / MS), MS
         with media_errors(self.output, writing=True):
             for packet in self.video.encode(frame):
                 self.container.mux(packet)
@@ -158,28 +196,34 @@ class _VideoSink:
             self.container.mux(packet)
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
-        if self.container is not None:
-            with media_errors(self.output, writing=True):
-                for packet in self.video.encode(None):
-                    self.container.mux(packet)
-                self.container.close()
-            if self.audio_in is not None:
-                self.audio_in.close()
-            os.replace(self.tmp / self.output.name, self.output)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            if self.output.exists():
-                shutil.rmtree(self.output) if self.output.is_dir() else self.output.unlink()
-            os.replace(self.tmp, self.output)
+        """Finish the file (or frames) and move it into place."""
+        if self.is_folder:
+            publish_frames(self.partial, self.target)
+            self.partial.release()
+            return
+        with media_errors(self.output, writing=True):
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
+            self.container.close()
+        self.container = None
+        self._close_audio()
+        publish_file(self.tmp / self.output.name, self.output, self.force)
+        self.partial.discard()  # the partial folder is empty now
+
+    def _close_audio(self) -> None:
+        if self.audio_in is not None:
+            self.audio_in.close()
+            self.audio_in = None
 
     def abort(self) -> None:
+        """Drop everything written so far; the output is left as it was."""
         if self.container is not None:
             with contextlib.suppress(av.error.FFmpegError):
                 self.container.close()
-        if self.audio_in is not None:
-            self.audio_in.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+            self.container = None
+        self._close_audio()
+        if self.partial.fd >= 0:  # not yet published
+            self.partial.discard()
 
 
 def decode_file(
@@ -191,13 +235,18 @@ def decode_file(
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
     salvage: bool = False,
+    force: bool = False,
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
     `output` may be None to decode without writing (for measuring). A truncated file is refused
     (TruncatedStreamError) unless `salvage` is set: then everything before the cut is decoded
-    and the truncation is reported through `on_warning`.
+    and the truncation is reported through `on_warning`. An existing output file is refused
+    (OutputExistsError, before any work) unless `force` is set; a folder of frames is written
+    only into a new or empty folder, whatever `force` says.
     """
+    if output is not None:
+        check_output(output, force)
     started = time.perf_counter()
     warnings: list[str] = []
 
@@ -217,11 +266,11 @@ def decode_file(
         track, config = stream_track(reader, input)
         decoder = Decoder(config, backend=backend)
         audio = [t.number for t in reader.tracks if t.kind == "audio"]
-        frame_rate = Fraction(1_000_000_000, track.default_duration_ns) if track.default_duration_ns else Fraction(25)
-        sink = _VideoSink(output, config.width, config.height, input if audio else None, frame_rate) if output else None
+        frame_rate = _frame_rate(track)
+        ref_frames = _reference_frames(reference, config) if reference else None
+        sink = _VideoSink(output, config.width, config.height, input if audio else None, frame_rate, force) if output else None
         if sink and (note := sink.set_rotation(track.rotation)):
             warn(note)
-        ref_frames = _reference_frames(reference, config) if reference else None
         quality = QualityAccumulator()
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
         last_good: npt.NDArray[np.uint8] | None = None
@@ -275,6 +324,13 @@ def decode_file(
         quality=quality.summary(),
         warnings=warnings,
     )
+
+
+def _frame_rate(track: TrackInfo) -> Fraction:
+    """The track's nominal rate from DefaultDuration (ns, so 29.97 fps reads back as 30000/1001); else 25."""
+    if not track.default_duration_ns:
+        return Fraction(25)
+    return Fraction(1_000_000_000, track.default_duration_ns).limit_denominator(1001)
 
 
 def _reference_frames(path: Path, config: StreamConfig) -> Any:

@@ -22,6 +22,7 @@ from ..errors import UnreadableInputError
 from ..io.demux import AudioPacket, Source, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
+from ..io.safe_output import check_file_target
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from .audio import AudioRoute
@@ -191,18 +192,21 @@ def encode_file(
     backend: str = "auto",
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
     The file appears at `output` only when complete; on any error nothing is left there.
     `bitrate_kbps` targets the codec's own track (the preview and audio come on top); a target
     below the lowest quality's rate is reported through `on_warning` and encoded at quality 1.
-    The preview's rate is capped at `rate.PREVIEW_SHARE` of the codec track's estimated rate.
+    The preview's rate is capped at `rate.PREVIEW_SHARE` of the codec track's estimated rate. An
+    existing `output` is refused (OutputExistsError, before any work) unless `force` is set.
     """
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
     if bitrate_kbps is not None and bitrate_kbps <= 0:
         raise ValueError(f"bitrate {bitrate_kbps} kbps must be positive")
+    check_file_target(Path(output), force)
     started = time.perf_counter()
     warnings: list[str] = []
     with Source(input) as source:
@@ -226,7 +230,8 @@ def encode_file(
         tracks = _video_tracks(source, encoder, preview_encoder, rotation) + ([audio.track] if audio else [])
         tags, track_tags = _tags(encoder.config)
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
-        with MatroskaWriter(output, tracks, writing_app=f"streamcodec {__version__}", tags=tags, track_tags=track_tags) as writer:
+        app = f"streamcodec {__version__}"
+        with MatroskaWriter(output, tracks, writing_app=app, tags=tags, track_tags=track_tags, force=force) as writer:
             muxing = _Muxing(writer, encoder, preview_encoder, audio)
             for item in _chain(head, items):
                 muxing.add(item)
