@@ -39,34 +39,30 @@ def _strip_reference(packet: bytes) -> bytes:
     return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance))
 
 
-@pytest.fixture(scope="module")
-def stream() -> Stream:
-    """Seven packets of a real 64x48 clip (GOP 3: keyframes 0, 3, 6) and their clean decodes."""
-    frames = []
+def _clip(width: int, height: int) -> tuple[StreamConfig, list[bytes], Decoder]:
+    """Seven frames of the sample cropped to width x height, encoded with GOP 3 (keyframes 0, 3, 6)."""
+    frames: list[np.ndarray] = []
     with av.open(str(SAMPLE)) as container:
         for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24")[100:148, 200:264])
+            frames.append(frame.to_ndarray(format="rgb24")[100 : 100 + height, 200 : 200 + width])
             if len(frames) == 7:
                 break
-    encoder = Encoder(64, 48, gop=GOP)
-    packets = [encoder.encode(rgb).packet for rgb in frames]
-    decoder = Decoder(encoder.config)
-    return encoder.config, packets, [decoder.decode(p) for p in packets]
+    encoder = Encoder(width, height, gop=GOP)
+    return encoder.config, [encoder.encode(rgb).packet for rgb in frames], Decoder(encoder.config)
+
+
+@pytest.fixture(scope="module")
+def stream() -> Stream:
+    """A 64x48 stream and its clean decodes (pixels)."""
+    config, packets, decoder = _clip(64, 48)
+    return config, packets, [decoder.decode(p) for p in packets]
 
 
 @pytest.fixture(scope="module")
 def wide() -> Stream:
-    """Seven packets of a 160x96 clip (GOP 3) and their symbols (not pixels)."""
-    frames = []
-    with av.open(str(SAMPLE)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24")[100:196, 200:360])
-            if len(frames) == 7:
-                break
-    encoder = Encoder(160, 96, gop=GOP)
-    packets = [encoder.encode(rgb).packet for rgb in frames]
-    decoder = Decoder(encoder.config)
-    return encoder.config, packets, [decoder.decode_symbols(p)[0] for p in packets]
+    """A 160x96 stream and its clean symbols (no synthesis, so more examples fit)."""
+    config, packets, decoder = _clip(160, 96)
+    return config, packets, [decoder.decode_symbols(p)[0] for p in packets]
 
 
 def _recrc(packet: bytearray) -> bytes:
