@@ -26,7 +26,7 @@ from streamcodec.errors import StreamcodecError
 from .conftest import SAMPLE
 
 GOP = 3
-FUZZ = settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+FUZZ = settings(max_examples=50, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 Stream = tuple[StreamConfig, list[bytes], list[np.ndarray]]
