@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
+import numpy as np
 import pytest
 
 from streamcodec import bitstream
@@ -91,3 +93,80 @@ def test_stream_config_round_trip_and_checks() -> None:
     newer[4] = bitstream.FORMAT_VERSION + 1
     with pytest.raises(UnsupportedStreamError):
         StreamConfig.unpack(bytes(newer))
+
+
+def test_old_decoders_skip_the_reference_section() -> None:
+    frame = Frame(FrameType.INTER, {bitstream.LATENTS: b"abcd", bitstream.REFERENCE: b"\x5a"}, 1)
+    packet = bitstream.pack_frame(frame)
+    assert bitstream.unpack_frame(packet) == frame
+    assert bitstream.unpack_frame(packet, frozenset({bitstream.LATENTS})).sections == {bitstream.LATENTS: b"abcd"}
+
+
+def test_reference_section_must_be_one_byte() -> None:
+    assert bitstream.unpack_reference(b"\x07") == 7
+    with pytest.raises(CorruptStreamError, match="reference section of 2 bytes"):
+        bitstream.unpack_reference(b"\x07\x08")
+
+
+def test_reference_hash_depends_on_every_symbol() -> None:
+    sym = np.zeros((4, 3, 5), dtype=np.int64)
+    base = bitstream.reference_hash(sym)
+    assert 0 <= base <= 255 and bitstream.reference_hash(sym.copy()) == base
+    sym[3, 2, 4] = 1
+    assert bitstream.reference_hash(sym) != base
+
+
+CONFIG = StreamConfig("gc-abc", "gc-small", "gc", 641, 361, 656, 368, 3, 8, 25)
+
+
+def _config_bytes(**changes: object) -> bytes:
+    fields = json.loads(CONFIG.pack()[5:])
+    fields.update(changes)
+    return CONFIG.pack()[:5] + json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"width": "256"}, r"width is '256' \(str\); expected int"),
+        ({"width": 256.5}, r"width is 256.5 \(float\); expected int"),
+        ({"width": 256.0}, r"width is 256.0 \(float\); expected int"),
+        ({"height": True}, r"height is True \(bool\); expected int"),
+        ({"width": -5}, r"width -5 is outside 1..16384"),
+        ({"width": 100000}, r"width 100000 is outside 1..16384"),
+        ({"height": 0}, r"height 0 is outside 1..16384"),
+        ({"coded_width": 16 * 65535}, r"coded_width 1048560 is outside 1..16384"),
+        ({"width": 16384, "height": 16384, "coded_width": 16384, "coded_height": 16384}, "exceeds 33177600"),
+        ({"gop": -1}, r"gop -1 is outside 1..1048576"),
+        ({"gop": 0}, r"gop 0 is outside"),
+        ({"channels": 300}, r"channels 300 is outside 1..255"),
+        ({"quality": None}, r"quality is None \(NoneType\)"),
+        ({"model_id": 7}, r"model_id is 7 \(int\); expected str"),
+        ({"model_id": ""}, r"model_id '' must be 1..200 characters"),
+        ({"extra": []}, r"extra is \[\] \(list\); expected dict"),
+        ({"format_version": 0}, r"format_version 0 is outside 1..1"),
+    ],
+)
+def test_stream_config_fields_are_validated(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(CorruptStreamError, match=message):
+        StreamConfig.unpack(_config_bytes(**changes))
+
+
+@pytest.mark.parametrize("text", [b"[]", b"null", b"1", b'"gc"', b"{}", b'{"width": 5}', b"\xff\xfe", b"[" * 100000])
+def test_stream_config_that_is_not_an_object_with_every_field_is_corrupt(text: bytes) -> None:
+    with pytest.raises(CorruptStreamError, match="stream configuration"):
+        StreamConfig.unpack(b"SCST\x01" + text)
+
+
+def test_stream_config_unknown_mode_or_newer_version_is_unsupported() -> None:
+    with pytest.raises(UnsupportedStreamError, match="stream mode 'selective' is not supported"):
+        StreamConfig.unpack(_config_bytes(mode="selective"))
+    with pytest.raises(UnsupportedStreamError, match="format version 2 is newer"):
+        StreamConfig.unpack(_config_bytes(format_version=2))
+
+
+def test_stream_config_ignores_unknown_fields_and_defaults_optional_ones() -> None:
+    assert StreamConfig.unpack(_config_bytes(future_field=[1, 2])) == CONFIG
+    fields = json.loads(CONFIG.pack()[5:])
+    del fields["extra"], fields["format_version"]
+    assert StreamConfig.unpack(b"SCST\x01" + json.dumps(fields).encode()) == CONFIG

@@ -117,3 +117,79 @@ def test_unknown_backend_is_named_in_the_error() -> None:
 
     with pytest.raises(BackendUnavailableError, match=r"'tpu'.*onnxruntime"):
         Encoder(64, 48, backend="tpu")
+
+
+def _strip_reference(packet: bytes) -> bytes:
+    """The packet as 0.1.0 wrote it: no reference section."""
+    frame = bitstream.unpack_frame(packet)
+    sections = {tag: data for tag, data in frame.sections.items() if tag != bitstream.REFERENCE}
+    return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance))
+
+
+def test_inter_frames_name_their_reference_and_a_lost_frame_is_noticed(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=4)
+    packets = [encoder.encode(rgb).packet for rgb in frames]
+    sections = [bitstream.unpack_frame(p).sections for p in packets]
+    assert [bitstream.REFERENCE in s for s in sections] == [False, True, True, True, False, True]
+    decoder = Decoder(encoder.config)
+    decoder.decode(packets[0])
+    decoder.decode(packets[1])
+    # packets[2] is lost at the container level: packets[3] must not decode against packets[1]
+    with pytest.raises(CorruptStreamError, match=r"refers to reference 0x[0-9a-f]{2}, the decoder holds"):
+        decoder.decode(packets[3])
+    expected = Decoder(encoder.config).decode(packets[4])
+    np.testing.assert_array_equal(decoder.decode(packets[4]), expected)  # keyframe: recovered
+    assert decoder.decode(packets[5]).shape == (203, 301, 3)
+
+
+def test_streams_without_reference_sections_still_decode(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=6)
+    packets = [encoder.encode(rgb).packet for rgb in frames]
+    new, old = Decoder(encoder.config), Decoder(encoder.config)
+    for packet in packets:
+        old_packet = _strip_reference(packet)
+        assert len(old_packet) == len(packet) - (0 if packet is packets[0] else 3)
+        np.testing.assert_array_equal(old.decode_symbols(old_packet)[0], new.decode_symbols(packet)[0])
+
+
+def test_garbage_payload_with_a_valid_checksum_is_corruption_not_a_crash(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(301, 203, gop=6)
+    packets = [encoder.encode(rgb).packet for rgb in frames[:2]]
+    rng = np.random.default_rng(0)
+    decoder = Decoder(encoder.config)
+    for index, size in enumerate((0, 4, 64, 1024) * 3):
+        decoder.decode(packets[0])
+        payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        latents = bitstream.pack_latents(encoder.config.channels, payload)
+        kind = (bitstream.FrameType.INTRA, bitstream.FrameType.INTER)[index % 2]
+        frame = bitstream.Frame(kind, {bitstream.LATENTS: latents}, index % 2)
+        with pytest.raises(CorruptStreamError, match=r"entropy|consumed exactly"):
+            decoder.decode(bitstream.pack_frame(frame))
+        with pytest.raises(CorruptStreamError, match="without its reference"):
+            decoder.decode(packets[1])  # the reference was dropped with the bad frame
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"coded_width": 512}, "coded_width 512 should be 304 \\(301 padded to 16\\)"),
+        ({"coded_height": 192}, "coded_height 192 should be 208"),
+        ({"width": 251}, "coded_width 304 should be 256"),
+        ({"channels": 40}, "channels 40 should be 16 for quality 4"),
+        ({"channels": 3}, "channels 3 should be 16 for quality 4"),
+        ({"quality": 9}, "quality 9 is outside 1..4"),
+        ({"gop": 0}, "gop 0 is outside 1..1048576"),
+        ({"width": 100000}, "width 100000 is outside 1..16384"),
+    ],
+)
+def test_decoder_checks_the_configuration_against_the_model(changes: dict[str, object], message: str) -> None:
+    config = replace(Encoder(301, 203).config, **changes)  # type: ignore[arg-type]
+    with pytest.raises(CorruptStreamError, match=message):
+        Decoder(config)
+
+
+def test_encoder_refuses_sizes_the_decoder_would_refuse() -> None:
+    with pytest.raises(ValueError, match=r"width 16385 is outside 1\.\.16384"):
+        Encoder(16385, 16)
+    with pytest.raises(ValueError, match="exceeds 33177600 pixels"):
+        Encoder(16384, 16384)

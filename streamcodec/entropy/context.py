@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import CorruptStreamError
 from . import coder
 
 Symbols = npt.NDArray[np.int64]
@@ -106,7 +107,25 @@ def decode_frame(
 
     Exactness is checked by re-encoding the decoded symbols and comparing bytes: the range
     decoder alone cannot tell trailing garbage from its read-ahead.
+
+    Raises:
+        CorruptStreamError: the payload is not a valid code under these tables (whatever the
+            range coder raised on it: AssertionError, ValueError, a Rust panic, ...).
     """
+    try:
+        return _decode_frame(payload, shape, reference, tables)
+    except BaseException as exc:
+        # constriction reports invalid data as AssertionError (and a Rust panic as pyo3's
+        # PanicException, a BaseException); anything else of BaseException's (Ctrl-C) passes.
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise CorruptStreamError(f"entropy decoding failed: {type(exc).__name__}: {first_line}") from None
+
+
+def _decode_frame(
+    payload: bytes, shape: tuple[int, int, int], reference: Symbols | None, tables: ContextTables
+) -> tuple[Symbols, bool]:
     levels = tables.levels
     decoder = coder.StreamDecoder(payload, tables.flat(reference is not None))
     sym = np.zeros(shape, dtype=np.int64)

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Long fuzzing run of the whole decode path: mutated .mkv files through `decode_file` and `stream_info`.
+
+Two small clips are encoded with `encode_file`; each run takes one, damages it (byte flips, a cut,
+a splice with the other, a huge EBML size) and decodes it in-process, with a per-file timeout and a
+bound on address space. Only the project's exceptions (StreamcodecError) may come out. It prints
+the files tried, every traceback (non-project exception) with its innermost stack line and a
+reproducer, hangs, peak RSS, and the share of undamaged keyframe-led GOPs that still decoded
+exactly as in the undamaged file.
+
+    python scripts/fuzz.py [--files 300] [--seed 1] [--timeout 20] [--memory-mb 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from streamcodec.codec import Decoder
+from streamcodec.errors import StreamcodecError
+from streamcodec.pipeline import decode as decode_module
+from streamcodec.pipeline.decode import decode_file
+from streamcodec.pipeline.encode import encode_file
+from streamcodec.streaminfo import stream_info
+
+GOP = 10
+HUGE_SIZES = [b"\x01\xff\xff\xff\xff\xff\xff\xfe", b"\x08\x00\x00\x00", b"\x01\x00\x00\x00\x00\x10\x00\x00"]
+
+
+class Hang(BaseException):
+    """Raised by the timer: a BaseException so no `except Exception` in the code under test eats it."""
+
+
+class RecordingDecoder(Decoder):
+    """The codec's Decoder, logging (packet digest, output digest or None) for every call."""
+
+    log: ClassVar[list[tuple[str, str | None]]] = []
+
+    def decode(self, packet: bytes) -> npt.NDArray[np.uint8]:
+        key = hashlib.sha1(packet).hexdigest()
+        try:
+            rgb = super().decode(packet)
+        except StreamcodecError:
+            RecordingDecoder.log.append((key, None))
+            raise
+        RecordingDecoder.log.append((key, hashlib.sha1(rgb.tobytes()).hexdigest()))
+        return rgb
+
+
+@dataclass
+class Gop:
+    start: int  # byte range in its file
+    end: int
+    frames: list[tuple[str, str]]  # (packet digest, clean output digest)
+
+
+@dataclass
+class Base:
+    data: bytes
+    gops: list[Gop]
+
+
+def make_base(work: Path, name: str, source: str) -> Base:
+    """Encode a 2 s 96x64 clip with audio; record each GOP's byte range and clean outputs."""
+    clip, mkv = work / f"{name}.mp4", work / f"{name}.mkv"
+    lavfi = ["-f", "lavfi", "-i", f"{source}=size=96x64:rate=25", "-f", "lavfi", "-i", "sine=frequency=330"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *lavfi, "-t", "2", "-c:v", "libx264", "-c:a", "aac", str(clip)], check=True)
+    encode_file(clip, mkv, gop=GOP)
+    data = mkv.read_bytes()
+    RecordingDecoder.log = []
+    decode_file(mkv, None)
+    gops: list[Gop] = []
+    pos = 0
+    packets = _video_packets(mkv)
+    for index, (packet, (key, out)) in enumerate(zip(packets, RecordingDecoder.log, strict=True)):
+        start = data.index(packet, pos)
+        pos = start + len(packet)
+        if index % GOP == 0:
+            gops.append(Gop(start, pos, []))
+        gops[-1].end = pos
+        gops[-1].frames.append((key, out or ""))
+    return Base(data, gops)
+
+
+def _video_packets(path: Path) -> list[bytes]:
+    from streamcodec.io.mkv_reader import MatroskaReader
+
+    with MatroskaReader(path) as reader:
+        track, _ = decode_module.stream_track(reader, path)
+        return [p.data for p in reader.packets({track.number})]
+
+
+def mutate(rng: random.Random, a: Base, b: Base) -> tuple[bytes, str, list[tuple[Gop, int]]]:
+    """(damaged file, reproducer, undamaged GOPs with their byte shift in the damaged file)."""
+    kind = rng.choice(["flip", "cut", "splice", "huge"])
+    data = bytearray(a.data)
+    if kind == "splice":
+        x, y = rng.randrange(len(a.data)), rng.randrange(len(b.data))
+        kept = [(g, 0) for g in a.gops if g.end <= x] + [(g, x - y) for g in b.gops if g.start >= y]
+        return a.data[:x] + b.data[y:], f"splice a[:{x}] + b[{y}:]", kept
+    if kind == "cut":
+        x = rng.randrange(len(data))
+        return bytes(data[:x]), f"cut at {x}", [(g, 0) for g in a.gops if g.end <= x]
+    if kind == "huge":
+        x, size = rng.randrange(len(data)), rng.choice(HUGE_SIZES)
+        data[x : x + len(size)] = size
+        hit = [(x, x + len(size))]
+        what = f"huge size {size.hex()} at {x}"
+    else:
+        hit = [(x, x + 1) for x in sorted(rng.randrange(len(data)) for _ in range(rng.randint(1, 8)))]
+        for x, _ in hit:
+            data[x] ^= rng.randrange(1, 256)
+        what = "flip at " + ",".join(str(x) for x, _ in hit)
+    kept = [(g, 0) for g in a.gops if all(e <= g.start or s >= g.end for s, e in hit)]
+    return bytes(data), what, kept
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise Hang
+
+
+def run_one(path: Path, timeout: float) -> list[tuple[str, BaseException]]:
+    """Decode and inspect one file; returns the (step, exception) pairs that were not ours."""
+    failures: list[tuple[str, BaseException]] = []
+    for step, call in (("decode_file", lambda: decode_file(path, None)), ("stream_info", lambda: stream_info(path))):
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            call()
+        except StreamcodecError:
+            pass
+        except BaseException as exc:  # a fuzzer records everything else
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            failures.append((step, exc))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    return failures
+
+
+def _where(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+def _gops_decoded(kept: list[tuple[Gop, int]]) -> int:
+    outputs: dict[str, set[str | None]] = {}
+    for key, out in RecordingDecoder.log:
+        outputs.setdefault(key, set()).add(out)
+    return sum(all(out in outputs.get(key, ()) for key, out in gop.frames) for gop, _ in kept)
+
+
+def _bound_memory(megabytes: int) -> None:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[0])
+    limit = pages * resource.getpagesize() + megabytes * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per file and step")
+    parser.add_argument("--memory-mb", type=int, default=3000, help="address space allowed beyond the start")
+    args = parser.parse_args(argv)
+    decode_module.Decoder = RecordingDecoder  # type: ignore[misc]
+    signal.signal(signal.SIGALRM, _on_alarm)
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        a, b = make_base(work, "a", "testsrc2"), make_base(work, "b", "mandelbrot")
+        _bound_memory(args.memory_mb)
+        report = fuzz(work, a, b, rng, args)
+    print(report)
+    return 0
+
+
+def fuzz(work: Path, a: Base, b: Base, rng: random.Random, args: Any) -> str:
+    tracebacks: Counter[tuple[str, str, str]] = Counter()
+    repro: dict[tuple[str, str, str], str] = {}
+    hangs: list[str] = []
+    kept_total = decoded_total = 0
+    lost: Counter[str] = Counter()
+    lost_example: dict[str, str] = {}
+    path = work / "fuzzed.mkv"
+    for _ in range(args.files):
+        first, second = (a, b) if rng.random() < 0.5 else (b, a)
+        data, what, kept = mutate(rng, first, second)
+        path.write_bytes(data)
+        RecordingDecoder.log = []
+        for step, exc in run_one(path, args.timeout):
+            if isinstance(exc, Hang):
+                hangs.append(f"{step}: {what}")
+                continue
+            key = (step, type(exc).__name__, _where(exc))
+            tracebacks[key] += 1
+            repro.setdefault(key, f"{what} (of {'a' if first is a else 'b'}): {str(exc)[:100]}")
+        kept_total += len(kept)
+        decoded = _gops_decoded(kept)
+        decoded_total += decoded
+        if decoded < len(kept):
+            lost[what.split()[0]] += len(kept) - decoded
+            lost_example.setdefault(what.split()[0], what)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    lines = [f"files tried       {args.files} (seed {args.seed})", f"tracebacks        {sum(tracebacks.values())}"]
+    lines += [f"  {n:4d} × {s} {t} at {w}\n         e.g. {repro[(s, t, w)]}" for (s, t, w), n in tracebacks.most_common()]
+    lines += [f"hangs             {len(hangs)}", *(f"  {h}" for h in hangs[:20])]
+    lines.append(f"peak RSS          {peak_mb:.0f} MB")
+    share = decoded_total / kept_total if kept_total else float("nan")
+    lines.append(f"undamaged GOPs    {decoded_total} of {kept_total} still decoded exactly ({share:.1%})")
+    lines += [f"  {n:4d} lost after a {k}, e.g. {lost_example[k]}" for k, n in lost.most_common()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
