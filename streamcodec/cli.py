@@ -228,6 +228,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         preview=args.preview,
         backend=args.backend,
         progress=_progress(args),
+        on_warning=lambda message: print(f"warning: {message}", file=sys.stderr),
     )
     _print(summary, args.json)
     return 0

@@ -132,8 +132,10 @@ class PreviewEncoder:
             time_base: unit of the `pts` given to `encode` and returned with packets.
             max_width: the preview is scaled down to at most this width.
         """
-        if width < 2 or height < 2 or max_width < 2:
-            raise ValueError(f"frame {width}x{height} and max_width {max_width} must all be >= 2")
+        # H.264 4:2:0 needs even sizes of at least 2x2: `preview_size` rounds up, so a 1x1 source
+        # gets a 2x2 preview rather than none.
+        if width < 1 or height < 1 or max_width < 2:
+            raise ValueError(f"preview of a {width}x{height} frame at most {max_width} wide: need a frame >= 1x1, max_width >= 2")
         self.source_size = (width, height)
         self.width, self.height = preview_size(width, height, max_width)
         self.time_base = time_base

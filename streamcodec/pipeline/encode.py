@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class EncodeSummary:
     fps: float
     estimated_bits: float
     audio: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -194,10 +195,13 @@ def encode_file(
     preview: bool = True,
     backend: str = "auto",
     progress: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
-    The file appears at `output` only when complete; on any error nothing is left there.
+    The file appears at `output` only when complete; on any error nothing is left there. Frames
+    FFmpeg could not read from a damaged input are reported through `on_warning` (and the
+    summary's `warnings`), never dropped silently.
     """
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
@@ -210,7 +214,8 @@ def encode_file(
         items = source.items()
         head, probe = _peek(items, RATE_PROBE_FRAMES)
         if not probe:
-            raise UnreadableInputError("holds no decodable video frames", input)
+            damage = source.damage()
+            raise UnreadableInputError("holds no decodable video frames" + (f"; {damage}" if damage else ""), input)
         if bitrate_kbps is not None:
             encoder.with_quality(choose_quality(encoder, probe, info.frame_rate, bitrate_kbps))
         preview_encoder = PreviewEncoder(info.width, info.height, MS) if preview else None
@@ -226,7 +231,13 @@ def encode_file(
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
             file_bytes = muxing.finish()
         bar.close()
-    return _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
+        damage = source.damage()
+    summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
+    if damage:
+        summary.warnings.append(f"{input}: {damage}; encoded the {muxing.frames} frames that could be read")
+        if on_warning:
+            on_warning(summary.warnings[-1])
+    return summary
 
 
 def _summary(
