@@ -89,8 +89,9 @@ class Source:
             raise UnreadableInputError("has no video stream", path)
         self.video = self.container.streams.video[0]
         if self.video.codec_context is None:
+            error = self._undecodable_error()
             self.close()
-            raise self._undecodable_error()
+            raise error
         self.video.thread_type = "AUTO"
         audio = self.container.streams.audio
         self.audio = audio[0] if audio else None
@@ -159,7 +160,8 @@ class Source:
             frames = packet.decode()
         except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
             self.failed_packets += 1
-            self.errors.append(f"packet at {packet.pts}: {exc.strerror or exc}")
+            when = f" at {float(packet.pts * packet.time_base):.3f} s" if packet.pts is not None and packet.time_base else ""
+            self.errors.append(f"video packet{when}: {exc.strerror or exc}")
             return []
         return [frame for frame in frames if isinstance(frame, av.VideoFrame)]
 
