@@ -65,7 +65,9 @@ def _add_encode(sub: Any) -> None:
     p.add_argument("--mode", choices=["gc"], default="gc", help="gc: global generative compression (the only mode so far)")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
-        "--quality", type=_positive_int, help="rate point, 1 (lowest rate) .. the model's levels (default: highest)"
+        "--quality",
+        type=_positive_int,
+        help="rate point from 1 (lowest rate) to the model's number of levels, 4 for gc-small (default: the highest)",
     )
     rate.add_argument(
         "--bitrate",
@@ -137,7 +139,7 @@ def _add_info(sub: Any) -> None:
             "and bitrate of our track (preview and audio bytes listed separately). Every CRC and frame checksum is verified."
         ),
     )
-    p.add_argument("input", type=Path)
+    p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(run=_run_info)
 
@@ -224,7 +226,7 @@ def _add_eval(sub: Any) -> None:
 
 def _add_models(sub: Any) -> None:
     p = sub.add_parser("models", help="list registered models")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print name, model identifier and weights file of each as JSON")
     p.set_defaults(run=_run_models)
 
 
@@ -382,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamcodecError as exc:
         print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"streamcodec {args.command}: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        # An OSError raised with only a message has no filename or strerror: print the message.
+        detail = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"streamcodec {args.command}: error: {detail}", file=sys.stderr)
     except ValueError as exc:
         print(f"streamcodec {args.command}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

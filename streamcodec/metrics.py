@@ -127,8 +127,19 @@ def ms_ssim_in_region(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], mask: 
     return float(per_channel.mean())
 
 
+def ms_ssim_unavailable(height: int, width: int) -> str | None:
+    """Why MS-SSIM cannot be measured on frames of this size, or None when it can."""
+    if min(height, width) < _WINDOW:
+        return f"frames {width}x{height} are smaller than its {_WINDOW}x{_WINDOW} window"
+    return None
+
+
 class QualityAccumulator:
-    """Running mean of PSNR (from the mean MSE over the clip, and per frame) and MS-SSIM."""
+    """Running mean of PSNR (from the mean MSE over the clip, and per frame) and MS-SSIM.
+
+    Frames too small for MS-SSIM still get PSNR; `summary()` then gives ms_ssim None and
+    `reasons["ms_ssim"]` says why.
+    """
 
     def __init__(self, with_ms_ssim: bool = True) -> None:
         self.with_ms_ssim = with_ms_ssim
@@ -136,22 +147,28 @@ class QualityAccumulator:
         self._mse = 0.0
         self._psnr = 0.0
         self._ms_ssim = 0.0
+        self.reasons: dict[str, str] = {}
 
     def add(self, reference: npt.NDArray[np.uint8], decoded: npt.NDArray[np.uint8]) -> None:
         value = mse(reference, decoded)
         self._mse += value
         self._psnr += min(psnr_from_mse(value), 100.0)
         if self.with_ms_ssim:
-            self._ms_ssim += ms_ssim(reference, decoded)
+            reason = ms_ssim_unavailable(*reference.shape[:2])
+            if reason is None:
+                self._ms_ssim += ms_ssim(reference, decoded)
+            else:
+                self.reasons["ms_ssim"] = reason
         self.frames += 1
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
+        """psnr_db, psnr_of_mean_mse_db and (when asked for) ms_ssim; None where not measurable (see `reasons`)."""
         if not self.frames:
             return {}
-        out = {
+        out: dict[str, float | None] = {
             "psnr_db": self._psnr / self.frames,
             "psnr_of_mean_mse_db": psnr_from_mse(self._mse / self.frames),
         }
         if self.with_ms_ssim:
-            out["ms_ssim"] = self._ms_ssim / self.frames
+            out["ms_ssim"] = None if "ms_ssim" in self.reasons else self._ms_ssim / self.frames
         return out

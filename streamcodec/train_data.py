@@ -9,6 +9,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from .errors import InputNotFoundError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v"}
 
@@ -41,7 +43,7 @@ def find_media(dirs: Iterable[Path]) -> list[Path]:
     found = []
     for root in dirs:
         if not root.exists():
-            raise FileNotFoundError(f"training data folder not found: {root}")
+            raise InputNotFoundError("no such training data folder or file (--data)", root)
         candidates = [root] if root.is_file() else root.rglob("*")
         found += [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
     return sorted(set(found))

@@ -160,3 +160,61 @@ def test_help_explains_every_command() -> None:
     for command in ("encode", "decode", "info", "train", "models"):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "usage: streamcodec " + command in result.stdout
+
+
+def test_encode_refuses_a_streamcodec_file_and_says_decode_it_first(clip_with_audio: Path, tmp_path: Path) -> None:
+    ours = tmp_path / "ours.mkv"
+    assert cli.main(["encode", str(clip_with_audio), "-o", str(ours), "--quality", "1"]) == 0
+    result = run_cli("encode", str(ours), "-o", str(tmp_path / "again.mkv"))
+    assert_one_line_error(result, f"{ours}: is already a streamcodec file; decode it first (streamcodec decode {ours})")
+    assert _only(tmp_path) == ["ours.mkv"]
+
+
+def test_train_with_missing_data_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    result = run_cli("train", "--config", "configs/gc-small.toml", "--data", f"{missing}/", "--out", str(tmp_path / "run"))
+    assert result.stderr.strip() == f"streamcodec train: error: {missing}: no such training data folder or file (--data)"
+    assert result.returncode == cli.EXIT_ERROR and _only(tmp_path) == []
+
+
+FFV1_RGB = ("-pix_fmt", "rgb24", "-c:v", "ffv1")  # lossless and any size, odd ones included
+
+
+def test_one_pixel_video_encodes_with_a_2x2_preview_and_decodes_back(tmp_path: Path) -> None:
+    source = tmp_path / "dot.mkv"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:size=16x16:rate=25", "-frames:v", "3", "-vf", "scale=1:1", *FFV1_RGB, str(source))
+    encoded = tmp_path / "dot.sc.mkv"
+    result = run_cli("encode", str(source), "-o", str(encoded), "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert json.loads(result.stdout)["frames"] == 3
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", str(encoded)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["unknown,1,1", "h264,2,2"]
+    decoded = run_cli("decode", str(encoded), "-o", str(tmp_path / "frames/"), "--json")
+    assert decoded.returncode == 0 and json.loads(decoded.stdout)["frames"] == 3
+
+
+def test_tiny_frames_report_psnr_and_say_ms_ssim_is_not_available(tmp_path: Path) -> None:
+    source = tmp_path / "tiny.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=32x32:rate=25", "-frames:v", "3", "-vf", "scale=17:9", *FFV1_RGB, str(source))
+    encoded, decoded = tmp_path / "tiny.sc.mkv", tmp_path / "tiny.decoded.mp4"
+    assert cli.main(["encode", str(source), "-o", str(encoded), "--no-preview"]) == 0
+    result = run_cli("decode", str(encoded), "-o", str(decoded), "--reference", str(source))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "psnr_db " in result.stdout and "ms_ssim n/a (frames 17x9 are smaller than its 11x11 window)" in result.stdout
+    assert decoded.exists()
+    as_json = json.loads(run_cli("decode", str(encoded), "-o", str(decoded), "--reference", str(source), "--json").stdout)
+    assert as_json["quality"]["ms_ssim"] is None and as_json["quality"]["psnr_db"] > 0
+    assert as_json["quality_notes"] == {"ms_ssim": "frames 17x9 are smaller than its 11x11 window"}
+
+
+def test_help_of_quality_models_json_and_info_input() -> None:
+    from streamcodec.codec import quality_levels
+
+    assert f"{quality_levels('gc-small')} for gc-small" in " ".join(run_cli("encode", "--help").stdout.split())
+    assert "print name, model identifier" in run_cli("models", "--help").stdout
+    assert "a .mkv made by streamcodec encode" in run_cli("info", "--help").stdout

@@ -28,6 +28,8 @@ from streamcodec.eval.roi import roi_rectangles
 from streamcodec.eval.vmaf import find_vmaf_ffmpeg
 from streamcodec.pipeline.encode import encode_file
 
+from .conftest import ffmpeg
+
 QUALITY = [30.0, 33.0, 36.0, 39.0, 42.0]
 RATES = [100.0, 180.0, 350.0, 700.0, 1500.0]
 
@@ -276,3 +278,37 @@ def test_eval_rejects_an_anchor_it_does_not_run_in_one_line(
     status = cli.main(["eval", str(clip_with_audio), "--codecs", "x264", "--anchor", "svtav1", "--out", str(tmp_path)])
     error = capsys.readouterr().err.strip().splitlines()
     assert status == cli.EXIT_ERROR and len(error) == 1 and "anchor 'svtav1'" in error[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("clip.y4m", ["-pix_fmt", "yuv444p"]),
+        ("odd.avi", ["-c:v", "mjpeg", "-pix_fmt", "yuvj444p"]),
+        ("clip.webm", ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv444p"]),
+    ],
+)
+def test_y4m_avi_webm_odd_sized_clips_are_prepared_with_the_source_pixels(name: str, codec: list[str], tmp_path: Path) -> None:
+    source = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=34x22:rate=25", "-frames:v", "5", "-vf", "scale=33:21", *codec, str(source))
+    work = tmp_path / "work"
+    work.mkdir()
+    clip = prepare_clip(source, "feedfacefeedface", work, tmp_path / "masks", shutil.which("ffmpeg") or "ffmpeg", None)
+    assert (clip.frames, clip.width, clip.height) == (5, 33, 21)
+    with av.open(str(source)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.array_equal(clip.source_frames()[0], first)  # the same pixels as the source, stream copy or not
+
+
+def test_eval_runs_on_a_y4m_clip_and_summary_says_why_bd_rate_is_missing(tmp_path: Path) -> None:
+    clip = tmp_path / "tiny.y4m"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "6", "-pix_fmt", "yuv420p", str(clip))
+    out = tmp_path / "eval"
+    args = ["eval", str(clip), "--codecs", "streamcodec-gc,x264", "--points", "1", "--no-vmaf", "--out", str(out)]
+    assert cli.main(args) == 0
+    rows = _read_csv(out / "results.csv")
+    assert {(row["codec"], row["status"]) for row in rows} == {("streamcodec-gc", "ok"), ("x264", "ok")}
+    summary = (out / "summary.md").read_text()
+    needs_four = "n/a — anchor: 1 distinct point(s), BD-rate needs ≥ 4"
+    assert f"- tiny x264 (PSNR (dB), MS-SSIM, PSNR kept region (dB)): {needs_four}" in summary
+    assert "- tiny x264 (VMAF): n/a — not available: switched off (--no-vmaf)" in summary

@@ -21,7 +21,7 @@ from streamcodec.eval.quality import (
     ssim_map,
 )
 from streamcodec.io.demux import Source, VideoFrame
-from streamcodec.metrics import ms_ssim, psnr
+from streamcodec.metrics import QualityAccumulator, ms_ssim, psnr
 
 from .conftest import SAMPLE, require
 
@@ -148,3 +148,16 @@ def test_mask_iou_known_values() -> None:
     b[1:3] = True  # 8 pixels, 4 shared
     assert mask_iou(a, b) == pytest.approx(4 / 12)
     assert mask_iou(a, a) == 1.0
+
+
+def test_frames_too_small_for_ms_ssim_get_psnr_and_a_reason() -> None:
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 256, size=(9, 17, 3), dtype=np.uint8)
+    quality = QualityAccumulator()
+    quality.add(source, source // 2)
+    summary = quality.summary()
+    assert summary["psnr_db"] == pytest.approx(psnr(source, source // 2)) and summary["ms_ssim"] is None
+    assert quality.reasons == {"ms_ssim": "frames 17x9 are smaller than its 11x11 window"}
+    big = QualityAccumulator()
+    big.add(np.zeros((11, 11, 3), np.uint8), np.zeros((11, 11, 3), np.uint8))
+    assert big.summary()["ms_ssim"] == pytest.approx(1.0) and big.reasons == {}

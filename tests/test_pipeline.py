@@ -43,7 +43,8 @@ def test_round_trip_keeps_frame_count_size_timestamps_and_audio(clip_with_audio:
         assert len(audio) == 1 and audio[0].codec_context.name == "aac"
     source_ms = [round(t * 1000) for t in _source_times(clip_with_audio)]
     assert [round(Fraction(f.pts or 0) * (f.time_base or 1) * 1000) for f in frames] == source_ms
-    assert 0 < summary.quality["psnr_db"] < 100
+    psnr_db = summary.quality["psnr_db"]
+    assert psnr_db is not None and 0 < psnr_db < 100
 
 
 def test_file_has_stream_preview_and_audio_tracks(encoded: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import UnreadableInputError
+from ..errors import FfmpegError, UnreadableInputError
 from ..io.demux import Source, VideoFrame
 from .ffmpeg_tools import run_ffmpeg
 from .masks import ClipMasks, Frame, MaskSource, compute_clip_masks
@@ -47,31 +47,28 @@ class PreparedClip:
         return None if self.masks is None else np.asarray(self.masks.kept.any(axis=0), dtype=bool)
 
 
-def _video_only(clip: Path, out: Path, ffmpeg: str) -> None:
-    # A stream copy: the same coded frames, minus audio, subtitles and data tracks.
-    run_ffmpeg(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-hide_banner",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(clip),
-            "-map",
-            "0:v:0",
-            "-c",
-            "copy",
-            "-an",
-            "-sn",
-            "-dn",
-            "-map_metadata",
-            "-1",
-            str(out),
-        ],
-        path=out,
-    )
+def _ffmpeg_video_only(clip: Path, out: Path, ffmpeg: str, codec: list[str]) -> None:
+    command = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0", *codec]
+    run_ffmpeg([*command, "-an", "-sn", "-dn", "-map_metadata", "-1", str(out)], path=out)
+
+
+def _video_only(clip: Path, work: Path, stem: str, ffmpeg: str) -> Path:
+    """A video-only version of `clip` in `work`: a stream copy where the container allows one.
+
+    Some coded streams cannot be copied into their own kind of container (raw video into .y4m,
+    which wants decoded frames; codecs an AVI holds but Matroska does not): those are decoded to
+    lossless FFV1 in Matroska instead, the same pixels and timestamps every codec then reads.
+    """
+    suffix = clip.suffix.lower() if clip.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm") else ".mkv"
+    copy = work / f"{stem}.video{suffix}"
+    try:
+        _ffmpeg_video_only(clip, copy, ffmpeg, ["-c", "copy"])
+        return copy
+    except FfmpegError:
+        copy.unlink(missing_ok=True)
+    lossless = work / f"{stem}.lossless.mkv"
+    _ffmpeg_video_only(clip, lossless, ffmpeg, ["-c:v", "ffv1", "-level", "3", "-fps_mode", "passthrough"])
+    return lossless
 
 
 def _write_raw(video: Path, raw: Path) -> tuple[int, int, Fraction, int, float]:
@@ -115,14 +112,12 @@ def prepare_clip(
         digest: its content hash (cache.file_digest).
         work: scratch folder of this run.
         mask_cache: where masks are kept between runs.
-        ffmpeg: the ffmpeg program for the stream copy.
+        ffmpeg: the ffmpeg program for the video-only copy.
         mask_source: selective mode's mask source, or None.
     """
     name = path.stem
-    suffix = path.suffix.lower() if path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm", ".y4m") else ".mkv"
-    video = work / f"{name}-{digest[:8]}.video{suffix}"
     raw = work / f"{name}-{digest[:8]}.rgb"
-    _video_only(path, video, ffmpeg)
+    video = _video_only(path, work, f"{name}-{digest[:8]}", ffmpeg)
     width, height, rate, frames, duration = _write_raw(video, raw)
     clip = PreparedClip(path, name, digest, video, raw, width, height, rate, frames, duration)
     if mask_source is not None:

@@ -118,6 +118,7 @@ def measure_cell(
     note = rate_note(point.target_kbps, kbps)
     if note:
         notes.append(note)
+    notes += [f"{metric} n/a: {reason}" for metric, reason in quality.whole.reasons.items()]
     vmaf = None
     if vmaf_exe and raw_out is not None:
         vmaf = vmaf_score(raw_out, clip.raw, clip.width, clip.height, clip.frame_rate, exe=vmaf_exe)

@@ -139,6 +139,18 @@ def fmt(value: Any, column: str = "") -> str:
     return str(value)
 
 
+def _bd_lines(bd: list[dict[str, Any]], anchor: str) -> list[str]:
+    """BD-rates that could be computed, then why the others could not (metrics sharing a reason on one line)."""
+    known = [b for b in bd if b["bd_rate_percent"] is not None]
+    lines = [f"- {b['clip']} {b['codec']} ({LABELS[b['metric']]}): {b['bd_rate_percent']:+.1f} %" for b in known]
+    missing: dict[tuple[str, str, str], list[str]] = {}
+    for b in bd:
+        if b["bd_rate_percent"] is None:
+            missing.setdefault((b["clip"], b["codec"], b["reason"] or "unknown"), []).append(LABELS[b["metric"]])
+    lines += [f"- {clip} {codec} ({', '.join(metrics)}): n/a — {reason}" for (clip, codec, reason), metrics in missing.items()]
+    return lines or [f"- none computable: no codec besides the anchor {anchor} was run"]
+
+
 def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) -> str:
     """The README section: results table, BD-rates, plots and the command that made them."""
     columns = SUMMARY_COLUMNS
@@ -150,11 +162,8 @@ def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) 
     ]
     if remarks:
         lines += ["", *remarks]
-    known = [b for b in bd if b["bd_rate_percent"] is not None]
     lines += ["", f"BD-rate against {run.anchor} (negative = fewer bits for the same quality):", ""]
-    lines += [f"- {b['clip']} {b['codec']} ({LABELS[b['metric']]}): {b['bd_rate_percent']:+.1f} %" for b in known] or [
-        "- none computable"
-    ]
+    lines += _bd_lines(bd, run.anchor)
     if run.not_available:
         lines += ["", "Not available:", "", *(f"- {name}: {reason}" for name, reason in run.not_available.items())]
     lines += ["", *(f"![RD curves {p.stem}]({p.name})" for p in plots)]

@@ -6,16 +6,20 @@ stream's time_base, so variable-frame-rate sources keep every timestamp.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputNotFoundError, UnreadableInputError, media_errors
+from ..errors import InputNotFoundError, UnreadableInputError, UnsupportedStreamError, media_errors
+
+OWN_TAG = "STREAMCODEC_MODEL_ID"  # track tag every streamcodec file carries (PyAV cannot see CodecPrivate)
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,35 @@ class SourceInfo:
     audio: av.audio.stream.AudioStream | None
 
 
+@contextlib.contextmanager
+def ffmpeg_log() -> Iterator[list[tuple[int, str, str]]]:
+    """Collect FFmpeg's error-level log lines (from every thread) while the block runs.
+
+    PyAV drops FFmpeg's log by default; its error lines are how a damaged input shows itself when
+    the decoder conceals the damage instead of failing.
+
+    Returns:
+        A list that fills with (level, component, message) while the block runs.
+    """
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous)
+
+
+def _last_message(logs: list[tuple[int, str, str]]) -> str | None:
+    lines = [message.strip() for _, _, message in logs if message.strip()]
+    return lines[-1] if lines else None
+
+
 class Source:
-    """A video file opened for reading; iterate `items()` for frames and audio packets in order."""
+    """A video file opened for reading; iterate `items()` for frames and audio packets in order.
+
+    After `items()` is exhausted, `damage()` says what (if anything) was lost or concealed on the way.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -52,22 +83,56 @@ class Source:
             raise InputNotFoundError("no such file", path)
         if path.is_dir():
             raise UnreadableInputError("is a directory, not a video file", path)
-        with media_errors(path):
-            self.container = av.open(str(path))
+        self.errors: list[str] = []
+        self.container = self._open(path, self.errors)
         if not self.container.streams.video:
-            self.container.close()
+            self.close()
             raise UnreadableInputError("has no video stream", path)
         self.video = self.container.streams.video[0]
+        if self.video.codec_context is None:
+            error = self._undecodable_error()
+            self.close()
+            raise error
         self.video.thread_type = "AUTO"
         audio = self.container.streams.audio
         self.audio = audio[0] if audio else None
+        self.info = self._info()
+        if not self.info.width or not self.info.height:
+            self.close()
+            raise UnreadableInputError("video stream has no frame size", path)
+        self.decoded = self.failed_packets = self.null_frames = 0
+
+    @staticmethod
+    def _open(path: Path, errors: list[str]) -> av.container.InputContainer:
+        """Open `path`, keeping FFmpeg's error lines (a damaged header shows there first) in `errors`."""
+        with ffmpeg_log() as logs:
+            try:
+                with media_errors(path):
+                    return av.open(str(path))
+            except UnreadableInputError as exc:
+                reason = _last_message(logs)
+                if reason is None:
+                    raise
+                raise UnreadableInputError(f"not a readable media file (FFmpeg: {reason})", path) from exc
+            finally:
+                errors += [message.strip() for _, _, message in logs if message.strip()]
+
+    def _undecodable_error(self) -> UnreadableInputError | UnsupportedStreamError:
+        # Our own V_STREAMCODEC track: FFmpeg sees a video stream with no codec.
+        if any(OWN_TAG in stream.metadata for stream in self.container.streams.video):
+            return UnsupportedStreamError(
+                f"is already a streamcodec file; decode it first (streamcodec decode {self.path})", self.path
+            )
+        return UnreadableInputError("its video stream's codec is unknown to FFmpeg", self.path)
+
+    def _info(self) -> SourceInfo:
         rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
         duration = None
         if self.video.duration is not None and self.video.time_base is not None:
             duration = self.video.duration * self.video.time_base
         elif self.container.duration is not None:
             duration = Fraction(self.container.duration, av.time_base)
-        self.info = SourceInfo(
+        return SourceInfo(
             width=self.video.codec_context.width,
             height=self.video.codec_context.height,
             frame_rate=Fraction(rate),
@@ -75,9 +140,6 @@ class Source:
             duration=duration,
             audio=self.audio,
         )
-        if not self.info.width or not self.info.height:
-            self.close()
-            raise UnreadableInputError("video stream has no frame size", path)
 
     def close(self) -> None:
         self.container.close()
@@ -93,24 +155,69 @@ class Source:
             return frame.pts * frame.time_base
         return index / self.info.frame_rate
 
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The packet's frames; a packet the decoder rejects is counted and skipped, as FFmpeg does."""
+        try:
+            frames = packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
+            self.failed_packets += 1
+            when = f" at {float(packet.pts * packet.time_base):.3f} s" if packet.pts is not None and packet.time_base else ""
+            self.errors.append(f"video packet{when}: {exc.strerror or exc}")
+            return []
+        return [frame for frame in frames if isinstance(frame, av.VideoFrame)]
+
+    def _count_null_frames(self, frame: av.VideoFrame, previous_pts: int | None) -> None:
+        # AVI counts its empty "dropped frame" chunks in the declared length; they show as pts gaps
+        # (its time_base is one frame), and are not lost frames.
+        if self.container.format.name == "avi" and frame.pts is not None and previous_pts is not None:
+            self.null_frames += max(0, frame.pts - previous_pts - 1)
+
     def items(self, with_audio: bool = True) -> Iterator[VideoFrame | AudioPacket]:
         """Decoded video frames (RGB, source size) and raw audio packets, in demux order."""
         streams = [self.video] + ([self.audio] if with_audio and self.audio else [])
-        index = 0
-        with media_errors(self.path):
+        previous_pts: int | None = None
+        with media_errors(self.path), ffmpeg_log() as logs:
             for packet in self.container.demux(streams):
                 if packet.stream.type == "audio":
                     if packet.size and packet.pts is not None and packet.time_base is not None:
                         yield AudioPacket(bytes(packet), packet.pts * packet.time_base, packet.is_keyframe, packet)
                     continue
-                for frame in packet.decode():
-                    assert isinstance(frame, av.VideoFrame)
-                    rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-                    if rgb.shape[:2] != (self.info.height, self.info.width):
-                        raise UnreadableInputError(
-                            f"frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the stream is "
-                            f"{self.info.width}x{self.info.height} (resolution changes are not supported)",
-                            self.path,
-                        )
-                    yield VideoFrame(rgb, self._frame_time(frame, index), frame.rotation)
-                    index += 1
+                for frame in self._decode(packet):
+                    yield VideoFrame(self._rgb(frame), self._frame_time(frame, self.decoded), frame.rotation)
+                    self._count_null_frames(frame, previous_pts)
+                    previous_pts = frame.pts
+                    self.decoded += 1
+            self.errors += [message.strip() for _, _, message in logs if message.strip()]
+
+    def _rgb(self, frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
+        rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+        if rgb.shape[:2] != (self.info.height, self.info.width):
+            raise UnreadableInputError(
+                f"frame {self.decoded} is {rgb.shape[1]}x{rgb.shape[0]}, the stream is "
+                f"{self.info.width}x{self.info.height} (resolution changes are not supported)",
+                self.path,
+            )
+        return rgb
+
+    def damage(self) -> str | None:
+        """After `items()`: one sentence on frames lost or concealed while reading, None for a clean read."""
+        first = f" (FFmpeg: {self.errors[0]})" if self.errors else ""
+        count = f"{len(self.errors)} error{'s' if len(self.errors) > 1 else ''}"
+        expected = self.info.frames - self.null_frames if self.info.frames else None
+        if expected is not None and self.decoded < expected:
+            return (
+                f"the input is truncated or damaged: only {self.decoded} of the {expected} video frames "
+                f"the container declares could be read{first}"
+            )
+        if self.failed_packets:
+            return f"the input is damaged: {self.failed_packets} video packet(s) could not be decoded and were skipped{first}"
+        if self.errors:
+            return f"the input is truncated or damaged: FFmpeg reported {count}, the first: {self.errors[0]}{self._estimate()}"
+        return None
+
+    def _estimate(self) -> str:
+        # Without a declared frame count (Matroska, WebM), the duration gives a rough one.
+        if self.info.frames or not self.info.duration:
+            return ""
+        about = int(self.info.duration * self.info.frame_rate)
+        return f"; the container's duration implies about {about} frames" if about > self.decoded else ""

@@ -145,8 +145,10 @@ class PreviewEncoder:
             frame_rate: the nominal frame rate; required with `kbps`, since x264's rate
                 control budgets bits per frame from it.
         """
-        if width < 2 or height < 2 or max_width < 2:
-            raise ValueError(f"frame {width}x{height} and max_width {max_width} must all be >= 2")
+        # H.264 4:2:0 needs even sizes of at least 2x2: `preview_size` rounds up, so a 1x1 source
+        # gets a 2x2 preview rather than none.
+        if width < 1 or height < 1 or max_width < 2:
+            raise ValueError(f"preview of a {width}x{height} frame at most {max_width} wide: need a frame >= 1x1, max_width >= 2")
         if kbps is not None and (not kbps > 0 or frame_rate is None or not frame_rate > 0):
             raise ValueError(f"a preview rate cap needs kbps > 0 and a frame rate > 0, got {kbps} kbps at {frame_rate} fps")
         self.source_size = (width, height)

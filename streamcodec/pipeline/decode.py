@@ -59,16 +59,22 @@ class DecodeSummary:
     height: int
     seconds: float
     fps: float
-    quality: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    quality_notes: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         text = f"{self.frames} frames {self.width}x{self.height} decoded in {self.seconds:.1f} s ({self.fps:.1f} fps)"
         if self.damaged_frames:
             text += f", {self.damaged_frames} damaged frames concealed"
         if self.quality:
-            text += ", " + ", ".join(f"{k} {v:.4f}" if k == "ms_ssim" else f"{k} {v:.2f}" for k, v in self.quality.items())
+            text += ", " + ", ".join(self._metric(name, value) for name, value in self.quality.items())
         return text + (f" → {self.output}" if self.output else "")
+
+    def _metric(self, name: str, value: float | None) -> str:
+        if value is None:
+            return f"{name} n/a ({self.quality_notes.get(name, 'not measured')})"
+        return f"{name} {value:.4f}" if name == "ms_ssim" else f"{name} {value:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -323,6 +329,7 @@ def decode_file(
         fps=frames / elapsed,
         quality=quality.summary(),
         warnings=warnings,
+        quality_notes=quality.reasons,
     )
 
 

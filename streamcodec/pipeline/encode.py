@@ -200,7 +200,9 @@ def encode_file(
     `bitrate_kbps` targets the codec's own track (the preview and audio come on top); a target
     below the lowest quality's rate is reported through `on_warning` and encoded at quality 1.
     The preview's rate is capped at `rate.PREVIEW_SHARE` of the codec track's estimated rate. An
-    existing `output` is refused (OutputExistsError, before any work) unless `force` is set.
+    existing `output` is refused (OutputExistsError, before any work) unless `force` is set. Frames
+    FFmpeg could not read from a damaged input are reported through `on_warning` (and the
+    summary's `warnings`), never dropped silently.
     """
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
@@ -215,7 +217,8 @@ def encode_file(
         items = source.items()
         head, probe = _peek(items, RATE_PROBE_FRAMES)
         if not probe:
-            raise UnreadableInputError("holds no decodable video frames", input)
+            damage = source.damage()
+            raise UnreadableInputError("holds no decodable video frames" + (f"; {damage}" if damage else ""), input)
         rates = estimate_rates(encoder, probe, info.frame_rate) if bitrate_kbps is not None or preview else []
         if bitrate_kbps is not None:
             choice = choose_quality(rates, bitrate_kbps)
@@ -239,8 +242,13 @@ def encode_file(
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
             file_bytes = muxing.finish()
         bar.close()
+        damage = source.damage()
     summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
     summary.target_kbps, summary.warnings, summary.rotation = bitrate_kbps, warnings, rotation
+    if damage:
+        summary.warnings.append(f"{input}: {damage}; encoded the {muxing.frames} frames that could be read")
+        if on_warning:
+            on_warning(summary.warnings[-1])
     return summary
 
 
