@@ -89,7 +89,8 @@ class Source:
             self.close()
             raise UnreadableInputError("has no video stream", path)
         self.video = self.container.streams.video[0]
-        if self.video.codec_context is None:
+        # A file of ours has an H.264 preview first, which FFmpeg would happily decode: refuse by our track.
+        if self.video.codec_context is None or self._is_streamcodec_file():
             error = self._undecodable_error()
             self.close()
             raise error
@@ -117,9 +118,12 @@ class Source:
             finally:
                 errors += [message.strip() for _, _, message in logs if message.strip()]
 
+    def _is_streamcodec_file(self) -> bool:
+        # Our own V_STREAMCODEC track: FFmpeg sees a video stream with no codec, carrying our tag.
+        return any(OWN_TAG in stream.metadata for stream in self.container.streams.video)
+
     def _undecodable_error(self) -> UnreadableInputError | UnsupportedStreamError:
-        # Our own V_STREAMCODEC track: FFmpeg sees a video stream with no codec.
-        if any(OWN_TAG in stream.metadata for stream in self.container.streams.video):
+        if self._is_streamcodec_file():
             return UnsupportedStreamError(
                 f"is already a streamcodec file; decode it first (streamcodec decode {self.path})", self.path
             )
