@@ -16,6 +16,7 @@ Timings on shared machines drift; compare within one run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,7 @@ def measure(grids: list[Any], encode: Encode, decode: Decode) -> dict[str, float
     """Mean intra/inter bits, share of 0-byte inter frames, mean encode/decode ms (inter), all payloads checked."""
     intra = [encode(g, None) for g in grids]
     start = time.perf_counter()
-    inter = [encode(g, p) for p, g in zip(grids, grids[1:], strict=False)]
+    inter = [encode(g, p) for p, g in itertools.pairwise(grids)]
     encode_ms = (time.perf_counter() - start) * 1e3 / max(1, len(inter))
     start = time.perf_counter()
     decoded = [decode(d, g.shape, p) for d, p, g in zip(inter, grids, grids[1:], strict=False)]

@@ -92,7 +92,11 @@ def _damaged(data: bytes) -> list[bytes]:
     return [data[:-4], data[:-1], data + b"\0\0\0\0", data + b"\xff", b"\xff" * 4, b"\x00" * 8, *flips]
 
 
-def _decodes_canonically_or_is_refused(decode: Callable[[bytes], np.ndarray], encode: Callable[[np.ndarray], bytes], data: bytes) -> bool:
+Decode = Callable[[bytes], np.ndarray]
+Encode = Callable[[np.ndarray], bytes]
+
+
+def _refused(decode: Decode, encode: Encode, data: bytes) -> bool:
     """True when refused with CorruptStreamError; a payload that decodes must be that grid's own encoding."""
     try:
         grid = decode(data)
@@ -102,14 +106,18 @@ def _decodes_canonically_or_is_refused(decode: Callable[[bytes], np.ndarray], en
     return False
 
 
+def _mask_coder(shape: tuple[int, int], previous: np.ndarray | None) -> tuple[Decode, Encode]:
+    return (lambda d: decode_mask(d, shape, previous)), (lambda g: encode_mask(g, previous))
+
+
+def _label_coder(shape: tuple[int, int], previous: np.ndarray | None, classes: int) -> tuple[Decode, Encode]:
+    return (lambda d: decode_labels(d, shape, previous, classes)), (lambda g: encode_labels(g, previous, classes))
+
+
 def test_damaged_mask_payloads_raise_corrupt_stream_error_only() -> None:
     previous, blocks = _moving_disc(0), _moving_disc(2)
     data = encode_mask(blocks, previous)
-    damaged = _damaged(data)
-    refused = [
-        _decodes_canonically_or_is_refused(lambda d: decode_mask(d, blocks.shape, previous), lambda g: encode_mask(g, previous), d)
-        for d in damaged
-    ]
+    refused = [_refused(*_mask_coder(blocks.shape, previous), d) for d in _damaged(data)]
     assert all(refused[:6])  # truncation, trailing bytes and garbage words are always caught
     with pytest.raises(CorruptStreamError, match="not consumed exactly"):
         decode_mask(data + b"\0\0\0\0", blocks.shape, previous)
@@ -126,12 +134,7 @@ def test_damaged_label_payloads_raise_corrupt_stream_error_only() -> None:
     labels[3:8, 4:9] = 5
     for reference in (previous, None):
         data = encode_labels(labels, reference, 30)
-        refused = [
-            _decodes_canonically_or_is_refused(
-                lambda d, r=reference: decode_labels(d, labels.shape, r, 30), lambda g, r=reference: encode_labels(g, r, 30), d
-            )
-            for d in _damaged(data)
-        ]
+        refused = [_refused(*_label_coder(labels.shape, reference, 30), d) for d in _damaged(data)]
         assert all(refused[:6])
     with pytest.raises(CorruptStreamError, match="classes"):
         decode_labels(data, labels.shape, None, 0)
@@ -143,13 +146,8 @@ def test_garbage_never_raises_anything_but_corrupt_stream_error(data: bytes, sha
     rng = np.random.default_rng(len(data))
     previous = rng.integers(0, classes, shape).astype(np.uint8)
     for reference in (None, previous):
-        _decodes_canonically_or_is_refused(
-            lambda d, r=reference: decode_labels(d, shape, r, classes), lambda g, r=reference: encode_labels(g, r, classes), data
-        )
-        mask_reference = None if reference is None else reference % 2 == 1
-        _decodes_canonically_or_is_refused(
-            lambda d, r=mask_reference: decode_mask(d, shape, r), lambda g, r=mask_reference: encode_mask(g, r), data
-        )
+        _refused(*_label_coder(shape, reference, classes), data)
+        _refused(*_mask_coder(shape, None if reference is None else reference % 2 == 1), data)
 
 
 def test_block_mask_keeps_a_block_with_any_pixel_and_expand_covers_it() -> None:
@@ -191,7 +189,8 @@ def test_builtin_labeler_classes_say_what_a_cell_looks_like() -> None:
     frame[:, 48:] = np.where(np.indices((16, 24)).sum(axis=0)[..., None] % 2 == 0, 255, 0)  # checkerboard
     names = [labeler.classes[i] for i in labeler.labels(frame)[0]]
     # Cells 2 and 5 hold an edge (texture) and are left out.
-    assert [names[i] for i in (0, 1, 3, 4, 6, 7, 8)] == ["dark grey smooth"] * 2 + ["dark green smooth"] * 2 + ["mid grey textured"] * 3
+    expected = ["dark grey smooth"] * 2 + ["dark green smooth"] * 2 + ["mid grey textured"] * 3
+    assert [names[i] for i in (0, 1, 3, 4, 6, 7, 8)] == expected
     assert names[2].endswith("textured")
 
 

@@ -100,7 +100,10 @@ class _LabelModel:
         ref_right, ref_below = _right_below(reference, cells)
         columns = [ref_here, left, above, above_right, above_left, ref_right, ref_below, ref_left, ref_above]
         changed = (
-            (left != ref_left).astype(np.int64) + (above != ref_above) + (above_left != ref_above_left) + (above_right != ref_above_right)
+            (left != ref_left).astype(np.int64)
+            + (above != ref_above)
+            + (above_left != ref_above_left)
+            + (above_right != ref_above_right)
         )
         candidates = _candidates(columns)
         rows = (np.minimum(changed, 2) * 2 + uniform[cells]) * 3 + np.minimum(candidates[1], 3) - 1

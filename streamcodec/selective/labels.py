@@ -97,7 +97,9 @@ class ColourTextureLabeler:
         texture = _cell_means(gradient, self.stride) * scale >= self.TEXTURE_GRADIENT
         return np.asarray(colour * 2 + texture, dtype=np.uint8)
 
-    def _colour(self, lightness: npt.NDArray[np.float32], a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    def _colour(
+        self, lightness: npt.NDArray[np.float32], a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.int64]:
         neutral = np.digitize(lightness, [33.0, 67.0])
         angle = (np.degrees(np.arctan2(b, a)) - self.HUES[0][1]) % 360.0
         starts = [start - self.HUES[0][1] for _, start in self.HUES]
@@ -108,9 +110,9 @@ class ColourTextureLabeler:
 
 #: Class names of a 19-class model trained on Cityscapes (its train ids), used when the model names none.
 CITYSCAPES = (
-    "road sidewalk building wall fence pole traffic_light traffic_sign vegetation terrain sky person rider car truck bus"
-    " train motorcycle bicycle"
-).split()
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain",
+    "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
 
 
 class OnnxLabeler:
@@ -172,7 +174,12 @@ class OnnxLabeler:
         if scores.ndim == 2:
             ids = cv2.resize(scores.astype(np.int32), (cols, rows), interpolation=cv2.INTER_NEAREST)
             return np.asarray(np.clip(ids, 0, len(self.classes) - 1), dtype=np.uint8)
-        channels = [cv2.resize(np.ascontiguousarray(scores[..., i : i + 256], dtype=np.float32), (cols, rows), interpolation=cv2.INTER_AREA) for i in range(0, scores.shape[-1], 256)]
+        channels = [
+            cv2.resize(
+                np.ascontiguousarray(scores[..., i : i + 256], dtype=np.float32), (cols, rows), interpolation=cv2.INTER_AREA
+            )
+            for i in range(0, scores.shape[-1], 256)
+        ]
         stacked = np.concatenate([c.reshape(rows, cols, -1) for c in channels], axis=-1)
         return np.asarray(stacked.argmax(axis=-1), dtype=np.uint8)
 

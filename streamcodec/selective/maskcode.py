@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import CorruptStreamError
 from . import side_tables
@@ -134,4 +133,3 @@ def decode_mask(data: bytes, shape: tuple[int, int], previous: Mask | None) -> M
     reference = None if previous is None else previous.astype(np.int64)
     grid = decode_grid(bytes(data), shape, reference, MODEL)
     return np.asarray(grid.astype(bool))
-
