@@ -79,13 +79,15 @@ class _LabelModel:
     def prepare(self, reference: Grid | None) -> Any:
         if reference is None:
             return None
-        padded = np.pad(reference, 1, mode="edge")
         height, width = reference.shape
+        edge = np.pad(reference, 1, mode="edge")
         uniform = np.ones(reference.shape, dtype=bool)
         for dy in range(3):
             for dx in range(3):
-                uniform &= padded[dy : dy + height, dx : dx + width] == reference
-        return reference, uniform
+                uniform &= edge[dy : dy + height, dx : dx + width] == reference
+        outside = np.pad(reference, 1, constant_values=_OUTSIDE)
+        shifted = {name: outside[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for name, (dy, dx) in _AROUND.items()}
+        return reference, uniform, shifted
 
     def step(self, io: SymbolIO, grid: Grid, prepared: Any, cells: Cells) -> None:
         left, above, above_left, above_right = neighbours(grid, cells, _OUTSIDE)
@@ -94,28 +96,22 @@ class _LabelModel:
             rows = candidates[1] * 2 + ((left == above) & (left != _OUTSIDE))
             _code_cells(io, grid, cells, candidates, (INTRA, rows, self.classes))
             return
-        reference, uniform = prepared
-        ref_here = reference[cells]
-        ref_left, ref_above, ref_above_left, ref_above_right = neighbours(reference, cells, _OUTSIDE)
-        ref_right, ref_below = _right_below(reference, cells)
-        columns = [ref_here, left, above, above_right, above_left, ref_right, ref_below, ref_left, ref_above]
+        reference, uniform, shifted = prepared
+        ref = {name: grid_around[cells] for name, grid_around in shifted.items()}
+        columns = [reference[cells], left, above, above_right, above_left, ref["right"], ref["below"], ref["left"], ref["above"]]
         changed = (
-            (left != ref_left).astype(np.int64)
-            + (above != ref_above)
-            + (above_left != ref_above_left)
-            + (above_right != ref_above_right)
+            (left != ref["left"]).astype(np.int64)
+            + (above != ref["above"])
+            + (above_left != ref["above_left"])
+            + (above_right != ref["above_right"])
         )
         candidates = _candidates(columns)
         rows = (np.minimum(changed, 2) * 2 + uniform[cells]) * 3 + np.minimum(candidates[1], 3) - 1
         _code_cells(io, grid, cells, candidates, (INTER, rows, self.classes))
 
 
-def _right_below(reference: Grid, cells: Cells) -> tuple[Grid, Grid]:
-    ys, xs = cells
-    height, width = reference.shape
-    right = np.where(xs < width - 1, reference[ys, np.minimum(xs + 1, width - 1)], _OUTSIDE)
-    below = np.where(ys < height - 1, reference[np.minimum(ys + 1, height - 1), xs], _OUTSIDE)
-    return right, below
+#: The previous frame's neighbours a cell's context reads: name → (dy, dx).
+_AROUND = {"left": (0, -1), "above": (-1, 0), "above_left": (-1, -1), "above_right": (-1, 1), "right": (0, 1), "below": (1, 0)}
 
 
 def _check_classes(classes: int) -> int:
