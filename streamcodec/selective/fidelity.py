@@ -1,0 +1,329 @@
+"""Selective mode's fidelity layer: the kept region coded by a standard inter codec, one access unit per frame.
+
+    RGB (H, W, 3) ─pad to even (edge repeat)─▶ yuv420p (swscale, BT.601 limited) ─▶ libx265 │ libsvtav1
+        ─▶ one access unit (bytes) per frame, a section of our frame packet
+    access unit ─▶ FFmpeg hevc │ libdav1d ─▶ yuv420p ─▶ RGB ─crop─▶ (H, W, 3)
+
+Zero latency, for live use: no lookahead, no B-frames, no frame threads, so each frame in gives its
+access unit back at once. Keyframes come only when the caller asks (our packet's keyframe flag), never
+from the codec's own GOP or scene-cut logic; each keyframe access unit repeats the parameter sets
+(VPS/SPS/PPS, or the AV1 sequence header), so a decoder can start or recover there. The decoders run
+without frame threading (slice/tile threads only, or dav1d's max_frame_delay 1): one picture out per
+access unit, and pixels that do not depend on the thread count.
+
+Damage the codec's decoder notices (and empty access units) raise `CorruptStreamError`; after one the
+decoder refuses every access unit until the next keyframe, then starts afresh. Damage it does not
+notice (a flipped bit inside CABAC data decodes to wrong pixels) is caught by our packet's CRC.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import CorruptStreamError, UnsupportedStreamError
+
+__all__ = ["CODECS", "FidelityDecoder", "FidelityEncoder", "is_random_access"]
+
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """How one fidelity codec is driven through PyAV: encoder, decoder, and its low-delay options."""
+
+    encoder: str
+    decoder: str
+    default_crf: int
+    default_preset: str
+    crf_range: tuple[int, int]
+
+
+#: The fidelity codecs by the name recorded in a stream's config.
+CODECS: dict[str, CodecSpec] = {
+    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51)),
+    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63)),
+}
+
+
+def _spec(codec: str) -> CodecSpec:
+    if codec not in CODECS:
+        raise UnsupportedStreamError(f"fidelity codec {codec!r} is unknown (known: {', '.join(CODECS)})")
+    return CODECS[codec]
+
+
+def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int) -> dict[str, str]:
+    # keyint=-1: no periodic keyframes, only the forced ones (forced-idr makes them IDR, not CRA).
+    params = [
+        "keyint=-1",
+        "min-keyint=1",
+        "scenecut=0",
+        "bframes=0",
+        "rc-lookahead=0",
+        "frame-threads=1",
+        "open-gop=0",
+        "repeat-headers=1",
+        f"pools={threads}",
+        "log-level=none",
+    ]
+    if qp is not None:
+        params.append(f"qp={qp}")
+    options = {"preset": preset, "tune": "zerolatency", "forced-idr": "1", "x265-params": ":".join(params)}
+    if qp is None:
+        options["crf"] = str(crf)
+    return options
+
+
+def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int) -> dict[str, str]:
+    # pred-struct=1 is SVT-AV1's low-delay structure; rtc=1 its real-time tuning; keyint=-1 and scd=0
+    # leave keyframes to the caller.
+    params = ["pred-struct=1", "rtc=1", "lookahead=0", "keyint=-1", "scd=0", f"lp={threads}"]
+    if qp is not None:
+        params += ["rc=0", "aq-mode=0", f"qp={qp}"]
+    options = {"preset": preset, "svtav1-params": ":".join(params)}
+    if qp is None:
+        options["crf"] = str(crf)
+    return options
+
+
+_OPTIONS = {"hevc": _x265_options, "av1": _svtav1_options}
+
+
+#: One colour conversion on both sides, pinned so that neither frame tags nor core counts change it:
+#: BT.601 limited range (the codecs' untagged default), exact rounding, one swscale thread.
+_SWSCALE: dict[str, Any] = {"src_color_range": "MPEG", "dst_color_range": "MPEG", "interpolation": "BILINEAR", "threads": 1}
+
+
+def _even(size: int) -> int:
+    return size + (size & 1)
+
+
+def rgb_to_frame(rgb: Image) -> Any:
+    """(H, W, 3) uint8 RGB → a yuv420p `av.VideoFrame`, padded to even sizes by repeating the last row/column."""
+    import av
+
+    height, width = rgb.shape[:2]
+    padded = np.pad(rgb, ((0, _even(height) - height), (0, _even(width) - width), (0, 0)), mode="edge")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
+    return frame.reformat(format="yuv420p", src_colorspace="ITU601", dst_colorspace="ITU601", **_SWSCALE)
+
+
+def frame_to_rgb(frame: Any) -> Image:
+    """A decoded yuv420p `av.VideoFrame` → (H, W, 3) uint8 RGB, the exact inverse setup of `rgb_to_frame`."""
+    rgb = frame.reformat(format="rgb24", src_colorspace="ITU601", dst_colorspace="ITU601", **_SWSCALE)
+    return np.asarray(rgb.to_ndarray())
+
+
+def _check_rgb(rgb: Image, width: int, height: int) -> None:
+    if rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
+        raise ValueError(f"fidelity frame must be ({height}, {width}, 3) uint8, got {rgb.shape} {rgb.dtype}")
+
+
+class FidelityEncoder:
+    """Codes the (filled) frames of one stream: one access unit out per frame in, keyframes only when asked."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        frame_rate: Fraction | int,
+        *,
+        codec: str = "hevc",
+        crf: int | None = None,
+        qp: int | None = None,
+        preset: str | None = None,
+        threads: int = 1,
+    ) -> None:
+        """Open the codec.
+
+        Args:
+            width, height: frame size in pixels (odd sizes are padded to even, and cropped back by the decoder).
+            frame_rate: frames per second (a rational); only rate control's notion of time.
+            codec: "hevc" (libx265) or "av1" (libsvtav1), from `CODECS`.
+            crf: constant rate factor (default `CodecSpec.default_crf`); exclusive with `qp`.
+            qp: constant quantiser instead of CRF.
+            preset: the codec's speed preset (x265 "ultrafast".."placebo", SVT-AV1 "0".."13").
+            threads: encoder worker threads (x265 pools, SVT-AV1 lp); the bitstream does not depend on it.
+        """
+        spec = _spec(codec)
+        if crf is not None and qp is not None:
+            raise ValueError("fidelity layer: give crf or qp, not both")
+        rate = crf if qp is None else qp
+        rate = spec.default_crf if rate is None else rate
+        low, high = spec.crf_range
+        if not low <= rate <= high or width < 2 or height < 2 or threads < 1:
+            raise ValueError(f"fidelity {codec}: crf/qp {rate} (allowed {low}..{high}), size {width}x{height}, threads {threads}")
+        self.codec, self.width, self.height = codec, width, height
+        self.config = {"codec": codec, "crf" if qp is None else "qp": rate, "preset": preset or spec.default_preset}
+        self._context = self._open(
+            spec,
+            Fraction(frame_rate),
+            _OPTIONS[codec](None if qp is not None else rate, qp, preset or spec.default_preset, threads),
+        )
+        self._index = 0
+
+    def _open(self, spec: CodecSpec, frame_rate: Fraction, options: dict[str, str]) -> Any:
+        import av
+
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its config banner to stderr otherwise
+        context: Any = av.CodecContext.create(spec.encoder, "w")
+        context.width, context.height, context.pix_fmt = _even(self.width), _even(self.height), "yuv420p"
+        context.time_base, context.framerate = 1 / frame_rate, frame_rate
+        context.options = options
+        context.open()
+        return context
+
+    def encode(self, rgb: Image, keyframe: bool) -> bytes:
+        """Code the next frame.
+
+        Args:
+            rgb: (height, width, 3) uint8 RGB, its outside already filled (`fill_outside`).
+            keyframe: make this access unit a keyframe (IDR / AV1 key frame with parameter sets); the
+                first frame must be one.
+        Returns:
+            This frame's access unit (Annex-B HEVC or AV1 low-overhead OBUs), never empty.
+        """
+        import av
+
+        if self._context is None:
+            raise ValueError("fidelity layer: encode() after close()")
+        _check_rgb(rgb, self.width, self.height)
+        if self._index == 0 and not keyframe:
+            raise ValueError("fidelity layer: the first frame of a stream must be a keyframe")
+        frame = rgb_to_frame(rgb)
+        frame.pts = self._index
+        frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        packets = self._context.encode(frame)
+        self._index += 1
+        if len(packets) != 1 or packets[0].is_keyframe != keyframe:
+            # The options above make this impossible; if a codec build ignores them, say so loudly.
+            raise RuntimeError(f"{self.codec} gave {len(packets)} packets for frame {self._index - 1} (want 1, key={keyframe})")
+        return bytes(packets[0])
+
+    def close(self) -> None:
+        """End the stream (the codec holds no frame back, so nothing comes out); idempotent."""
+        if self._context is not None:
+            self._context.encode(None)  # SVT-AV1 complains at teardown without its end-of-stream
+            self._context = None
+
+    def __enter__(self) -> FidelityEncoder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _hevc_random_access(data: bytes) -> bool:
+    """An HEVC access unit a decoder can start at: carries a VPS and an IRAP slice."""
+    types, position = set(), data.find(b"\x00\x00\x01")
+    while 0 <= position < len(data) - 3:
+        types.add(data[position + 3] >> 1 & 0x3F)
+        position = data.find(b"\x00\x00\x01", position + 3)
+    return 32 in types and bool(types & set(range(16, 22)))
+
+
+def _av1_random_access(data: bytes) -> bool:
+    """An AV1 temporal unit a decoder can start at: carries a sequence header OBU (ours come only with key frames)."""
+    position = 0
+    while position < len(data):
+        header = data[position]
+        has_extension, has_size = header >> 2 & 1, header >> 1 & 1
+        if header >> 3 & 0xF == 1:
+            return True
+        position += 1 + has_extension
+        if not has_size:
+            return False
+        size, shift = 0, 0
+        while position < len(data):
+            byte = data[position]
+            position, size, shift = position + 1, size | (byte & 0x7F) << shift, shift + 7
+            if not byte & 0x80:
+                break
+        position += size
+    return False
+
+
+def is_random_access(codec: str, access_unit: bytes) -> bool:
+    """Whether a decoder can start (or recover) at this access unit: a keyframe with its parameter sets."""
+    _spec(codec)
+    return _hevc_random_access(access_unit) if codec == "hevc" else _av1_random_access(access_unit)
+
+
+class FidelityDecoder:
+    """Decodes one stream's access units back to RGB; deterministic, zero delay, recovers at keyframes."""
+
+    def __init__(self, codec: str = "hevc", *, width: int | None = None, height: int | None = None, threads: int = 1) -> None:
+        """Prepare a decoder (opened lazily, and afresh after damage).
+
+        Args:
+            codec: the stream's fidelity codec, "hevc" or "av1".
+            width, height: the encoder's frame size, to crop the even padding back off (None: keep the coded size).
+            threads: decoder threads (slice/WPP for HEVC, dav1d tile threads); pixels do not depend on it.
+        """
+        self.codec, self._spec = codec, _spec(codec)
+        self.width, self.height, self.threads = width, height, threads
+        self._context: Any = None
+        self._waiting_for_keyframe = False
+
+    def _open(self) -> Any:
+        import av
+
+        context = av.CodecContext.create(self._spec.decoder, "r")
+        context.thread_count = self.threads
+        if self.codec == "hevc":
+            context.thread_type = "SLICE"  # frame threads would hold pictures back (delay)
+            context.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+        else:
+            context.options = {"max_frame_delay": "1"}
+        return context
+
+    def decode(self, access_unit: bytes) -> Image:
+        """Decode the next access unit.
+
+        Args:
+            access_unit: one frame's bytes from `FidelityEncoder.encode`, in stream order.
+        Returns:
+            (height, width, 3) uint8 RGB.
+        Raises:
+            CorruptStreamError: the access unit is empty or damaged, or follows a damaged one before the next keyframe.
+        """
+        if not access_unit:
+            self._waiting_for_keyframe = True  # a lost frame: what follows predicts from it
+            raise CorruptStreamError(f"fidelity {self.codec} access unit is empty")
+        if self._context is None or self._waiting_for_keyframe:
+            if not is_random_access(self.codec, access_unit):
+                raise CorruptStreamError(
+                    f"fidelity {self.codec} access unit needs an earlier frame that is missing or "
+                    "damaged; decoding resumes at the next keyframe"
+                )
+            self._context, self._waiting_for_keyframe = self._open(), False
+        try:
+            pictures = self._decode(access_unit)
+        except CorruptStreamError:
+            self._waiting_for_keyframe = True
+            raise
+        return pictures
+
+    def _decode(self, access_unit: bytes) -> Image:
+        import av
+
+        try:
+            frames = self._context.decode(av.Packet(access_unit))
+        except av.error.FFmpegError as exc:
+            raise CorruptStreamError(
+                f"fidelity {self.codec} access unit of {len(access_unit)} bytes is damaged ({exc.strerror or exc})"
+            ) from exc
+        if len(frames) != 1:
+            raise CorruptStreamError(f"fidelity {self.codec} access unit gave {len(frames)} pictures, not 1")
+        rgb = frame_to_rgb(frames[0])
+        width, height = self.width or rgb.shape[1], self.height or rgb.shape[0]
+        if rgb.shape[:2] != (_even(height), _even(width)) and rgb.shape[:2] != (height, width):
+            raise CorruptStreamError(
+                f"fidelity {self.codec} picture is {rgb.shape[1]}x{rgb.shape[0]}, the stream's is {width}x{height}"
+            )
+        return np.ascontiguousarray(rgb[:height, :width])
