@@ -116,15 +116,12 @@ def test_roi_rectangles_cover_the_mask_within_the_frame() -> None:
     assert roi_rectangles(np.zeros((64, 96), dtype=bool)) == []
 
 
-def test_masks_are_not_available_until_selective_mode_provides_them() -> None:
-    try:
-        import streamcodec.selective.masks  # noqa: F401
-    except ModuleNotFoundError:
-        assert mask_source() is None
-        assert "needs selective-mode masks" in (unavailable_reason() or "")
-        assert "needs selective-mode masks" in (CODECS["x265-roi"].unavailable(unavailable_reason()) or "")
-    else:
-        pytest.skip("selective mode exists: masks are available")
+def test_selective_mode_provides_the_evaluation_its_masks() -> None:
+    from streamcodec.selective.masks import SelectiveMasks
+
+    assert unavailable_reason() is None
+    assert isinstance(mask_source(), SelectiveMasks)
+    assert CODECS["x265-roi"].unavailable(unavailable_reason()) is None
 
 
 def test_clip_masks_survive_save_and_load(tmp_path: Path) -> None:

@@ -99,4 +99,5 @@ def preview_budget(codec_kbps: float, frame_rate: Fraction, width: int, height: 
     kbps = PREVIEW_SHARE * codec_kbps
     pixels = kbps * 1000 / float(frame_rate) / PREVIEW_BPP
     fitted = int((pixels * width / height) ** 0.5)
-    return kbps, min(width, max(PREVIEW_MIN_WIDTH, min(PREVIEW_MAX_WIDTH, fitted)))
+    # H.264 needs 2 pixels a side: a 1-pixel-wide source gets a 2-pixel preview (preview_size rounds up).
+    return kbps, max(2, min(width, max(PREVIEW_MIN_WIDTH, min(PREVIEW_MAX_WIDTH, fitted))))
