@@ -151,23 +151,21 @@ class MatroskaReader:
     def _scan_head(self, pos: int) -> int | None:
         """Load the index elements before the first Cluster; returns where the Clusters start.
 
-        A header that does not parse, an unknown id or an index element that fails its checks is
-        noted as damage and the walk resumes at the next top-level id found by searching, so one
-        damaged element never hides the ones after it. Returns the first Cluster's offset, or an
-        earlier damaged element's, which `packets()` then looks into.
+        After a header that does not parse, an unknown id or an index element that fails its checks
+        the walk resumes at the next top-level id found by searching, so one damaged element never
+        hides the ones after it. Returns the first Cluster's offset, or an earlier damaged
+        element's, which `packets()` then walks through (and reports).
         """
         first: int | None = None
         while pos is not None and pos < self._segment_end:
             try:
                 element = self._ebml.header(pos, self._segment_end)
-            except CorruptStreamError as exc:
-                self._note(exc)
+            except CorruptStreamError:  # packets() walks from `first` and reports it
                 first, pos = first if first is not None else pos, self._next_top_level(pos + 1)
                 continue
             if element.id == ID.CLUSTER or self._is_cluster_body(pos):
                 return first if first is not None else pos
             if element.id not in _HEAD_IDS:
-                self._note(CorruptStreamError(f"unknown element 0x{element.id:X} before the first Cluster", self.path, pos))
                 first, pos = first if first is not None else pos, self._next_top_level(pos + 1)
                 continue
             if not self._load(element) or element.end is None:
@@ -248,13 +246,14 @@ class MatroskaReader:
         return self._parse(element, payload, crc)
 
     def _parse(self, element: ElementHeader, payload: bytes, crc: bool) -> bool:
-        """Parse a loaded index element; a damaged hint is noted and dropped, a damaged Tracks or Info raised."""
+        """Parse a loaded index element; what does not parse is noted and dropped, unless its CRC-32
+        vouches for it (then Tracks or Info holds impossible values, and that is raised)."""
         read = {ID.SEEK_HEAD: self._read_seek_head, ID.INFO: self._read_info, ID.TRACKS: self._read_tracks}
         try:
             read.get(element.id, self._read_tags_or_cues)(element, ebml.iter_children(payload, element.data_offset, self.path))
         except (CorruptStreamError, ValueError, OverflowError) as exc:
             error = exc if isinstance(exc, CorruptStreamError) else CorruptStreamError(str(exc), self.path, element.offset)
-            if element.id in (ID.TRACKS, ID.INFO) and (crc or element.id == ID.TRACKS):
+            if element.id in (ID.TRACKS, ID.INFO) and crc:  # intact, yet impossible: no guess would be better
                 raise error from None
             self._note(CorruptStreamError(f"unreadable {_INDEX_NAMES[element.id]} ({error}); ignored", self.path))
             return False
