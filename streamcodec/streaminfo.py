@@ -85,7 +85,7 @@ def stream_info(path: Path) -> StreamInfo:
             counts[packet.track] += 1
             if packet.track != track.number:
                 continue
-            time, missing = slots.admit(packet.time)
+            time, missing = slots.admit(packet.time, packet.suspect)
             lost += missing
             frame_bits.append(len(packet.data) * 8)
             times.append(time)
@@ -131,5 +131,6 @@ def stream_info(path: Path) -> StreamInfo:
 def _lost_lines(lost: list[Fraction], slots: FrameSlots) -> list[str]:
     """Damage lines for frames the container lost, counted or not."""
     lines = [f"{len(lost)} frames lost to container damage (first at {float(min(lost)):.3f} s)"] if lost else []
-    lines += [f"frames between {float(a):.3f} s and {float(b):.3f} s may be lost (no DefaultDuration)" for a, b in slots.uncounted_gaps]
+    for start, stop in slots.uncounted_gaps:
+        lines.append(f"frames between {float(start):.3f} s and {float(stop):.3f} s may be lost (no DefaultDuration)")
     return lines

@@ -138,7 +138,10 @@ def test_info_on_damage_exits_non_zero_with_the_lost_frames(stream: Path, tmp_pa
 # --- index elements --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("element_id", "name"), [(ID.CUES, "Cues"), (ID.TAGS, "Tags"), (ID.INFO, "Info"), (ID.SEEK_HEAD, "SeekHead")])
+INDEX = [(ID.CUES, "Cues"), (ID.TAGS, "Tags"), (ID.INFO, "Info"), (ID.SEEK_HEAD, "SeekHead")]
+
+
+@pytest.mark.parametrize(("element_id", "name"), INDEX)
 def test_damaged_index_element_is_a_warning_not_a_refusal(stream: Path, tmp_path: Path, element_id: int, name: str) -> None:
     element = top_level(stream)[element_id][0]
     path = damaged_copy(stream, tmp_path, {element.data_offset + ebml.CRC_ELEMENT_SIZE + 5: 0x04})
@@ -161,7 +164,7 @@ def test_damaged_tracks_is_refused_unless_salvaged(stream: Path, tmp_path: Path)
     tracks = top_level(stream)[ID.TRACKS][0]
     name_at = stream.read_bytes().index(b"streamcodec gc", tracks.offset)
     path = damaged_copy(stream, tmp_path, {name_at + 3: 0x01})  # a byte of the track's Name
-    with pytest.raises(CorruptStreamError, match="Tracks CRC-32 mismatch.*--salvage"):
+    with pytest.raises(CorruptStreamError, match=r"Tracks CRC-32 mismatch.*--salvage"):
         decode_file(path, None)
     warnings: list[str] = []
     summary = decode_file(path, None, salvage=True, on_warning=warnings.append)
@@ -172,11 +175,12 @@ def test_seek_heads_pointing_at_each_other_terminate(stream: Path, tmp_path: Pat
     data = bytearray(stream.read_bytes())
     first = top_level(stream)[ID.SEEK_HEAD][0]
     assert first.end is not None
-    void = ebml.parse_header(data, first.end, 0, stream)
+    void = ebml.parse_header(bytes(data), first.end, 0, stream)
     assert void.id == ID.VOID and void.end is not None
     segment_start = first.offset
     # A second SeekHead in the Void, pointing back at the first; the first's Tags entry points at it.
-    seek = ebml.master_element(ID.SEEK, [ebml.binary_element(ID.SEEK_ID, ebml.encode_id(ID.SEEK_HEAD)), ebml.uint_element(ID.SEEK_POSITION, 0)])
+    pointer = [ebml.binary_element(ID.SEEK_ID, ebml.encode_id(ID.SEEK_HEAD)), ebml.uint_element(ID.SEEK_POSITION, 0)]
+    seek = ebml.master_element(ID.SEEK, pointer)
     second = ebml.master_element(ID.SEEK_HEAD, [seek], crc=True)
     data[void.offset : void.end] = second + ebml.void_element(void.end - void.offset - len(second))
     tags_seek = data.index(ebml.encode_id(ID.TAGS), first.offset, first.end)
@@ -214,7 +218,7 @@ def test_absurd_default_duration_is_ignored_with_a_warning(stream: Path, tmp_pat
     with MatroskaReader(stream) as reader:
         track = reader.track(1)
         packets = list(reader.packets({1}))
-    spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=2**64 - 1, width=96, height=64)
+    spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=2**64 - 1)
     with MatroskaWriter(path, [spec], writing_app="tests") as writer:
         for packet in packets:
             writer.write(1, packet.time, packet.data, packet.keyframe)

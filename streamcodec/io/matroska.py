@@ -21,6 +21,7 @@ from streamcodec.io.ebml import ID
 NS_PER_SECOND = 10**9
 MAX_FRAME_NS = 3600 * NS_PER_SECOND  # a DefaultDuration or CodecDelay beyond an hour is damage, not a stream
 MIN_FRAME_NS = 1_000
+_DD = "DefaultDuration (ns)"
 _TRACK_TYPES = {"video": 1, "audio": 2}
 _TRACK_KINDS = {1: "video", 2: "audio", 3: "complex", 0x10: "logo", 0x11: "subtitle", 0x12: "buttons", 0x20: "control"}
 
@@ -142,12 +143,17 @@ class TrackInfo:
 
 @dataclass(frozen=True)
 class Packet:
-    """One frame of one track; `time` is its presentation time in seconds."""
+    """One frame of one track; `time` is its presentation time in seconds.
+
+    `suspect` marks a packet from a Cluster that failed its CRC-32: its bytes and its timestamp
+    may be damaged (the frame's own checksum covers the bytes, nothing covers the timestamp).
+    """
 
     track: int
     time: Fraction
     data: bytes
     keyframe: bool
+    suspect: bool = False
 
 
 def uint_field(fields: _Fields, element_id: int, default: int = 0) -> int:
@@ -192,7 +198,7 @@ def track_info(payload: bytes, base: int, path: Path, warn: Callable[[CorruptStr
         kind=_TRACK_KINDS.get(track_type, f"type {track_type}"),
         codec_id=string_field(fields, ID.CODEC_ID),
         codec_private=fields.get(ID.CODEC_PRIVATE),
-        default_duration_ns=default_duration if checked(default_duration, MIN_FRAME_NS, MAX_FRAME_NS, "DefaultDuration (ns)") else None,
+        default_duration_ns=default_duration if checked(default_duration, MIN_FRAME_NS, MAX_FRAME_NS, _DD) else None,
         width=optional_uint_field(video, ID.PIXEL_WIDTH),
         height=optional_uint_field(video, ID.PIXEL_HEIGHT),
         sampling_frequency=None if audio is None else frequency if checked(frequency, 1, 1e7, "SamplingFrequency") else 8000.0,

@@ -107,7 +107,8 @@ class MatroskaReader:
         self._truncated = segment.end is not None and segment.end > self._ebml.size
         if segment.end is not None and segment.end < self._ebml.size:
             # One Segment per file is all anyone writes; a short one is a damaged size, not the end.
-            self.damage.append(CorruptStreamError("Segment size ends before the file does; reading on", self.path, segment.offset))
+            short = CorruptStreamError("Segment size ends before the file does; reading on", self.path, segment.offset)
+            self.damage.append(short)
         self._loaded: dict[int, int] = {}  # index element id → offset
         self._visited: set[int] = set()  # offsets of index elements tried (SeekHeads may chain, or loop)
         self._seeks: list[tuple[int, int]] = []
@@ -157,21 +158,21 @@ class MatroskaReader:
         element's, which `packets()` then walks through (and reports).
         """
         first: int | None = None
-        while pos is not None and pos < self._segment_end:
+        at: int | None = pos
+        while at is not None and at < self._segment_end:
+            pos = at
             try:
                 element = self._ebml.header(pos, self._segment_end)
             except CorruptStreamError:  # packets() walks from `first` and reports it
-                first, pos = first if first is not None else pos, self._next_top_level(pos + 1)
+                first, at = first if first is not None else pos, self._next_top_level(pos + 1)
                 continue
             if element.id == ID.CLUSTER or self._is_cluster_body(pos):
                 return first if first is not None else pos
             if element.id not in _HEAD_IDS:
-                first, pos = first if first is not None else pos, self._next_top_level(pos + 1)
+                first, at = first if first is not None else pos, self._next_top_level(pos + 1)
                 continue
-            if not self._load(element) or element.end is None:
-                pos = self._next_top_level(element.data_offset)
-            else:
-                pos = element.end
+            intact = self._load(element) and element.end is not None
+            at = element.end if intact else self._next_top_level(element.data_offset)
         return first
 
     def _next_top_level(self, start: int) -> int | None:
@@ -238,7 +239,8 @@ class MatroskaReader:
             crc = ebml.check_crc(payload, element.data_offset, self.path, name)
         except CorruptStreamError as exc:
             if element.id == ID.TRACKS and not self.salvage:
-                raise CorruptStreamError(f"{exc}: the track headers cannot be trusted (--salvage reads them anyway)", self.path) from None
+                message = f"{exc}: the track headers cannot be trusted (--salvage reads them anyway)"
+                raise CorruptStreamError(message, self.path) from None
             self._note(CorruptStreamError(f"{exc}; {'read anyway' if element.id == ID.TRACKS else 'ignored'}", self.path))
             if element.id != ID.TRACKS:
                 return False
@@ -272,7 +274,8 @@ class MatroskaReader:
         fields = {header.id: bytes(data) for header, data in children}
         scale = uint_field(fields, ID.TIMESTAMP_SCALE, 1_000_000) or 1_000_000
         if scale > MAX_TIMESTAMP_SCALE:
-            raise CorruptStreamError(f"TimestampScale {scale} ns is out of range (1..{MAX_TIMESTAMP_SCALE})", self.path, element.offset)
+            message = f"TimestampScale {scale} ns is out of range (1..{MAX_TIMESTAMP_SCALE})"
+            raise CorruptStreamError(message, self.path, element.offset)
         self.timestamp_scale_ns = scale
         self.title = string_field(fields, ID.TITLE) if ID.TITLE in fields else None
         self.muxing_app = string_field(fields, ID.MUXING_APP) if ID.MUXING_APP in fields else None
@@ -364,13 +367,14 @@ class MatroskaReader:
             message = "unfinished encode: the writer was stopped before it wrote the Segment size, SeekHead and Cues"
             report(TruncatedStreamError(message, self.path))
         pos, self._cut_reported = self._first_cluster, self._unfinished
+        self._consumed = 0  # the end of the last Cluster read: resynchronising never reads one twice
         while pos is not None and pos < self._segment_end:
             start = pos
             try:
                 pos = yield from self._element_packets(start, tracks, report)
             except CorruptStreamError as exc:
                 report(exc)
-                pos = self._resync(start + 1)
+                pos = self._resync(max(start + 1, self._consumed))
         if self._truncated and not self._cut_reported:
             report(TruncatedStreamError("file ends before its Segment does (truncated)", self.path, self._ebml.size))
 
@@ -398,22 +402,31 @@ class MatroskaReader:
         if end - start > MAX_CLUSTER_BYTES:
             end = self._unknown_size_end(start)  # a damaged size: the children say where it ends
             report(CorruptStreamError("implausibly large Cluster size; reading its children", self.path, pos))
+        if end > self._ebml.size and declared_end is not None:
+            walked = self._unknown_size_end(start)
+            if walked <= self._ebml.size and self._crc_matches(start, walked):  # the size was hit, not the file
+                report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
+                end = walked
         data = self._ebml.read(start, min(end, self._ebml.size) - start)
+        self._consumed = max(self._consumed, min(end, self._ebml.size))
         if end > self._ebml.size:
             with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
                 yield from self._blocks(data, start, tracks)
             self._cut_reported = True
             raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
+        suspect = False
         try:
             ebml.check_crc(data, start, self.path, "Cluster")
         except CorruptStreamError as exc:
             walked = self._unknown_size_end(start)
-            if walked == end or walked > self._ebml.size or not self._crc_matches(start, walked):
+            suspect = walked == end or walked > self._ebml.size or not self._crc_matches(start, walked)
+            if suspect:
                 report(exc)  # the blocks still come out: per-frame checks tell which are damaged
             else:  # the size was hit, not the content: read up to where the children end
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 data, end = self._ebml.read(start, walked - start), walked
-        inner = yield from self._blocks(data, start, tracks)
+                self._consumed = max(self._consumed, end)
+        inner = yield from self._blocks(data, start, tracks, suspect)
         if inner is not None:
             report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
             return inner
@@ -448,7 +461,9 @@ class MatroskaReader:
     def _unfinished_crc_at(self, start: int) -> bool:
         return start + len(_UNFINISHED_CRC) <= self._ebml.size and self._ebml.read(start, len(_UNFINISHED_CRC)) == _UNFINISHED_CRC
 
-    def _blocks(self, data: bytes, base: int, tracks: Container[int] | None) -> Generator[Packet, None, int | None]:
+    def _blocks(
+        self, data: bytes, base: int, tracks: Container[int] | None, suspect: bool = False
+    ) -> Generator[Packet, None, int | None]:
         """Packets of a Cluster's payload; returns the offset of a top-level element met inside."""
         view, cluster_ticks = memoryview(data), None
         pos = len(_UNFINISHED_CRC) if view[: len(_UNFINISHED_CRC)] == _UNFINISHED_CRC else 0  # an unpatched Cluster
@@ -465,7 +480,8 @@ class MatroskaReader:
             elif header.id in (ID.SIMPLE_BLOCK, ID.BLOCK_GROUP):
                 if cluster_ticks is None:
                     raise CorruptStreamError("block before the Cluster Timestamp", self.path, header.offset)
-                yield from self._block_packets(header, payload, cluster_ticks, tracks)
+                for packet in self._block_packets(header, payload, cluster_ticks, tracks):
+                    yield Packet(packet.track, packet.time, packet.data, packet.keyframe, suspect) if suspect else packet
             pos = stop
         return None
 

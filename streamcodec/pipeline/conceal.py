@@ -52,17 +52,26 @@ class FrameSlots:
         """Note that the reader reported damage: the next gap may hold lost frames."""
         self.damaged = True
 
-    def admit(self, time: Fraction) -> tuple[Fraction, list[Fraction]]:
+    def admit(self, time: Fraction, suspect: bool = False) -> tuple[Fraction, list[Fraction]]:
         """Take the next packet of the track.
 
         Args:
             time: the packet's stored time, in seconds.
+            suspect: the packet comes from a Cluster that failed its CRC-32 but was read whole:
+                no frame is missing there, but its timestamp may be damaged.
 
         Returns:
             (the time to show it at, the times of the frames lost before it). The time is the
-            stored one unless damage made it go backwards or past the end of the stream.
+            stored one unless damage made it implausible: off the frame grid in a damaged
+            Cluster, backwards, or past the end of the stream; then it is the next slot.
         """
-        if self.damaged and self.step is not None and self.last is not None and not self._plausible(time):
+        if suspect and self.step is not None and self.last is not None:
+            expected = self._round(self.last + self.step)
+            if abs(time - expected) > self.step / 2:
+                self.retimed, time = self.retimed + 1, expected
+            self.last = max(self.last, time)
+            return time, []
+        if self.step is not None and self.last is not None and not self._plausible(time, self.damaged):
             self.retimed += 1
             time = self._round(self.last + self.step)
         missing = self._between(self.last, time) if self.damaged else []
@@ -76,9 +85,10 @@ class FrameSlots:
         self.damaged = True
         return [*self._between(self.last, self.last_keyframe), self.last_keyframe]
 
-    def _plausible(self, time: Fraction) -> bool:
+    def _plausible(self, time: Fraction, damaged: bool) -> bool:
+        """Our track's times only increase; after damage they also stay before the stream's end."""
         assert self.last is not None
-        return self.last < time and (self.end is None or time < self.end)
+        return self.last < time and (not damaged or self.end is None or time < self.end)
 
     def _between(self, previous: Fraction | None, time: Fraction) -> list[Fraction]:
         """Slot times strictly between `previous` and `time` (from the first CuePoint when nothing came yet)."""

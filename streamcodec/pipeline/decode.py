@@ -246,7 +246,7 @@ def decode_file(
                     if sink:
                         sink.write_audio(packet.data, packet.time)
                     continue
-                shown_at, missing = slots.admit(packet.time)
+                shown_at, missing = slots.admit(packet.time, packet.suspect)
                 conceal_lost(missing)
                 try:
                     rgb = decoder.decode(packet.data)
@@ -297,15 +297,18 @@ def _nominal_frame_rate(track: TrackInfo) -> Fraction:
 
 def _lost_frames_message(count: int, missing: list[Fraction]) -> str:
     span = f"{float(missing[0]):.3f}–{float(missing[-1]):.3f} s" if count > 1 else f"{float(missing[0]):.3f} s"
-    return f"{count} frame{'s' if count > 1 else ''} lost to container damage at {span}; showing the last good frame in their place"
+    frames = f"{count} frame{'s' if count > 1 else ''}"
+    return f"{frames} lost to container damage at {span}; showing the last good frame in their place"
 
 
 def _report_timeline(slots: FrameSlots, warn: Callable[[str], None]) -> None:
     """Warn about what concealment could not do: uncountable gaps and retimed frames."""
     for start, stop in slots.uncounted_gaps:
-        warn(f"frames between {float(start):.3f} s and {float(stop):.3f} s may be lost (the track has no DefaultDuration to count them)")
+        span = f"{float(start):.3f} s and {float(stop):.3f} s"
+        warn(f"frames between {span} may be lost (the track has no DefaultDuration to count them)")
     if slots.retimed:
-        warn(f"{slots.retimed} frames had a damaged timestamp and were placed one frame after the previous one")
+        count = f"{slots.retimed} frame{'s' if slots.retimed > 1 else ''}"
+        warn(f"{count} had an impossible timestamp (damage) and went one frame after the previous one")
 
 
 def _reference_frames(path: Path, config: StreamConfig) -> Any:
