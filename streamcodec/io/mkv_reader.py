@@ -426,7 +426,7 @@ class MatroskaReader:
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 data, end = self._ebml.read(start, walked - start), walked
                 self._consumed = max(self._consumed, end)
-        inner = yield from self._blocks(data, start, tracks, suspect)
+        inner = yield from self._blocks(data, start, tracks, suspect, report)
         if inner is not None:
             report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
             return inner
@@ -462,18 +462,28 @@ class MatroskaReader:
         return start + len(_UNFINISHED_CRC) <= self._ebml.size and self._ebml.read(start, len(_UNFINISHED_CRC)) == _UNFINISHED_CRC
 
     def _blocks(
-        self, data: bytes, base: int, tracks: Container[int] | None, suspect: bool = False
+        self, data: bytes, base: int, tracks: Container[int] | None, suspect: bool = False, report: ErrorHandler | None = None
     ) -> Generator[Packet, None, int | None]:
-        """Packets of a Cluster's payload; returns the offset of a top-level element met inside."""
+        """Packets of a Cluster's payload; returns the offset of a top-level element met inside.
+
+        With `report`, a child that does not parse is reported and reading resumes at the next
+        SimpleBlock that fits the Cluster (the packets after it are no longer `suspect`: frames
+        were skipped, so the gap before them is real); without, it is raised.
+        """
         view, cluster_ticks = memoryview(data), None
         pos = len(_UNFINISHED_CRC) if view[: len(_UNFINISHED_CRC)] == _UNFINISHED_CRC else 0  # an unpatched Cluster
         while pos < len(view):
-            header = ebml.parse_header(view, pos, base, self.path)
+            try:
+                header, stop = self._child(view, pos, base)
+            except CorruptStreamError as exc:
+                resume = self._next_block(view, pos) if report is not None and cluster_ticks is not None else None
+                if resume is None or report is None:
+                    raise
+                report(exc)
+                pos, suspect = resume, False
+                continue
             if header.id in ebml.TOP_LEVEL_IDS:
                 return base + pos
-            stop = len(view) if header.size is None else pos + header.header_size + header.size
-            if stop > len(view):
-                raise CorruptStreamError(f"element 0x{header.id:X} runs past its Cluster", self.path, header.offset)
             payload = view[pos + header.header_size : stop]
             if header.id == ID.CLUSTER_TIMESTAMP:
                 cluster_ticks = ebml.decode_uint(payload)
@@ -484,6 +494,31 @@ class MatroskaReader:
                     yield Packet(packet.track, packet.time, packet.data, packet.keyframe, suspect) if suspect else packet
             pos = stop
         return None
+
+    def _child(self, view: memoryview, pos: int, base: int) -> tuple[ElementHeader, int]:
+        """The header of the Cluster child at `view[pos]` and where it ends; raises if it does not fit."""
+        header = ebml.parse_header(view, pos, base, self.path)
+        stop = len(view) if header.size is None else pos + header.header_size + header.size
+        if stop > len(view) and header.id not in ebml.TOP_LEVEL_IDS:
+            raise CorruptStreamError(f"element 0x{header.id:X} runs past its Cluster", self.path, header.offset)
+        return header, stop
+
+    def _next_block(self, view: memoryview, pos: int) -> int | None:
+        """Offset in `view` of the next SimpleBlock after `pos` of a known track that ends where
+        another child starts (or the Cluster ends), or None."""
+        raw = bytes(view)
+        hit = pos
+        while (hit := raw.find(b"\xa3", hit + 1)) >= 0:
+            with contextlib.suppress(CorruptStreamError, ValueError):
+                header, stop = self._child(view, hit, 0)
+                track, _ = ebml.read_vint(view, hit + header.header_size, keep_marker=False)
+                if header.size is not None and track in self._by_number and (stop == len(view) or self._fits(view, stop)):
+                    return hit
+        return None
+
+    def _fits(self, view: memoryview, pos: int) -> bool:
+        header, _ = self._child(view, pos, 0)
+        return header.id in (ID.SIMPLE_BLOCK, ID.BLOCK_GROUP, ID.VOID) or header.id in ebml.TOP_LEVEL_IDS
 
     def _block_packets(
         self, header: ElementHeader, payload: memoryview, cluster_ticks: int, tracks: Container[int] | None
