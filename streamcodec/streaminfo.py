@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .bitstream import FrameType, unpack_frame
-from .errors import StreamcodecError
+from .errors import StreamcodecError, TruncatedStreamError
 from .io.mkv_reader import MatroskaReader
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def stream_info(path: Path) -> StreamInfo:
 
         def container_damage(error: StreamcodecError) -> None:
             damaged.append(str(error))
-            slots.damage()
+            slots.damage(isinstance(error, TruncatedStreamError))
 
         sizes: dict[int, int] = defaultdict(int)
         counts: dict[int, int] = defaultdict(int)
@@ -94,7 +94,7 @@ def stream_info(path: Path) -> StreamInfo:
                 keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
             except StreamcodecError as exc:
                 damaged.append(f"frame {len(frame_bits) + len(lost) - 1} at {float(packet.time):.3f} s: {exc}")
-        lost += slots.at_end() if frame_bits else []
+        lost += slots.at_end()
         times += lost
         damaged += _lost_lines(lost, slots)
         tracks = [

@@ -29,6 +29,7 @@ class FrameSlots:
     end: Fraction | None = None  # no frame starts at or after this (Info Duration), when known
     last: Fraction | None = None
     damaged: bool = False
+    truncated: bool = False
     retimed: int = 0  # frames whose stored time was impossible, moved to the next slot
     uncounted_gaps: list[tuple[Fraction, Fraction]] = field(default_factory=list)
 
@@ -48,9 +49,14 @@ class FrameSlots:
         first, last = (cues[0], cues[-1]) if cues else (None, None)
         return cls(step, Fraction(reader.timestamp_scale_ns, 10**9), first, last, reader.duration)
 
-    def damage(self) -> None:
-        """Note that the reader reported damage: the next gap may hold lost frames."""
+    def damage(self, truncated: bool = False) -> None:
+        """Note that the reader reported damage: the next gap may hold lost frames.
+
+        Args:
+            truncated: the damage is the end of the file (nothing after it is counted as lost).
+        """
         self.damaged = True
+        self.truncated = self.truncated or truncated
 
     def admit(self, time: Fraction, suspect: bool = False) -> tuple[Fraction, list[Fraction]]:
         """Take the next packet of the track.
@@ -79,11 +85,14 @@ class FrameSlots:
         return time, missing
 
     def at_end(self) -> list[Fraction]:
-        """The frames lost after the last packet, as far as the Cues tell (a lost last Cluster)."""
-        if self.last_keyframe is None or self.step is None or self.last is None or self.last >= self.last_keyframe:
+        """The frames lost after the last packet, when damage came after it: up to the last
+        CuePoint and to the end of the stream (Info Duration), unless the file was cut there."""
+        if self.step is None or self.last is None or not self.damaged or self.truncated:
             return []
-        self.damaged = True
-        return [*self._between(self.last, self.last_keyframe), self.last_keyframe]
+        stop = max(self.last, self.last_keyframe or self.last)
+        if self.end is not None:
+            stop = max(stop, self._round(self.end - self.step))  # the last frame starts one step before the end
+        return self._between(self.last, stop + self.step)
 
     def _plausible(self, time: Fraction, damaged: bool) -> bool:
         """Our track's times only increase; after damage they also stay before the stream's end."""

@@ -201,7 +201,7 @@ def decode_file(
         if isinstance(error, TruncatedStreamError) and not salvage:
             raise error
         if slots is not None:
-            slots.damage()
+            slots.damage(isinstance(error, TruncatedStreamError))
         warn(f"container damage: {error}")
 
     with MatroskaReader(input, salvage=salvage) as reader:
