@@ -209,7 +209,9 @@ class ClusterReader:
             relative, flags = struct.unpack_from(">hB", payload, length)
         except (ValueError, struct.error):
             raise CorruptStreamError("bad block header", self.path, offset) from None
-        if track is None or (tracks is not None and track not in tracks):
+        if track not in self._by_number:  # Tracks declares every track: this number was hit
+            raise CorruptStreamError(f"block of undeclared track {track}", self.path, offset)
+        if tracks is not None and track not in tracks:
             return
         info = self._by_number.get(track)
         step = (info.default_duration_ns or 0) if info else 0

@@ -71,11 +71,11 @@ class FrameSlots:
             stored one unless damage made it implausible: off the frame grid in a damaged
             Cluster, backwards, or past the end of the stream; then it is the next slot.
         """
-        if suspect and self.step is not None and self.last is not None:
-            expected = self._round(self.last + self.step)
+        expected = self._round(self.last + self.step) if self.last is not None and self.step else self.first
+        if suspect and self.step is not None and expected is not None:
             if abs(time - expected) > self.step / 2:
                 self.retimed, time = self.retimed + 1, expected
-            self.last = max(self.last, time)
+            self.last = time if self.last is None else max(self.last, time)
             return time, []
         if self.step is not None and self.last is not None and not self._plausible(time, self.damaged):
             self.retimed += 1
