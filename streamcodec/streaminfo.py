@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .bitstream import FrameType, unpack_frame
-from .errors import StreamcodecError
+from .errors import StreamcodecError, TruncatedStreamError
 from .io.mkv_reader import MatroskaReader
+
+if TYPE_CHECKING:
+    from .pipeline.conceal import FrameSlots
 
 
 @dataclass
@@ -31,6 +35,7 @@ class StreamInfo:
     tracks: list[dict[str, Any]]
     tags: dict[str, str]
     damaged: list[str] = field(default_factory=list)
+    lost_frames: int = 0  # frame slots that container damage emptied (counted in `frames`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +47,8 @@ class StreamInfo:
             f"  stream      {c['mode']} mode, model {c['model_name']} ({self.model_id}), format version {self.format_version}",
             f"  video       {c['width']}x{c['height']} (coded {c['coded_width']}x{c['coded_height']}), quality {c['quality']}, "
             f"{c['channels']} channels, GOP {c['gop']}",
-            f"  frames      {self.frames} ({self.keyframes} keyframes), {self.duration_s:.3f} s",
+            f"  frames      {self.frames} ({self.keyframes} keyframes), {self.duration_s:.3f} s"
+            + (f", {self.lost_frames} lost to damage" if self.lost_frames else ""),
             f"  rate        {self.video_bytes} bytes, {self.kbps:.2f} kbps, {self.bpp:.5f} bpp (our track only)",
             "  frame bits  min {min:.0f} / median {median:.0f} / max {max:.0f}".format(**self.frame_bits),
         ]
@@ -53,34 +59,51 @@ class StreamInfo:
 
 
 def stream_info(path: Path) -> StreamInfo:
-    """Read every packet (checking CRCs and frame checksums) and summarise the file."""
+    """Read every packet (checking CRCs and frame checksums) and summarise the file.
+
+    Container damage, damaged frames and the count of frames the damage lost all go to `damaged`
+    (the CLI exits non-zero when it is not empty).
+    """
+    from .pipeline.conceal import FrameSlots
     from .pipeline.decode import stream_track
 
     damaged: list[str] = []
     with MatroskaReader(path) as reader:
         track, config = stream_track(reader, path)
+        damaged += [str(problem) for problem in reader.damage]
+        slots = FrameSlots.of(reader, track)
+
+        def container_damage(error: StreamcodecError) -> None:
+            damaged.append(str(error))
+            slots.damage(isinstance(error, TruncatedStreamError))
+
         sizes: dict[int, int] = defaultdict(int)
         counts: dict[int, int] = defaultdict(int)
-        frame_bits, times, keyframes = [], [], 0
-        for packet in reader.packets(on_error=lambda e: damaged.append(str(e))):
+        frame_bits, times, keyframes, lost = [], [], 0, []
+        for packet in reader.packets(on_error=container_damage):
             sizes[packet.track] += len(packet.data)
             counts[packet.track] += 1
             if packet.track != track.number:
                 continue
+            time, missing = slots.admit(packet.time, packet.suspect)
+            lost += missing
             frame_bits.append(len(packet.data) * 8)
-            times.append(packet.time)
+            times.append(time)
             try:
                 frame = unpack_frame(packet.data)
                 keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
             except StreamcodecError as exc:
-                damaged.append(f"frame {len(frame_bits) - 1} at {float(packet.time):.3f} s: {exc}")
+                damaged.append(f"frame {len(frame_bits) + len(lost) - 1} at {float(packet.time):.3f} s: {exc}")
+        lost += slots.at_end()
+        times += lost
+        damaged += _lost_lines(lost, slots)
         tracks = [
             {"number": t.number, "kind": t.kind, "codec_id": t.codec_id, "bytes": sizes[t.number], "packets": counts[t.number]}
             for t in reader.tracks
         ]
         tags = dict(reader.tags) | {f"track{n}:{k}": v for n, tt in reader.track_tags.items() for k, v in tt.items()}
         file_bytes = path.stat().st_size
-    frames = len(frame_bits)
+    frames = len(frame_bits) + len(lost)
     frame_duration = (track.default_duration_ns or 0) / 1e9
     duration = float(max(times) - min(times)) + frame_duration if times else 0.0
     video_bytes = sizes[track.number]
@@ -101,4 +124,13 @@ def stream_info(path: Path) -> StreamInfo:
         tracks=tracks,
         tags=tags,
         damaged=damaged,
+        lost_frames=len(lost),
     )
+
+
+def _lost_lines(lost: list[Fraction], slots: FrameSlots) -> list[str]:
+    """Damage lines for frames the container lost, counted or not."""
+    lines = [f"{len(lost)} frames lost to container damage (first at {float(min(lost)):.3f} s)"] if lost else []
+    for start, stop in slots.uncounted_gaps:
+        lines.append(f"frames between {float(start):.3f} s and {float(stop):.3f} s may be lost (no DefaultDuration)")
+    return lines

@@ -8,6 +8,7 @@ raises `CorruptStreamError` with the absolute byte offset of whatever does not p
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -370,12 +371,15 @@ class EbmlFile:
 
     def find(self, pattern: bytes, start: int, chunk: int = 1 << 20) -> int | None:
         """Offset of the next occurrence of `pattern` at or after `start`, or None."""
-        pos = start
+        return self.search(re.compile(re.escape(pattern)), start, len(pattern), chunk)
+
+    def search(self, pattern: re.Pattern[bytes], start: int, longest: int, chunk: int = 1 << 20) -> int | None:
+        """Offset of the next match of `pattern` (at most `longest` bytes) at or after `start`, or None."""
+        pos = max(start, 0)
         while pos < self.size:
             self.file.seek(pos)
-            window = self.file.read(chunk + len(pattern) - 1)
-            hit = window.find(pattern)
-            if hit >= 0:
-                return pos + hit
+            match = pattern.search(self.file.read(chunk + longest - 1))
+            if match is not None:
+                return pos + match.start()
             pos += chunk
         return None

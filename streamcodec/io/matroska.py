@@ -7,7 +7,8 @@ decoders the reader needs for TrackEntry fields and laced blocks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +19,9 @@ from streamcodec.io import ebml
 from streamcodec.io.ebml import ID
 
 NS_PER_SECOND = 10**9
+MAX_FRAME_NS = 3600 * NS_PER_SECOND  # a DefaultDuration or CodecDelay beyond an hour is damage, not a stream
+MIN_FRAME_NS = 1_000
+_DD = "DefaultDuration (ns)"
 _TRACK_TYPES = {"video": 1, "audio": 2}
 _TRACK_KINDS = {1: "video", 2: "audio", 3: "complex", 0x10: "logo", 0x11: "subtitle", 0x12: "buttons", 0x20: "control"}
 
@@ -143,12 +147,17 @@ class TrackInfo:
 
 @dataclass(frozen=True)
 class Packet:
-    """One frame of one track; `time` is its presentation time in seconds."""
+    """One frame of one track; `time` is its presentation time in seconds.
+
+    `suspect` marks a packet from a Cluster that failed its CRC-32: its bytes and its timestamp
+    may be damaged (the frame's own checksum covers the bytes, nothing covers the timestamp).
+    """
 
     track: int
     time: Fraction
     data: bytes
     keyframe: bool
+    suspect: bool = False
 
 
 def uint_field(fields: _Fields, element_id: int, default: int = 0) -> int:
@@ -166,33 +175,47 @@ def string_field(fields: _Fields, element_id: int, default: str = "") -> str:
     return ebml.decode_string(fields[element_id]) if element_id in fields else default
 
 
-def track_info(payload: bytes, base: int, path: Path) -> TrackInfo:
-    """Parse one TrackEntry's payload (`base`: its file offset, for error messages)."""
+def track_info(payload: bytes, base: int, path: Path, warn: Callable[[CorruptStreamError], None]) -> TrackInfo:
+    """Parse one TrackEntry's payload (`base`: its file offset, for error messages).
+
+    Hints that are out of range (DefaultDuration, CodecDelay, SamplingFrequency) are dropped with
+    a warning through `warn`; a TrackEntry without a TrackNumber raises CorruptStreamError.
+    """
     fields = ebml.children_dict(payload, base, path)
     video = ebml.children_dict(fields.get(ID.VIDEO, b""), 0, path)
     audio = ebml.children_dict(fields.get(ID.AUDIO, b""), 0, path) if ID.AUDIO in fields else None
     number, track_type = uint_field(fields, ID.TRACK_NUMBER), uint_field(fields, ID.TRACK_TYPE)
     if not number:
         raise CorruptStreamError("TrackEntry without a TrackNumber", path, base)
-    frequency = audio.get(ID.SAMPLING_FREQUENCY) if audio is not None else None
+
+    def checked(value: int | float | None, low: float, high: float, what: str) -> bool:
+        if value is None or (math.isfinite(value) and low <= value <= high):
+            return True
+        warn(CorruptStreamError(f"track {number}: {what} {value} is out of range ({low:g}..{high:g}); ignored", path, base))
+        return False
+
+    default_duration = optional_uint_field(fields, ID.DEFAULT_DURATION)
+    codec_delay = uint_field(fields, ID.CODEC_DELAY)
+    frequency = ebml.decode_float(audio[ID.SAMPLING_FREQUENCY]) if audio and ID.SAMPLING_FREQUENCY in audio else 8000.0
     projection = ebml.children_dict(video.get(ID.PROJECTION, b""), 0, path)
     roll = projection.get(ID.PROJECTION_POSE_ROLL)
+    rotation = ebml.decode_float(roll) if roll else 0.0
     return TrackInfo(
         number=number,
         kind=_TRACK_KINDS.get(track_type, f"type {track_type}"),
         codec_id=string_field(fields, ID.CODEC_ID),
         codec_private=fields.get(ID.CODEC_PRIVATE),
-        default_duration_ns=optional_uint_field(fields, ID.DEFAULT_DURATION),
+        default_duration_ns=default_duration if checked(default_duration, MIN_FRAME_NS, MAX_FRAME_NS, _DD) else None,
         width=optional_uint_field(video, ID.PIXEL_WIDTH),
         height=optional_uint_field(video, ID.PIXEL_HEIGHT),
-        sampling_frequency=None if audio is None else ebml.decode_float(frequency) if frequency else 8000.0,
+        sampling_frequency=None if audio is None else frequency if checked(frequency, 1, 1e7, "SamplingFrequency") else 8000.0,
         channels=None if audio is None else uint_field(audio, ID.CHANNELS, 1),
         name=string_field(fields, ID.NAME) if ID.NAME in fields else None,
         uid=uint_field(fields, ID.TRACK_UID),
-        codec_delay_ns=uint_field(fields, ID.CODEC_DELAY),
+        codec_delay_ns=codec_delay if checked(codec_delay, 0, MAX_FRAME_NS, "CodecDelay (ns)") else 0,
         bit_depth=None if audio is None else optional_uint_field(audio, ID.BIT_DEPTH),
         language=string_field(fields, ID.LANGUAGE, "eng"),
-        rotation=ebml.decode_float(roll) if roll else 0.0,
+        rotation=rotation if checked(rotation, -360, 360, "ProjectionPoseRoll (degrees)") else 0.0,
     )
 
 

@@ -1,10 +1,17 @@
 """Matroska reader: track headers, tags and cues up front, then packets cluster by cluster.
 
-Damage is reported, never hidden. Every index element read at open (SeekHead, Info, Tracks,
-Tags, Cues) must pass its CRC-32 or opening fails. While packets stream, a bad Cluster CRC, a
-broken structure or a truncated file each give a `CorruptStreamError` to the caller's `on_error`
-(raised when there is none). Packets that still parse are yielded anyway — the caller's per-frame
-checks decide — and after a broken structure the reader resynchronises on the next Cluster id.
+Damage is reported, never hidden, and recovered from where the file allows. Tracks (it holds
+CodecPrivate) is essential: a Tracks element that fails its CRC-32 refuses the file unless the
+reader is opened with `salvage`, which reads it anyway when its content parses. SeekHead, Info,
+Tags and Cues are hints: a damaged one is ignored with a warning in `damage` (Info's defaults are
+used, index elements are found by scanning). While packets stream, a bad Cluster CRC, a broken
+structure or a truncated file each give a `CorruptStreamError` to the caller's `on_error` (raised
+when there is none). Packets that still parse are yielded anyway — the caller's per-frame checks
+decide — and after a broken structure the reader resynchronises on the next Cluster id or on the
+next Cluster body (CRC-32 then Timestamp, as our writer starts one), so a Cluster whose header was
+hit keeps its frames. A file our own writer left unfinished (killed encode: Segment of unknown
+size) is reported as truncated before any packet. Every walk over the file only moves forward,
+and SeekHead chains are bounded, so damage can never make the reader loop.
 
 Times are Fractions of seconds: stored timestamp × TimestampScale − the track's CodecDelay, the
 inverse of what `MatroskaWriter` stores.
@@ -13,8 +20,9 @@ inverse of what `MatroskaWriter` stores.
 from __future__ import annotations
 
 import contextlib
-import struct
-from collections.abc import Callable, Container, Generator, Iterator
+import math
+import re
+from collections.abc import Container, Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -28,36 +36,49 @@ from streamcodec.errors import (
 )
 from streamcodec.io import ebml
 from streamcodec.io.ebml import ID, ElementHeader
-from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, string_field, track_info, uint_field, unlace
+from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, string_field, track_info, uint_field
+from streamcodec.io.mkv_clusters import CLUSTER_BODY, ClusterReader, ErrorHandler
 
 __all__ = ["ErrorHandler", "MatroskaReader", "Packet", "TrackInfo"]  # Packet, TrackInfo live in matroska
 
-MAX_CLUSTER_BYTES = 512 << 20  # a larger size is taken for damage rather than read into memory
+MAX_INDEX_BYTES = 64 << 20
+MAX_SEEKS = 1024  # Seek entries followed in all, however SeekHeads chain
+MAX_TIMESTAMP_SCALE = NS_PER_SECOND
+MAX_DURATION_S = 10**7  # about 116 days
+OUR_MUXING_APP = "streamcodec"
 _INDEX_NAMES = {ID.SEEK_HEAD: "SeekHead", ID.INFO: "Info", ID.TRACKS: "Tracks", ID.TAGS: "Tags", ID.CUES: "Cues"}
+_HEAD_IDS = frozenset({*_INDEX_NAMES, ID.VOID, ID.CRC32, ID.CHAPTERS, ID.ATTACHMENTS})
+_TOP_LEVEL = re.compile(b"|".join(re.escape(ebml.encode_id(i)) for i in (*_INDEX_NAMES, ID.CLUSTER)) + b"|" + CLUSTER_BODY)
 
-ErrorHandler = Callable[[CorruptStreamError], None]
 
+class MatroskaReader(ClusterReader):
+    """A Matroska file opened for reading: `tracks`, `tags`, `cues`, `damage`, then `packets()`."""
 
-class MatroskaReader:
-    """A Matroska file opened for reading: `tracks`, `tags`, `cues`, then `packets()`."""
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, salvage: bool = False) -> None:
         """Open `path` and read its header, Info, Tracks, Tags and Cues.
+
+        Args:
+            path: the file.
+            salvage: read a Tracks element that fails its CRC-32 when its content parses (with a
+                warning in `damage`) instead of refusing the file.
 
         Raises:
             InputNotFoundError: no such file.
-            CorruptStreamError: not a Matroska file, an index element fails its CRC-32, or the
-                file is cut before its Tracks.
+            CorruptStreamError: not a Matroska file, no usable Tracks, an Info that holds an
+                impossible TimestampScale, or the file is cut before its Tracks.
             UnsupportedStreamError: a Matroska version this reader does not know.
         """
         self.path = Path(path)
+        self.salvage = salvage
         self.tracks: list[TrackInfo] = []
         self.tags: dict[str, str] = {}
         self.track_tags: dict[int, dict[str, str]] = {}
         self.timestamp_scale_ns = 1_000_000
         self.duration: Fraction | None = None
         self.title: str | None = None
+        self.muxing_app: str | None = None
         self.cues: list[tuple[Fraction, int, int]] = []  # (time, track, file offset of the Cluster)
+        self.damage: list[CorruptStreamError] = []  # problems met at open that did not stop reading
         try:
             self._file = open(self.path, "rb")  # noqa: SIM115 (kept open until close())
         except FileNotFoundError:
@@ -74,24 +95,34 @@ class MatroskaReader:
     def _open(self) -> None:
         segment = self._find_segment()
         self._segment_start = segment.data_offset
-        declared_end = segment.end if segment.end is not None else self._ebml.size
-        self._truncated = declared_end > self._ebml.size
-        self._segment_end = min(declared_end, self._ebml.size)
-        self._loaded: dict[int, int] = {}  # index element id → offset (SeekHeads may chain)
+        self._segment_end = self._ebml.size
+        self._truncated = segment.end is not None and segment.end > self._ebml.size
+        if segment.end is not None and segment.end < self._ebml.size:
+            # One Segment per file is all anyone writes; a short one is a damaged size, not the end.
+            short = CorruptStreamError("Segment size ends before the file does; reading on", self.path, segment.offset)
+            self.damage.append(short)
+        self._loaded: dict[int, int] = {}  # index element id → offset
+        self._visited: set[int] = set()  # offsets of index elements tried (SeekHeads may chain, or loop)
         self._seeks: list[tuple[int, int]] = []
         self._raw_tags: list[tuple[list[int] | None, dict[str, str]]] = []  # resolved once Tracks are known
         self._raw_cues: list[tuple[int, int, int]] = []
-        self._first_cluster = self._scan(self._segment_start, past_clusters=False)
-        for element_id, position in self._seeks:  # the list grows while iterating if SeekHeads chain
-            at = self._segment_start + position
-            if element_id in _INDEX_NAMES and at not in self._loaded.values() and at < self._ebml.size:
-                self._load_at(at)
-        if ID.SEEK_HEAD not in self._loaded and self._first_cluster is not None:
+        self._cues_end: int | None = None
+        self._first_cluster = self._scan_head(self._segment_start)
+        self._follow_seeks()
+        if not {ID.SEEK_HEAD, ID.CUES} <= set(self._loaded) and self._first_cluster is not None:
             with contextlib.suppress(CorruptStreamError):  # damaged clusters are for packets() to report
-                self._scan(self._first_cluster, past_clusters=True)
+                self._scan(self._first_cluster)
         if ID.TRACKS not in self._loaded:
-            raise CorruptStreamError("no Tracks element", self.path, self._segment_start)
+            raise CorruptStreamError("no usable Tracks element", self.path, self._segment_start)
+        # Our writer fills in the Segment size and SeekHead only at close: without both, it was stopped.
+        self._unfinished = segment.size is None and self.muxing_app == OUR_MUXING_APP and ID.SEEK_HEAD not in self._loaded
+        if self._truncated and ID.CUES in self._loaded and self._cues_end == self._ebml.size:
+            self._truncated = False  # our files end with their Cues: the Segment size is what broke
+            self.damage.append(CorruptStreamError("Segment size runs past the end of a complete file", self.path, segment.offset))
         self._resolve_index()
+
+    def _note(self, error: CorruptStreamError) -> None:
+        self.damage.append(error)
 
     def _find_segment(self) -> ElementHeader:
         if self._ebml.size < 4 or self._ebml.read(0, 4) != ebml.encode_id(ID.EBML):
@@ -110,68 +141,158 @@ class MatroskaReader:
             element = self._ebml.header(element.end)
         return element
 
-    def _scan(self, pos: int, past_clusters: bool) -> int | None:
-        """Read the index elements from `pos` on; returns the first Cluster's offset (or None).
+    def _scan_head(self, pos: int) -> int | None:
+        """Load the index elements before the first Cluster; returns where the Clusters start.
 
-        Stops at the first Cluster unless `past_clusters`, which hops over Clusters by their sizes
-        to find index elements after them (for files without a SeekHead).
+        After a header that does not parse, an unknown id or an index element that fails its checks
+        the walk resumes at the next top-level id found by searching, so one damaged element never
+        hides the ones after it. Returns the first Cluster's offset, or an earlier damaged
+        element's, which `packets()` then walks through (and reports).
         """
+        first: int | None = None
+        at: int | None = pos
+        while at is not None and at < self._segment_end:
+            pos = at
+            try:
+                element = self._ebml.header(pos, self._segment_end)
+            except CorruptStreamError:  # packets() walks from `first` and reports it
+                first, at = first if first is not None else pos, self._next_top_level(pos + 1)
+                continue
+            if element.id == ID.CLUSTER or self._is_cluster_body(pos):
+                return first if first is not None else pos
+            if element.id not in _HEAD_IDS:
+                first, at = first if first is not None else pos, self._next_top_level(pos + 1)
+                continue
+            intact = self._load(element) and element.end is not None
+            at = element.end if intact else self._next_top_level(element.data_offset)
+        return first
+
+    def _next_top_level(self, start: int) -> int | None:
+        return self._ebml.search(_TOP_LEVEL, start, 7)
+
+    def _scan(self, pos: int) -> None:
+        """Hop over Clusters by their sizes to find index elements after them (no usable SeekHead)."""
         while pos < self._segment_end:
             element = self._ebml.header(pos, self._segment_end)
-            if element.id == ID.CLUSTER and not past_clusters:
-                return pos
             self._load(element)
             if element.end is None:
-                break
+                return
             pos = element.end
-        return None
 
-    def _load_at(self, offset: int) -> None:
-        """Load the index element a SeekHead points at; a bad pointer is ignored, not fatal."""
+    def _follow_seeks(self) -> None:
+        """Load what the SeekHeads point at; the list grows while SeekHeads chain, up to MAX_SEEKS."""
+        index = 0
+        while index < min(len(self._seeks), MAX_SEEKS):
+            element_id, position = self._seeks[index]
+            index += 1
+            at = self._segment_start + position
+            if element_id in _INDEX_NAMES and at not in self._visited and at < self._ebml.size:
+                self._load_at(at, element_id)
+
+    def _load_at(self, offset: int, expected: int) -> None:
+        """Load the index element a SeekHead points at; a bad pointer is ignored, not fatal.
+
+        An element whose id was hit is still taken for what the SeekHead says when its CRC-32
+        matches its payload (the id is outside the CRC, the payload is intact).
+        """
         try:
             element = self._ebml.header(offset, self._segment_end)
         except CorruptStreamError:
             return
+        if element.id != expected and element.size is not None and element.size <= MAX_INDEX_BYTES:
+            try:
+                intact = ebml.check_crc(self._ebml.payload(element), element.data_offset, self.path, "element")
+            except CorruptStreamError:
+                intact = False
+            if not intact:
+                return
+            name = _INDEX_NAMES[expected]
+            self._note(CorruptStreamError(f"{name} has a damaged id (0x{element.id:X}); read as {name}", self.path, offset))
+            element = ElementHeader(expected, element.offset, element.header_size, element.size)
         self._load(element)
 
-    def _load(self, element: ElementHeader) -> None:
-        """Read, CRC-check and parse one index element; others, and repeats, are skipped."""
-        name = _INDEX_NAMES.get(element.id)
-        if name is None or (element.id in self._loaded and element.id != ID.SEEK_HEAD):
-            return
-        if element.id != ID.TRACKS and (element.end is None or element.end > self._ebml.size):
-            return  # cut off by a truncated file: packets() reports the truncation
-        payload = self._ebml.payload(element)
-        ebml.check_crc(payload, element.data_offset, self.path, name)
-        self._loaded[element.id] = element.offset
-        read = {ID.SEEK_HEAD: self._read_seek_head, ID.INFO: self._read_info, ID.TRACKS: self._read_tracks}
-        read.get(element.id, self._read_tags_or_cues)(element.id, ebml.iter_children(payload, element.data_offset, self.path))
+    def _load(self, element: ElementHeader) -> bool:
+        """Read, CRC-check and parse one index element; others, and repeats, are skipped.
 
-    def _read_seek_head(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+        Returns:
+            False when the element is damaged (noted in `damage`), so its size is not trusted.
+        """
+        name = _INDEX_NAMES.get(element.id)
+        if name is None or element.offset in self._visited or (element.id in self._loaded and element.id != ID.SEEK_HEAD):
+            return True
+        self._visited.add(element.offset)
+        if element.id != ID.TRACKS and (element.end is None or element.end > self._ebml.size):
+            return True  # cut off by a truncated file: packets() reports the truncation
+        if element.size is not None and element.size > MAX_INDEX_BYTES:
+            self._note(CorruptStreamError(f"implausibly large {name} ({element.size} bytes); ignored", self.path, element.offset))
+            return False
+        payload = self._ebml.payload(element)
+        try:
+            crc = ebml.check_crc(payload, element.data_offset, self.path, name)
+        except CorruptStreamError as exc:
+            if element.id == ID.TRACKS and not self.salvage:
+                message = f"{exc}: the track headers cannot be trusted (--salvage reads them anyway)"
+                raise CorruptStreamError(message, self.path) from None
+            self._note(CorruptStreamError(f"{exc}; {'read anyway' if element.id == ID.TRACKS else 'ignored'}", self.path))
+            if element.id != ID.TRACKS:
+                return False
+            crc = False
+        return self._parse(element, payload, crc)
+
+    def _parse(self, element: ElementHeader, payload: bytes, crc: bool) -> bool:
+        """Parse a loaded index element; what does not parse is noted and dropped, unless its CRC-32
+        vouches for it (then Tracks or Info holds impossible values, and that is raised)."""
+        read = {ID.SEEK_HEAD: self._read_seek_head, ID.INFO: self._read_info, ID.TRACKS: self._read_tracks}
+        try:
+            read.get(element.id, self._read_tags_or_cues)(element, ebml.iter_children(payload, element.data_offset, self.path))
+        except (CorruptStreamError, ValueError, OverflowError) as exc:
+            error = exc if isinstance(exc, CorruptStreamError) else CorruptStreamError(str(exc), self.path, element.offset)
+            if element.id in (ID.TRACKS, ID.INFO) and crc:  # intact, yet impossible: no guess would be better
+                raise error from None
+            self._note(CorruptStreamError(f"unreadable {_INDEX_NAMES[element.id]} ({error}); ignored", self.path))
+            return False
+        self._loaded[element.id] = element.offset
+        return True
+
+    def _read_seek_head(self, _: ElementHeader, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+        seeks = []
         for header, seek in children:
             fields = ebml.children_dict(seek, header.data_offset, self.path) if header.id == ID.SEEK else {}
             if ID.SEEK_ID in fields and ID.SEEK_POSITION in fields:
-                self._seeks.append((ebml.decode_uint(fields[ID.SEEK_ID]), ebml.decode_uint(fields[ID.SEEK_POSITION])))
+                seeks.append((ebml.decode_uint(fields[ID.SEEK_ID]), ebml.decode_uint(fields[ID.SEEK_POSITION])))
+        self._seeks += seeks[: max(0, MAX_SEEKS - len(self._seeks))]
 
-    def _read_info(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+    def _read_info(self, element: ElementHeader, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
         fields = {header.id: bytes(data) for header, data in children}
-        self.timestamp_scale_ns = uint_field(fields, ID.TIMESTAMP_SCALE, 1_000_000) or 1_000_000
+        scale = uint_field(fields, ID.TIMESTAMP_SCALE, 1_000_000) or 1_000_000
+        if scale > MAX_TIMESTAMP_SCALE:
+            message = f"TimestampScale {scale} ns is out of range (1..{MAX_TIMESTAMP_SCALE})"
+            raise CorruptStreamError(message, self.path, element.offset)
+        self.timestamp_scale_ns = scale
         self.title = string_field(fields, ID.TITLE) if ID.TITLE in fields else None
+        self.muxing_app = string_field(fields, ID.MUXING_APP) if ID.MUXING_APP in fields else None
         if ID.DURATION in fields:
-            ticks = ebml.decode_float(fields[ID.DURATION])
-            self.duration = Fraction(round(ticks * self.timestamp_scale_ns), NS_PER_SECOND)
+            seconds = ebml.decode_float(fields[ID.DURATION]) * scale / NS_PER_SECOND
+            if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DURATION_S):
+                self._note(CorruptStreamError(f"Info Duration {seconds} s is out of range; ignored", self.path, element.offset))
+            else:
+                self.duration = Fraction(round(ebml.decode_float(fields[ID.DURATION]) * scale), NS_PER_SECOND)
 
-    def _read_tracks(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
-        for header, entry in children:
-            if header.id == ID.TRACK_ENTRY:
-                self.tracks.append(track_info(bytes(entry), header.data_offset, self.path))
+    def _read_tracks(self, _: ElementHeader, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+        entries = [(header, bytes(entry)) for header, entry in children if header.id == ID.TRACK_ENTRY]
+        self.tracks = [track_info(entry, header.data_offset, self.path, self._note) for header, entry in entries]
 
-    def _read_tags_or_cues(self, _: int, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+    def _read_tags_or_cues(self, element: ElementHeader, children: Iterator[tuple[ElementHeader, memoryview]]) -> None:
+        tags, cues = [], []
         for header, data in children:
             if header.id == ID.TAG:
-                self._raw_tags.append(self._tag(header, data))
+                tags.append(self._tag(header, data))
             elif header.id == ID.CUE_POINT:
-                self._cue_point(header, data)
+                cues += self._cue_point(header, data)
+        self._raw_tags += tags
+        self._raw_cues += cues
+        if element.id == ID.CUES:
+            self._cues_end = element.end
 
     def _tag(self, header: ElementHeader, data: memoryview) -> tuple[list[int] | None, dict[str, str]]:
         """(TagTrackUIDs, {TagName: TagString}) of one Tag: no uids for the whole file, None for
@@ -190,7 +311,7 @@ class MatroskaReader:
                 simple[string_field(fields, ID.TAG_NAME)] = string_field(fields, ID.TAG_STRING)
         return uids, simple
 
-    def _cue_point(self, header: ElementHeader, data: memoryview) -> None:
+    def _cue_point(self, header: ElementHeader, data: memoryview) -> list[tuple[int, int, int]]:
         ticks, positions = 0, []
         for child, value in ebml.iter_children(data, header.data_offset, self.path):
             if child.id == ID.CUE_TIME:
@@ -199,7 +320,7 @@ class MatroskaReader:
                 where = ebml.children_dict(value, child.data_offset, self.path)
                 cluster = self._segment_start + uint_field(where, ID.CUE_CLUSTER_POSITION)
                 positions.append((uint_field(where, ID.CUE_TRACK), cluster))
-        self._raw_cues += [(ticks, track, cluster) for track, cluster in positions]
+        return [(ticks, track, cluster) for track, cluster in positions]
 
     def _resolve_index(self) -> None:
         by_uid = {track.uid: track.number for track in self.tracks}
@@ -227,120 +348,27 @@ class MatroskaReader:
         Args:
             tracks: track numbers to return; all tracks when None.
             on_error: called with each CorruptStreamError (bad CRC, broken structure, truncation),
-                after which reading goes on; when None, the first error is raised.
+                after which reading goes on; when None, the first error is raised. An unfinished
+                file (an encode that was killed) is reported first, as a TruncatedStreamError.
 
         Returns:
             An iterator of Packets.
         """
         report = on_error if on_error is not None else _raise
-        pos, self._cut_reported = self._first_cluster, False
+        if self._unfinished:
+            message = "unfinished encode: the writer was stopped before it wrote the Segment size, SeekHead and Cues"
+            report(TruncatedStreamError(message, self.path))
+        pos, self._cut_reported = self._first_cluster, self._unfinished
+        self._consumed = 0  # the end of the last Cluster read: resynchronising never reads one twice
         while pos is not None and pos < self._segment_end:
             start = pos
             try:
                 pos = yield from self._element_packets(start, tracks, report)
             except CorruptStreamError as exc:
                 report(exc)
-                pos = self._resync(start + 1)
+                pos = self._resync(max(start + 1, self._consumed))
         if self._truncated and not self._cut_reported:
             report(TruncatedStreamError("file ends before its Segment does (truncated)", self.path, self._ebml.size))
-
-    def _element_packets(
-        self, pos: int, tracks: Container[int] | None, report: ErrorHandler
-    ) -> Generator[Packet, None, int | None]:
-        """Packets of the top-level element at `pos`; returns where the next element starts."""
-        element = self._ebml.header(pos, self._segment_end)
-        if element.id != ID.CLUSTER:
-            if element.end is None or element.end > self._ebml.size:
-                self._cut_reported = element.end is not None
-                raise TruncatedStreamError(f"element 0x{element.id:X} runs past the end of the file (truncated)", self.path, pos)
-            return element.end
-        end = element.end if element.end is not None else self._unknown_size_end(element)
-        if end - element.data_offset > MAX_CLUSTER_BYTES:
-            raise CorruptStreamError("implausibly large Cluster", self.path, pos)
-        data = self._ebml.read(element.data_offset, min(end, self._ebml.size) - element.data_offset)
-        if end > self._ebml.size:
-            with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
-                yield from self._blocks(data, element.data_offset, tracks)
-            self._cut_reported = True
-            raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
-        try:
-            ebml.check_crc(data, element.data_offset, self.path, "Cluster")
-        except CorruptStreamError as exc:
-            report(exc)  # the blocks still come out: per-frame checks tell which are damaged
-        inner = yield from self._blocks(data, element.data_offset, tracks)
-        if inner is not None:
-            report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
-            return inner
-        return end
-
-    def _unknown_size_end(self, cluster: ElementHeader) -> int:
-        """End of a Cluster of unknown size: the first top-level element after its children."""
-        pos = cluster.data_offset
-        with contextlib.suppress(CorruptStreamError):  # a broken child is reported by _blocks
-            while pos < self._segment_end:
-                child = self._ebml.header(pos, self._segment_end)
-                if child.id in ebml.TOP_LEVEL_IDS or child.end is None:
-                    break
-                pos = child.end
-        return min(pos, self._segment_end) if pos <= self._ebml.size else pos
-
-    def _blocks(self, data: bytes, base: int, tracks: Container[int] | None) -> Generator[Packet, None, int | None]:
-        """Packets of a Cluster's payload; returns the offset of a top-level element met inside."""
-        view, pos, cluster_ticks = memoryview(data), 0, None
-        while pos < len(view):
-            header = ebml.parse_header(view, pos, base, self.path)
-            if header.id in ebml.TOP_LEVEL_IDS:
-                return base + pos
-            stop = len(view) if header.size is None else pos + header.header_size + header.size
-            if stop > len(view):
-                raise CorruptStreamError(f"element 0x{header.id:X} runs past its Cluster", self.path, header.offset)
-            payload = view[pos + header.header_size : stop]
-            if header.id == ID.CLUSTER_TIMESTAMP:
-                cluster_ticks = ebml.decode_uint(payload)
-            elif header.id in (ID.SIMPLE_BLOCK, ID.BLOCK_GROUP):
-                if cluster_ticks is None:
-                    raise CorruptStreamError("block before the Cluster Timestamp", self.path, header.offset)
-                yield from self._block_packets(header, payload, cluster_ticks, tracks)
-            pos = stop
-        return None
-
-    def _block_packets(
-        self, header: ElementHeader, payload: memoryview, cluster_ticks: int, tracks: Container[int] | None
-    ) -> Iterator[Packet]:
-        keyframe, offset = None, header.data_offset  # None: SimpleBlock, whose flags say
-        if header.id == ID.BLOCK_GROUP:
-            children = list(ebml.iter_children(payload, header.data_offset, self.path))
-            blocks = [(child, data) for child, data in children if child.id == ID.BLOCK]
-            if not blocks:
-                return
-            payload, offset = blocks[0][1], blocks[0][0].data_offset
-            keyframe = all(child.id != ID.REFERENCE_BLOCK for child, _ in children)
-        try:
-            track, length = ebml.read_vint(payload, 0, keep_marker=False)
-            relative, flags = struct.unpack_from(">hB", payload, length)
-        except (ValueError, struct.error):
-            raise CorruptStreamError("bad block header", self.path, offset) from None
-        if track is None or (tracks is not None and track not in tracks):
-            return
-        info = self._by_number.get(track)
-        step = (info.default_duration_ns or 0) if info else 0
-        start = (cluster_ticks + relative) * self.timestamp_scale_ns - (info.codec_delay_ns if info else 0)
-        keyframe = bool(flags & 0x80) if keyframe is None else keyframe
-        for index, frame in enumerate(unlace(payload[length + 3 :], (flags >> 1) & 3, offset, self.path)):
-            yield Packet(track, Fraction(start + index * step, NS_PER_SECOND), bytes(frame), keyframe)
-
-    def _resync(self, start: int) -> int | None:
-        """Offset of the next plausible Cluster at or after `start`, or None."""
-        while (hit := self._ebml.find(ebml.encode_id(ID.CLUSTER), start)) is not None:
-            try:
-                header = self._ebml.header(hit, self._segment_end)
-                first = self._ebml.read(header.data_offset, 1)[0]
-            except CorruptStreamError:
-                first = -1
-            if first in (ID.CRC32, ID.CLUSTER_TIMESTAMP):  # how a real Cluster begins
-                return hit
-            start = hit + 1
-        return None
 
     def close(self) -> None:
         """Close the file."""

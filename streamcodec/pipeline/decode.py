@@ -43,6 +43,7 @@ from ..io.safe_output import (
 )
 from ..metrics import QualityAccumulator
 from ..progress import Progress
+from .conceal import FrameSlots
 from .encode import CODEC_ID
 
 CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -261,15 +262,22 @@ def decode_file(
         if on_warning:
             on_warning(message)
 
+    slots: FrameSlots | None = None
+
     def container_damage(error: CorruptStreamError) -> None:
         # Damage inside the file is concealed; a file that simply stops is refused whole,
         # unless the caller asked to salvage what is there.
         if isinstance(error, TruncatedStreamError) and not salvage:
             raise error
+        if slots is not None:
+            slots.damage(isinstance(error, TruncatedStreamError))
         warn(f"container damage: {error}")
 
-    with MatroskaReader(input) as reader:
+    with MatroskaReader(input, salvage=salvage) as reader:
         track, config = stream_track(reader, input)
+        for problem in reader.damage:
+            warn(f"container damage: {problem}")
+        slots = FrameSlots.of(reader, track)
         decoder = Decoder(config, backend=backend)
         audio = [t.number for t in reader.tracks if t.kind == "audio"]
         frame_rate = _frame_rate(track)
@@ -281,12 +289,36 @@ def decode_file(
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
         last_good: npt.NDArray[np.uint8] | None = None
         frames = damaged = 0
+
+        def emit(rgb: npt.NDArray[np.uint8], at: Fraction) -> None:
+            nonlocal frames
+            if sink:
+                sink.write(rgb, at)
+            if ref_frames is not None:
+                source_rgb = next(ref_frames, None)
+                if source_rgb is not None:
+                    quality.add(source_rgb, rgb)
+            frames += 1
+            bar.update(1)
+
+        def conceal_lost(missing: list[Fraction]) -> None:
+            nonlocal damaged, last_good
+            if not missing:
+                return
+            warn(_lost_frames_message(len(missing), missing))
+            last_good = last_good if last_good is not None else np.zeros((config.height, config.width, 3), dtype=np.uint8)
+            for at in missing:
+                emit(last_good, at)
+            damaged += len(missing)
+
         try:
             for packet in reader.packets({track.number, *audio}, on_error=container_damage):
                 if packet.track != track.number:
                     if sink:
                         sink.write_audio(packet.data, packet.time)
                     continue
+                shown_at, missing = slots.admit(packet.time, packet.suspect)
+                conceal_lost(missing)
                 try:
                     rgb = decoder.decode(packet.data)
                     last_good = rgb
@@ -299,16 +331,11 @@ def decode_file(
                     if last_good is None:
                         last_good = np.zeros((config.height, config.width, 3), dtype=np.uint8)
                     rgb = last_good
-                if sink:
-                    sink.write(rgb, packet.time)
-                if ref_frames is not None:
-                    source_rgb = next(ref_frames, None)
-                    if source_rgb is not None:
-                        quality.add(source_rgb, rgb)
-                frames += 1
-                bar.update(1)
+                emit(rgb, shown_at)
             if frames == 0:
                 raise CorruptStreamError("holds no frames of the streamcodec track", input)
+            conceal_lost(slots.at_end())
+            _report_timeline(slots, warn)
             if sink:
                 sink.close()
         except BaseException:
@@ -334,10 +361,27 @@ def decode_file(
 
 
 def _frame_rate(track: TrackInfo) -> Fraction:
-    """The track's nominal rate from DefaultDuration (ns, so 29.97 fps reads back as 30000/1001); else 25."""
+    """The output's nominal rate from DefaultDuration (ns, so 29.97 fps reads back as 30000/1001); else 25.
+
+    Kept to terms FFmpeg's 32-bit rationals hold: the reader bounds DefaultDuration to 1 µs .. 1 h.
+    """
     if not track.default_duration_ns:
         return Fraction(25)
-    return Fraction(1_000_000_000, track.default_duration_ns).limit_denominator(1001)
+    return Fraction(1_000_000_000, track.default_duration_ns).limit_denominator(1001) or Fraction(1, 3600)
+def _lost_frames_message(count: int, missing: list[Fraction]) -> str:
+    span = f"{float(missing[0]):.3f}–{float(missing[-1]):.3f} s" if count > 1 else f"{float(missing[0]):.3f} s"
+    frames = f"{count} frame{'s' if count > 1 else ''}"
+    return f"{frames} lost to container damage at {span}; showing the last good frame in their place"
+
+
+def _report_timeline(slots: FrameSlots, warn: Callable[[str], None]) -> None:
+    """Warn about what concealment could not do: uncountable gaps and retimed frames."""
+    for start, stop in slots.uncounted_gaps:
+        span = f"{float(start):.3f} s and {float(stop):.3f} s"
+        warn(f"frames between {span} may be lost (the track has no DefaultDuration to count them)")
+    if slots.retimed:
+        count = f"{slots.retimed} frame{'s' if slots.retimed > 1 else ''}"
+        warn(f"{count} had an impossible timestamp (damage) and went one frame after the previous one")
 
 
 def _reference_frames(path: Path, config: StreamConfig) -> Any:

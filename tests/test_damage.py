@@ -1,0 +1,320 @@
+"""Damaged containers: the reader resynchronises, decode keeps every frame slot, info reports it."""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from streamcodec.errors import CorruptStreamError, StreamcodecError, TruncatedStreamError
+from streamcodec.io import ebml
+from streamcodec.io.ebml import ID
+from streamcodec.io.matroska import TrackSpec
+from streamcodec.io.mkv_reader import MatroskaReader
+from streamcodec.io.mkv_writer import MatroskaWriter
+from streamcodec.pipeline.decode import decode_file
+from streamcodec.pipeline.encode import encode_file
+from streamcodec.streaminfo import stream_info
+
+from .conftest import ffmpeg
+
+FRAMES = 40
+GOP = 8
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 frames 96x64 at 25 fps with AAC audio, GOP 8 (5 Clusters), no preview track."""
+    folder = tmp_path_factory.mktemp("damage")
+    source = folder / "source.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=1.6"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:duration=1.6"),
+        *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(source)),
+    )
+    out = folder / "stream.mkv"
+    encode_file(source, out, gop=GOP, quality=1, preview=False)
+    return out
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamcodec.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def top_level(path: Path) -> dict[int, list[ebml.ElementHeader]]:
+    """The Segment's children by id."""
+    data = path.read_bytes()
+    header = ebml.parse_header(data, 0, 0, path)
+    assert header.end is not None
+    segment = ebml.parse_header(data, header.end, 0, path)
+    found: dict[int, list[ebml.ElementHeader]] = {}
+    for child, _ in ebml.iter_children(data[segment.data_offset :], segment.data_offset, path):
+        found.setdefault(child.id, []).append(child)
+    return found
+
+
+def damaged_copy(stream: Path, tmp_path: Path, changes: dict[int, int]) -> Path:
+    """A copy of `stream` with the bytes at the given offsets XOR-ed with the given masks."""
+    data = bytearray(stream.read_bytes())
+    for offset, mask in changes.items():
+        data[offset] ^= mask
+    path = tmp_path / "damaged.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return [Fraction(frame.pts or 0) * (frame.time_base or 1) for frame in container.decode(video=0)]
+
+
+def recompute_crc(data: bytearray, element: ebml.ElementHeader) -> None:
+    """Rewrite the CRC-32 of a top-level element after its payload was patched on purpose."""
+    assert element.end is not None and data[element.data_offset] == ID.CRC32
+    start = element.data_offset + ebml.CRC_ELEMENT_SIZE
+    data[element.data_offset + 2 : start] = struct.pack("<I", zlib.crc32(bytes(data[start : element.end])))
+
+
+# --- Clusters --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", [0, 2, 4])
+@pytest.mark.parametrize("byte", [0, 1, 3])
+def test_flipped_cluster_id_loses_no_frame_and_is_reported(stream: Path, tmp_path: Path, which: int, byte: int) -> None:
+    cluster = top_level(stream)[ID.CLUSTER][which]
+    path = damaged_copy(stream, tmp_path, {cluster.offset + byte: 0x5A})
+    warnings: list[str] = []
+    summary = decode_file(path, None, on_warning=warnings.append)
+    assert summary.frames == FRAMES and summary.damaged_frames == 0  # the Cluster's body was found again
+    assert any("container damage" in w and "where a Cluster should be" in w for w in warnings)
+    info = stream_info(path)
+    assert info.frames == FRAMES and info.lost_frames == 0 and info.damaged
+
+
+def test_destroyed_cluster_is_concealed_with_the_streams_frame_count_and_timestamps(stream: Path, tmp_path: Path) -> None:
+    cluster = top_level(stream)[ID.CLUSTER][2]  # frames 16..23
+    path = damaged_copy(stream, tmp_path, {cluster.offset + k: 0xFF for k in range(24)})
+    warnings: list[str] = []
+    summary = decode_file(path, tmp_path / "out.mkv", on_warning=warnings.append)
+    assert summary.frames == FRAMES and summary.damaged_frames == GOP
+    assert any("8 frames lost to container damage at 0.640–0.920 s" in w for w in warnings)
+    decode_file(stream, tmp_path / "clean.mkv")
+    assert frame_times(tmp_path / "out.mkv") == frame_times(tmp_path / "clean.mkv")
+    decode_file(path, tmp_path / "out.y4m")
+    assert len(frame_times(tmp_path / "out.y4m")) == FRAMES
+    decode_file(path, tmp_path / "frames")
+    assert len(list((tmp_path / "frames").glob("*.png"))) == FRAMES
+    info = stream_info(path)
+    assert (info.frames, info.lost_frames) == (FRAMES, GOP)
+    assert any("8 frames lost" in line for line in info.damaged)
+
+
+def test_destroyed_first_and_last_clusters_are_concealed(stream: Path, tmp_path: Path) -> None:
+    clusters = top_level(stream)[ID.CLUSTER]
+    changes = {cluster.offset + k: 0xFF for cluster in (clusters[0], clusters[-1]) for k in range(24)}
+    path = damaged_copy(stream, tmp_path, changes)
+    summary = decode_file(path, None)
+    # The first from the first CuePoint, the last up to the Info Duration.
+    assert (summary.frames, summary.damaged_frames) == (FRAMES, 2 * GOP)
+
+
+def test_info_on_damage_exits_non_zero_with_the_lost_frames(stream: Path, tmp_path: Path) -> None:
+    cluster = top_level(stream)[ID.CLUSTER][1]
+    path = damaged_copy(stream, tmp_path, {cluster.offset + k: 0xFF for k in range(24)})
+    result = run_cli("info", str(path), "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    info = json.loads(result.stdout)
+    assert (info["frames"], info["lost_frames"]) == (FRAMES, GOP)
+
+
+# --- index elements --------------------------------------------------------------------------
+
+
+INDEX = [(ID.CUES, "Cues"), (ID.TAGS, "Tags"), (ID.INFO, "Info"), (ID.SEEK_HEAD, "SeekHead")]
+
+
+@pytest.mark.parametrize(("element_id", "name"), INDEX)
+def test_damaged_index_element_is_a_warning_not_a_refusal(stream: Path, tmp_path: Path, element_id: int, name: str) -> None:
+    element = top_level(stream)[element_id][0]
+    path = damaged_copy(stream, tmp_path, {element.data_offset + ebml.CRC_ELEMENT_SIZE + 5: 0x04})
+    warnings: list[str] = []
+    summary = decode_file(path, None, on_warning=warnings.append)
+    assert summary.frames == FRAMES and summary.damaged_frames == 0
+    assert any(f"{name} CRC-32 mismatch" in w and "ignored" in w for w in warnings)
+    assert any(f"{name} CRC-32" in line for line in stream_info(path).damaged)
+
+
+@pytest.mark.parametrize("element_id", [ID.SEEK_HEAD, ID.INFO, ID.TRACKS, ID.TAGS])
+def test_flipped_index_element_id_is_recovered(stream: Path, tmp_path: Path, element_id: int) -> None:
+    element = top_level(stream)[element_id][0]
+    path = damaged_copy(stream, tmp_path, {element.offset + 2: 0x21})
+    summary = decode_file(path, None)
+    assert summary.frames == FRAMES
+
+
+def test_damaged_tracks_is_refused_unless_salvaged(stream: Path, tmp_path: Path) -> None:
+    tracks = top_level(stream)[ID.TRACKS][0]
+    name_at = stream.read_bytes().index(b"streamcodec gc", tracks.offset)
+    path = damaged_copy(stream, tmp_path, {name_at + 3: 0x01})  # a byte of the track's Name
+    with pytest.raises(CorruptStreamError, match=r"Tracks CRC-32 mismatch.*--salvage"):
+        decode_file(path, None)
+    warnings: list[str] = []
+    summary = decode_file(path, None, salvage=True, on_warning=warnings.append)
+    assert summary.frames == FRAMES and any("Tracks CRC-32 mismatch" in w and "read anyway" in w for w in warnings)
+
+
+def test_seek_heads_pointing_at_each_other_terminate(stream: Path, tmp_path: Path) -> None:
+    data = bytearray(stream.read_bytes())
+    first = top_level(stream)[ID.SEEK_HEAD][0]
+    assert first.end is not None
+    void = ebml.parse_header(bytes(data), first.end, 0, stream)
+    assert void.id == ID.VOID and void.end is not None
+    segment_start = first.offset
+    # A second SeekHead in the Void, pointing back at the first; the first's Tags entry points at it.
+    pointer = [ebml.binary_element(ID.SEEK_ID, ebml.encode_id(ID.SEEK_HEAD)), ebml.uint_element(ID.SEEK_POSITION, 0)]
+    seek = ebml.master_element(ID.SEEK, pointer)
+    second = ebml.master_element(ID.SEEK_HEAD, [seek], crc=True)
+    data[void.offset : void.end] = second + ebml.void_element(void.end - void.offset - len(second))
+    tags_seek = data.index(ebml.encode_id(ID.TAGS), first.offset, first.end)
+    data[tags_seek : tags_seek + 4] = ebml.encode_id(ID.SEEK_HEAD)
+    data[tags_seek + 7 : tags_seek + 15] = (void.offset - segment_start).to_bytes(8, "big")
+    recompute_crc(data, first)
+    path = tmp_path / "loop.mkv"
+    path.write_bytes(bytes(data))
+    info = run_cli("info", str(path), "--json", timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["frames"] == FRAMES
+    decoded = run_cli("decode", str(path), "-o", str(tmp_path / "out.y4m"), "--json", timeout=120)
+    assert decoded.returncode == 0 and json.loads(decoded.stdout)["frames"] == FRAMES
+
+
+# --- values out of range ---------------------------------------------------------------------
+
+
+def test_infinite_duration_is_ignored_with_a_warning(stream: Path, tmp_path: Path) -> None:
+    data = bytearray(stream.read_bytes())
+    info = top_level(stream)[ID.INFO][0]
+    duration = data.index(bytes((0x44, 0x89, 0x88)), info.data_offset) + 3
+    data[duration : duration + 8] = struct.pack(">d", float("inf"))
+    recompute_crc(data, info)
+    path = tmp_path / "inf.mkv"
+    path.write_bytes(bytes(data))
+    result = run_cli("decode", str(path), "-o", str(tmp_path / "out.mp4"), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "Duration inf s is out of range; ignored" in result.stderr
+    assert json.loads(result.stdout)["frames"] == FRAMES
+
+
+def test_absurd_default_duration_is_ignored_with_a_warning(stream: Path, tmp_path: Path) -> None:
+    path = tmp_path / "dd.mkv"
+    with MatroskaReader(stream) as reader:
+        track = reader.track(1)
+        packets = list(reader.packets({1}))
+    spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=2**64 - 1)
+    with MatroskaWriter(path, [spec], writing_app="tests") as writer:
+        for packet in packets:
+            writer.write(1, packet.time, packet.data, packet.keyframe)
+    result = run_cli("decode", str(path), "-o", str(tmp_path / "out.mp4"), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "DefaultDuration (ns) 18446744073709551615 is out of range" in result.stderr
+    assert json.loads(result.stdout)["frames"] == FRAMES
+
+
+def test_absurd_timestamp_scale_is_one_clear_error(stream: Path, tmp_path: Path) -> None:
+    path = tmp_path / "scale.mkv"
+    with MatroskaReader(stream) as reader:
+        track = reader.track(1)
+        packets = list(reader.packets({1}))
+    spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=40_000_000)
+    with MatroskaWriter(path, [spec], writing_app="tests", timestamp_scale_ns=10**12) as writer:
+        for packet in packets:
+            writer.write(1, packet.time, packet.data, packet.keyframe)
+    result = run_cli("decode", str(path), "-o", str(tmp_path / "out.mp4"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("TimestampScale 1000000000000 ns is out of range (1..1000000000) at byte 180")
+
+
+# --- unfinished encodes ----------------------------------------------------------------------
+
+_KILLED_WRITER = """
+import os, signal, sys
+from fractions import Fraction
+from pathlib import Path
+from streamcodec.io.mkv_reader import MatroskaReader
+from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
+with MatroskaReader(Path(sys.argv[1])) as reader:
+    track = reader.track(1)
+    packets = list(reader.packets({1}))
+spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=track.default_duration_ns)
+writer = MatroskaWriter(Path(sys.argv[2]), [spec], writing_app="streamcodec test")
+for packet in packets[:30]:
+    writer.write(1, packet.time, packet.data, packet.keyframe)
+writer._file.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_partial_file_of_a_killed_encode_is_refused_and_salvaged(stream: Path, tmp_path: Path) -> None:
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(stream), str(tmp_path / "out.mkv")], check=False)
+    assert killed.returncode == -9 and not (tmp_path / "out.mkv").exists()
+    (partial,) = tmp_path.glob(".out.mkv.partial-*")
+    with pytest.raises(TruncatedStreamError, match="unfinished encode"):
+        decode_file(partial, None)
+    result = run_cli("decode", str(partial), "-o", str(tmp_path / "back.y4m"))
+    assert result.returncode != 0 and "unfinished encode" in result.stderr and len(result.stderr.splitlines()) == 1
+    warnings: list[str] = []
+    summary = decode_file(partial, None, salvage=True, on_warning=warnings.append)
+    assert 24 <= summary.frames <= 30 and any("unfinished encode" in w for w in warnings)
+    assert run_cli("info", str(partial)).returncode == 1
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+
+def structure_positions(path: Path) -> list[int]:
+    """Offsets of every byte that is container structure, not frame payload."""
+    positions: list[int] = []
+    with MatroskaReader(path) as reader:
+        blocks = [(p.time, p.track) for p in reader.packets()]
+    data = path.read_bytes()
+    assert blocks
+    for elements in top_level(path).values():
+        for element in elements:
+            assert element.end is not None
+            if element.id != ID.CLUSTER:
+                positions += range(element.offset, element.end)
+                continue
+            positions += range(element.offset, element.data_offset)
+            for child, payload in ebml.iter_children(data[element.data_offset : element.end], element.data_offset, path):
+                body = len(payload) if child.id != ID.SIMPLE_BLOCK else 4  # track, timestamp, flags
+                positions += range(child.offset, child.data_offset + body)
+    return positions
+
+
+def sweep(stream: Path, tmp_path: Path, positions: list[int]) -> None:
+    for position in positions:
+        path = damaged_copy(stream, tmp_path, {position: 0xFF})
+        try:
+            summary = decode_file(path, None, salvage=True)
+        except StreamcodecError:
+            continue  # refusing is allowed; losing frames silently or a traceback is not
+        assert summary.frames == FRAMES, f"byte {position}: {summary.frames} frames"
+
+
+def test_flipping_any_structure_byte_never_loses_frames_short(stream: Path, tmp_path: Path) -> None:
+    positions = structure_positions(stream)
+    sweep(stream, tmp_path, random.Random(6).sample(positions, 16))
+
+
+@pytest.mark.slow
+def test_flipping_any_structure_byte_never_loses_frames(stream: Path, tmp_path: Path) -> None:
+    positions = structure_positions(stream)
+    sweep(stream, tmp_path, random.Random(7).sample(positions, min(200, len(positions))))
