@@ -32,7 +32,7 @@ from ..metrics import psnr
 from ..models.registry import DEFAULT_MODEL, REGISTRY
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import fill_outside
-from .layers import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions, at_least_two, composite
+from .layers import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions, composite, fidelity_frame, fidelity_size
 from .maskcode import block_mask, decode_mask, encode_mask, expand
 from .masks import create_mask_source
 
@@ -152,7 +152,7 @@ class SelectiveEncoder:
         for coder in (self._fidelity, self._plate_coder):
             if coder is not None:
                 coder.close()
-        width, height = max(2, self.config.width), max(2, self.config.height)
+        width, height = fidelity_size(self.config.width, self.config.height)
         common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.threads}
         self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
         if not self._synth:
@@ -165,7 +165,7 @@ class SelectiveEncoder:
         keyframe = self._index % self.config.gop == 0
         if self._decoder is None:
             self._open_coders()
-            self._decoder = SelectiveDecoder(self.config, backend=self._gc.backend if self._gc else "auto")
+            self._decoder = SelectiveDecoder(self.config, backend=self._gc.backend if self._gc else "auto", compose=False)
         elif keyframe:
             self._adapt_rate()
         packet = self._packet(rgb, keyframe)
@@ -189,7 +189,7 @@ class SelectiveEncoder:
             sections[bitstream.MASK] = mask_bytes
         coded = time.perf_counter()
         assert self._fidelity is not None
-        sections[bitstream.FIDELITY] = self._fidelity.encode(at_least_two(self._filled(rgb, kept, keyframe)), keyframe)
+        sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
         fidelity = time.perf_counter()
         if keyframe:
             sections.update(self._background_section())
@@ -230,7 +230,7 @@ class SelectiveEncoder:
                 self._background_bytes = bitstream.unpack_frame(self._gc.encode(estimate).packet).sections[bitstream.LATENTS]
             else:
                 assert self._plate_coder is not None
-                self._background_bytes = self._plate_coder.encode(at_least_two(estimate), True)
+                self._background_bytes = self._plate_coder.encode(fidelity_frame(estimate), True)
         return {tag: self._background_bytes}
 
     def _adapt_rate(self) -> None:
@@ -274,22 +274,22 @@ class SelectiveEncoder:
 
     def _probe(self, frames: list[Image], kept: list[Mask], crf: int) -> list[int]:
         """Access unit sizes of the frames at `crf`, filled as the encoder fills them (previous input for the recon)."""
-        width, height = max(2, self.config.width), max(2, self.config.height)
+        width, height = fidelity_size(self.config.width, self.config.height)
         coder = FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset)
         sizes, previous = [], None
         with coder:
             for rgb, mask in zip(frames, kept, strict=True):
                 how = "flat" if previous is None else "background"
                 previous = fill_outside(rgb, mask, how, previous, block=BLOCK)
-                sizes.append(len(coder.encode(at_least_two(previous), len(sizes) == 0)))
+                sizes.append(len(coder.encode(fidelity_frame(previous), len(sizes) == 0)))
         return sizes
 
     def _probe_background(self, rgb: Image, crf: int) -> int:
         if self._gc is not None:
             return len(bitstream.unpack_frame(self._gc.encode(rgb).packet).sections[bitstream.LATENTS])
-        width, height = max(2, self.config.width), max(2, self.config.height)
+        width, height = fidelity_size(self.config.width, self.config.height)
         with FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf) as coder:
-            return len(coder.encode(at_least_two(rgb), True))
+            return len(coder.encode(fidelity_frame(rgb), True))
 
     def close(self) -> None:
         """Close the codecs (idempotent)."""
@@ -306,8 +306,17 @@ def _check_quality(quality: int) -> None:
 class SelectiveDecoder:
     """Decodes a selective stream's packets to RGB; refuses inter frames after damage until the next keyframe."""
 
-    def __init__(self, config: StreamConfig, *, backend: str | Backend = "auto") -> None:
+    def __init__(self, config: StreamConfig, *, backend: str | Backend = "auto", compose: bool = True) -> None:
+        """Check the configuration and prepare the layers' decoders.
+
+        Args:
+            config: a selective stream's configuration.
+            backend: inference backend for the synthesized background.
+            compose: False for the encoder's loop, which needs the layers but not the picture
+                (`decode` then returns the fidelity layer).
+        """
         config.validate()
+        self.compose = compose
         if config.mode != "sc":
             raise UnsupportedStreamError(f"stream mode {config.mode!r} is not selective")
         if not 1 <= config.quality <= SC_QUALITY_LEVELS:
@@ -320,7 +329,7 @@ class SelectiveDecoder:
         self._gc = GCDecoder(gc_config, backend=backend) if extra["background"] == "synth" else None
         if self._gc is None:
             _check_gc_fields(gc_config)
-        width, height = max(2, config.width), max(2, config.height)
+        width, height = fidelity_size(config.width, config.height)
         codec = str(extra["fidelity"])
         self._fidelity = FidelityDecoder(codec, width=width, height=height)
         self._plate = FidelityDecoder(codec, width=width, height=height)
@@ -361,7 +370,7 @@ class SelectiveDecoder:
         height, width = self.config.height, self.config.width
         fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
         decoded = time.perf_counter()
-        out = composite(fidelity, background, expand(blocks, height, width, BLOCK), self._feather)
+        out = composite(fidelity, background, expand(blocks, height, width, BLOCK), self._feather) if self.compose else fidelity
         self.timings["layers"] += layers - started
         self.timings["fidelity"] += decoded - layers
         self.timings["composite"] += time.perf_counter() - decoded

@@ -112,14 +112,30 @@ def feather_alpha(kept: Mask, feather: int) -> npt.NDArray[np.float32]:
 
 def composite(fidelity: Image, background: Image, kept: Mask, feather: int) -> Image:
     """alpha · fidelity + (1 − alpha) · background, as (H, W, 3) uint8."""
-    alpha = feather_alpha(kept, feather)[..., None]
-    mixed = background.astype(np.float32) + alpha * (fidelity.astype(np.float32) - background.astype(np.float32))
-    return np.asarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+    alpha = feather_alpha(kept, feather)
+    out = background.copy()
+    full = alpha >= 1.0
+    out[full] = fidelity[full]
+    part = (alpha > 0) & ~full  # only the feathered band needs arithmetic
+    if part.any():
+        under, over = background[part].astype(np.float32), fidelity[part].astype(np.float32)
+        out[part] = np.clip(under + alpha[part][:, None] * (over - under) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
-def at_least_two(rgb: Image) -> Image:
-    """Pad a 1-pixel-wide or -high frame to 2 (the fidelity codecs' minimum) by repeating its edge."""
+#: x265 refuses pictures under 16 pixels a side (SVT-AV1 under 4): smaller frames are padded up to this.
+MIN_FIDELITY_SIDE = 16
+
+
+def fidelity_size(width: int, height: int) -> tuple[int, int]:
+    """The size the fidelity layer (and plate) codes a frame of width x height at."""
+    return max(MIN_FIDELITY_SIDE, width), max(MIN_FIDELITY_SIDE, height)
+
+
+def fidelity_frame(rgb: Image) -> Image:
+    """Pad a frame under `MIN_FIDELITY_SIDE` a side by repeating its edge (the decoder crops it back)."""
     height, width = rgb.shape[:2]
-    if height >= 2 and width >= 2:
+    coded_width, coded_height = fidelity_size(width, height)
+    if (coded_width, coded_height) == (width, height):
         return rgb
-    return np.pad(rgb, ((0, max(0, 2 - height)), (0, max(0, 2 - width)), (0, 0)), mode="edge")
+    return np.pad(rgb, ((0, coded_height - height), (0, coded_width - width), (0, 0)), mode="edge")
