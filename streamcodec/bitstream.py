@@ -34,6 +34,26 @@ to itself) then still catches most wrong-reference decodes (406 of 406 tried at 
 skippable, so decoders of 0.1.0 read new streams, and streams without it (0.1.0) still decode,
 checked as before (reference distance 1 and a held reference).
 
+Reference check per mode: in GC streams (mode "gc") 0x81 holds the reference symbols' hash as
+above. In selective streams (mode "sc") it holds the low byte of the previous packet's CRC-32
+trailer (its last byte): what a selective inter frame depends on is the whole previous packet
+(mask, fidelity access unit), and its CRC is already there to name it. It is written on every
+selective inter frame; a decoder refuses a selective inter frame without it or with the wrong one.
+
+Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
+    0x02 MASK      the 16-px block keep mask, maskcode payload (intra at keyframes, against the
+                   previous frame's mask between); absent = empty payload (all dropped at a
+                   keyframe, unchanged between)
+    0x04 FIDELITY  one HEVC (Annex B) or AV1 (low-overhead OBU) access unit of the frame; IDR with
+                   parameter sets at keyframes
+    0x05 PLATE     keyframes with background "plate": the background picture as one intra access
+                   unit of the same codec; the same bytes again while the background is unchanged
+    0x01 LATENTS   keyframes with background "synth": GC latents (as in a GC intra frame, at the
+                   lowest quality) of the background, synthesized by the GC generator
+    0x81 REFERENCE inter frames: see above
+Every selective keyframe is self-contained. 0x03 LABELS (label map) is reserved and not written yet.
+The configuration's `extra` holds the selective settings (see SC_EXTRA), checked by `validate`.
+
 Stream configuration: b"SCST", a version byte, then UTF-8 JSON (`StreamConfig`). `unpack` checks
 every field's type and range (`StreamConfig.validate`) before anything is allocated from it.
 """
