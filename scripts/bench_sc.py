@@ -37,8 +37,15 @@ def load(path: Path, width: int, height: int, frames: int) -> list[np.ndarray]:
 
 
 def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: int) -> float:
-    track = TrackSpec(number=1, kind="video", codec_id="V_STREAMCODEC", codec_private=config_bytes,
-                      default_duration_ns=40_000_000, width=width, height=height)
+    track = TrackSpec(
+        number=1,
+        kind="video",
+        codec_id="V_STREAMCODEC",
+        codec_private=config_bytes,
+        default_duration_ns=40_000_000,
+        width=width,
+        height=height,
+    )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         with MatroskaWriter(Path(folder) / "x.mkv", [track], writing_app="bench_sc") as writer:
@@ -73,7 +80,10 @@ def main() -> None:
     n = len(frames)
     kbps = sum(len(p) for p in packets) * 8 / 1000 / (n / 25)
     print(f"{n} frames {args.width}x{args.height}, q{args.quality} {args.fidelity}/{args.background}, {kbps:.1f} kbps at 25 fps")
-    print(f"encode {n / encode_s:.1f} fps ({1000 * encode_s / n:.1f} ms/frame); decode {n / decode_s:.1f} fps ({1000 * decode_s / n:.1f} ms/frame)")
+    print(
+        f"encode {n / encode_s:.1f} fps ({1000 * encode_s / n:.1f} ms/frame); "
+        f"decode {n / decode_s:.1f} fps ({1000 * decode_s / n:.1f} ms/frame)"
+    )
     for side, timings in (("encode", encoder.timings), ("decode", decoder.timings)):
         for stage, seconds in timings.items():
             print(f"  {side:6} {stage:14} {1000 * seconds / n:7.2f} ms/frame")

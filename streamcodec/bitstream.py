@@ -360,9 +360,13 @@ def _check_sc_extra(extra: dict[str, Any]) -> None:
         value = extra[name]
         if isinstance(allowed, frozenset):
             if type(value) is not str or value not in allowed:
-                raise UnsupportedStreamError(f"selective stream configuration {name} {_show(value)} is not one of {sorted(allowed)}")
+                raise UnsupportedStreamError(
+                    f"selective stream configuration {name} {_show(value)} is not one of {sorted(allowed)}"
+                )
         elif type(value) is not int or not allowed[0] <= value <= allowed[1]:
-            raise CorruptStreamError(f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}")
+            raise CorruptStreamError(
+                f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}"
+            )
     keep = extra.get("keep", [])
     if type(keep) is not list or len(keep) > MAX_KEEP or any(type(k) is not str or not 0 < len(k) <= MAX_NAME for k in keep):
         raise CorruptStreamError(f"selective stream configuration keep {_show(keep)} is not a list of up to {MAX_KEEP} names")

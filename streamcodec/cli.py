@@ -143,7 +143,9 @@ def _add_selective(p: Any) -> None:
         metavar="LIST",
         help="what to keep at full fidelity, comma-separated from person, face, motion, text (default person,face,motion)",
     )
-    g.add_argument("--mask", type=Path, metavar="MASKVIDEO", help="also keep a mask video's white pixels (luma > 127), frame by frame")
+    g.add_argument(
+        "--mask", type=Path, metavar="MASKVIDEO", help="also keep a mask video's white pixels (luma > 127), frame by frame"
+    )
     g.add_argument("--segmenter", metavar="onnx:PATH", help="person segmenter: selfie (built in, default) or onnx:PATH")
     g.add_argument("--fidelity", choices=["hevc", "av1"], help="codec of the kept region: hevc (x265, default) or av1 (SVT-AV1)")
     g.add_argument(
@@ -152,9 +154,17 @@ def _add_selective(p: Any) -> None:
         help="outside the kept region: plate (a coded background picture per keyframe, default) or synth (GC-generated)",
     )
     g.add_argument("--fg-quality", type=_crf, metavar="CRF", help="CRF of the kept region, overriding --quality's")
-    g.add_argument("--bg-quality", type=_crf, metavar="CRF", help="CRF of the background plate (default: the kept region's + 8 hevc, + 10 av1)")
     g.add_argument(
-        "--save-masks", type=Path, metavar="DIR", help="write each frame's kept mask as mask_NNNNNN.png into DIR (a new or empty folder)"
+        "--bg-quality",
+        type=_crf,
+        metavar="CRF",
+        help="CRF of the background plate (default: the kept region's + 8 hevc, + 10 av1)",
+    )
+    g.add_argument(
+        "--save-masks",
+        type=Path,
+        metavar="DIR",
+        help="write each frame's kept mask as mask_NNNNNN.png into DIR (a new or empty folder)",
     )
 
 

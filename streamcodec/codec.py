@@ -89,11 +89,11 @@ class Encoder:
 
     @property
     def config(self) -> StreamConfig:
-        return self.impl.config  # type: ignore[no-any-return]
+        return self.impl.config
 
     def encode(self, rgb: npt.NDArray[np.uint8]) -> EncodedFrame:
         """Encode the next frame of the stream."""
-        return self.impl.encode(rgb)  # type: ignore[no-any-return]
+        return self.impl.encode(rgb)
 
     def with_quality(self, quality: int) -> None:
         """Change the quality before the first frame (used by bitrate selection)."""
@@ -117,11 +117,11 @@ class Decoder:
 
     @property
     def config(self) -> StreamConfig:
-        return self.impl.config  # type: ignore[no-any-return]
+        return self.impl.config
 
     def decode(self, packet: bytes) -> npt.NDArray[np.uint8]:
         """One packet → (height, width, 3) uint8."""
-        return self.impl.decode(packet)  # type: ignore[no-any-return]
+        return self.impl.decode(packet)
 
     def __getattr__(self, name: str) -> Any:
         return _delegate(self, name)

@@ -14,7 +14,6 @@ from .bitstream import Frame, FrameType, unpack_frame
 from .errors import StreamcodecError
 from .io.mkv_reader import MatroskaReader
 
-
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
 LAYERS = {
     bitstream.FIDELITY: "fidelity",

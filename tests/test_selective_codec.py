@@ -65,7 +65,7 @@ def packets_of(path: Path) -> tuple[StreamConfig, list[bytes], list[float]]:
 
 
 def decode_all(config: StreamConfig, packets: list[bytes]) -> list[np.ndarray | None]:
-    decoder, out = Decoder(config), []
+    decoder, out = Decoder(config), list[np.ndarray | None]()
     for packet in packets:
         try:
             out.append(decoder.decode(packet))
@@ -90,7 +90,7 @@ def test_sc_round_trip_keeps_count_timestamps_and_the_kept_region(clip: Path, en
     for a, b in zip(first, second, strict=True):
         assert a is not None and b is not None
         np.testing.assert_array_equal(a, b)  # deterministic
-    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted(mask_folder.glob("mask_*.png"))]
+    masks = [np.asarray(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) > 127 for p in sorted(mask_folder.glob("mask_*.png"))]
     assert len(masks) == FRAMES
     kept = np.stack(masks)
     decoded, originals = np.stack(first), np.stack([item.rgb for item in source])  # type: ignore[arg-type]
@@ -145,7 +145,7 @@ def test_a_lost_packet_is_refused_by_its_reference(encoded: tuple[Path, Path]) -
 
 def test_decode_file_warns_about_a_damaged_sc_frame(encoded: tuple[Path, Path], tmp_path: Path) -> None:
     data = bytearray(encoded[0].read_bytes())
-    config, packets, _ = packets_of(encoded[0])
+    packets = packets_of(encoded[0])[1]
     where = bytes(data).find(packets[3])
     data[where + 30] ^= 0x01
     damaged = tmp_path / "damaged.mkv"

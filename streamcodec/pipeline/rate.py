@@ -57,7 +57,7 @@ def estimate_rates(
         kbps per quality, lowest quality first.
     """
     if encoder.config.mode == "sc":
-        return encoder.estimate_rates(frames, qualities)  # type: ignore[no-any-return]
+        return encoder.estimate_rates(frames, qualities)
     tables = encoder.model.tables
     symbols = [encoder.analyze(rgb) for rgb in frames]
     intra_share = 1.0 / min(encoder.config.gop, len(frames))

@@ -161,7 +161,9 @@ class SelectiveEncoder:
     def encode(self, rgb: Image) -> EncodedFrame:
         """Encode the next frame of the stream."""
         if rgb.shape != (self.config.height, self.config.width, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"frame of shape {rgb.shape} {rgb.dtype}; expected ({self.config.height}, {self.config.width}, 3) uint8")
+            raise ValueError(
+                f"frame of shape {rgb.shape} {rgb.dtype}; expected ({self.config.height}, {self.config.width}, 3) uint8"
+            )
         keyframe = self._index % self.config.gop == 0
         if self._decoder is None:
             self._open_coders()
@@ -258,7 +260,7 @@ class SelectiveEncoder:
         """
         height, width = self.config.height, self.config.width
         kept = [expand(block_mask(m, BLOCK), height, width, BLOCK) for m in self.masks.kept_masks(iter(frames))]
-        intra_share = 1.0 / min(self.config.gop, len(frames))
+        intra_share = 1.0 / self.config.gop  # a keyframe (IDR + plate) is worth many inter frames
         rates = []
         for quality in range(1, SC_QUALITY_LEVELS + 1):
             if qualities is not None and quality not in qualities:
@@ -275,8 +277,11 @@ class SelectiveEncoder:
     def _probe(self, frames: list[Image], kept: list[Mask], crf: int) -> list[int]:
         """Access unit sizes of the frames at `crf`, filled as the encoder fills them (previous input for the recon)."""
         width, height = fidelity_size(self.config.width, self.config.height)
-        coder = FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset)
-        sizes, previous = [], None
+        coder = FidelityEncoder(
+            width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset
+        )
+        sizes: list[int] = []
+        previous: Image | None = None
         with coder:
             for rgb, mask in zip(frames, kept, strict=True):
                 how = "flat" if previous is None else "background"
@@ -383,7 +388,8 @@ class SelectiveDecoder:
         wanted = bitstream.unpack_reference(frame.sections.get(bitstream.REFERENCE, b""))
         if wanted != self._crc:
             raise CorruptStreamError(
-                f"inter frame follows a packet ending 0x{wanted:02x}, the decoder's last ends 0x{self._crc:02x} (a frame was lost)"
+                f"inter frame follows a packet ending 0x{wanted:02x}, the decoder's last ends "
+                f"0x{self._crc:02x} (a frame was lost)"
             )
 
     def _background_of(self, frame: Frame) -> Image:
