@@ -41,7 +41,7 @@ __all__ = ["SC_QUALITY_LEVELS", "SelectiveDecoder", "SelectiveEncoder", "Selecti
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 
-#: Re-send the last plate's bytes while the background estimate stays this close to it (dB).
+#: Re-send the last plate's bytes while the background estimate stays this close to the one it was coded from (dB).
 PLATE_REUSE_DB = 38.0
 #: Weight of the newest frame in the running background estimate (outside the kept region).
 BACKGROUND_RATE = 0.25
@@ -104,6 +104,7 @@ class SelectiveEncoder:
         self._decoder: SelectiveDecoder | None = None
         self._estimate: npt.NDArray[np.float32] | None = None
         self._background_bytes = b""
+        self._background_source: Image | None = None
         self._blocks: Mask | None = None
         self._last_packet = b""
         self._index = 0
@@ -226,8 +227,11 @@ class SelectiveEncoder:
         assert self._estimate is not None and self._decoder is not None
         estimate = np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
         tag = bitstream.LATENTS if self._synth else bitstream.PLATE
-        held = self._decoder.background
+        # Compared with the estimate the last plate was coded from, not its decode: coding noise at
+        # the plate's CRF alone would keep the PSNR under the threshold.
+        held = self._background_source
         if not (self._background_bytes and held is not None and psnr(estimate, held) > PLATE_REUSE_DB):
+            self._background_source = estimate
             if self._gc is not None:
                 self._background_bytes = bitstream.unpack_frame(self._gc.encode(estimate).packet).sections[bitstream.LATENTS]
             else:
