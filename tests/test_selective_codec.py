@@ -44,10 +44,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoded(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The clip in SC (default mode) with GOP 8, and the masks the encoder kept."""
+    """The clip in SC (default mode) with GOP 8, and the masks the encoder kept; a coarse plate (CRF 45)."""
     folder = tmp_path_factory.mktemp("sc-out")
     out, masks = folder / "sc.mkv", folder / "masks"
-    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks)
+    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks, bg_quality=45)
     assert summary.frames == FRAMES
     return out, masks
 
