@@ -34,6 +34,26 @@ to itself) then still catches most wrong-reference decodes (406 of 406 tried at 
 skippable, so decoders of 0.1.0 read new streams, and streams without it (0.1.0) still decode,
 checked as before (reference distance 1 and a held reference).
 
+Reference check per mode: in GC streams (mode "gc") 0x81 holds the reference symbols' hash as
+above. In selective streams (mode "sc") it holds the low byte of the previous packet's CRC-32
+trailer (its last byte): what a selective inter frame depends on is the whole previous packet
+(mask, fidelity access unit), and its CRC is already there to name it. It is written on every
+selective inter frame; a decoder refuses a selective inter frame without it or with the wrong one.
+
+Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
+    0x02 MASK      the 16-px block keep mask, maskcode payload (intra at keyframes, against the
+                   previous frame's mask between); absent = empty payload (all dropped at a
+                   keyframe, unchanged between)
+    0x04 FIDELITY  one HEVC (Annex B) or AV1 (low-overhead OBU) access unit of the frame; IDR with
+                   parameter sets at keyframes
+    0x05 PLATE     keyframes with background "plate": the background picture as one intra access
+                   unit of the same codec; the same bytes again while the background is unchanged
+    0x01 LATENTS   keyframes with background "synth": GC latents (as in a GC intra frame, at the
+                   lowest quality) of the background, synthesized by the GC generator
+    0x81 REFERENCE inter frames: see above
+Every selective keyframe is self-contained. 0x03 LABELS (label map) is reserved and not written yet.
+The configuration's `extra` holds the selective settings (see SC_EXTRA), checked by `validate`.
+
 Stream configuration: b"SCST", a version byte, then UTF-8 JSON (`StreamConfig`). `unpack` checks
 every field's type and range (`StreamConfig.validate`) before anything is allocated from it.
 """
@@ -62,24 +82,37 @@ OPTIONAL_TAG = 0x80
 
 # Section tags of format version 1.
 LATENTS = 0x01  # range-coded bottleneck symbols: transmitted channel count (u8) + payload
-MASK = 0x02  # reserved: kept-region mask (selective mode)
-LABELS = 0x03  # reserved: semantic label map (selective mode)
-REFERENCE = 0x81  # optional: low byte of the CRC-32 of the reference symbols (inter frames)
-KNOWN_SECTIONS = frozenset({LATENTS, REFERENCE})
+MASK = 0x02  # selective: the 16-px block keep mask (maskcode payload; absent = empty/unchanged)
+LABELS = 0x03  # reserved: semantic label map (selective mode; not written yet)
+FIDELITY = 0x04  # selective: the kept region's HEVC/AV1 access unit
+PLATE = 0x05  # selective, keyframes with background "plate": the background as one intra access unit
+REFERENCE = 0x81  # optional: which reference an inter frame was coded against (per mode, see above)
+KNOWN_SECTIONS = frozenset({LATENTS, MASK, FIDELITY, PLATE, REFERENCE})
 
 # Sane limits for a stream configuration: 16384 px a side, at most 8K UHD worth of pixels.
 MAX_SIDE = 16384
 MAX_PIXELS = 7680 * 4320
 MAX_GOP = 1 << 20
 MAX_NAME = 200  # characters of model_id, model_name, mode
-KNOWN_MODES = frozenset({"gc"})
+KNOWN_MODES = frozenset({"gc", "sc"})
+# Selective mode's `extra`: each key's allowed values (a set) or integer range (a tuple).
+SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
+    "fidelity": frozenset({"hevc", "av1"}),
+    "background": frozenset({"plate", "synth"}),
+    "block": (16, 16),
+    "fill": frozenset({"recon"}),
+    "fg_crf": (0, 63),
+    "bg_crf": (0, 63),
+    "feather": (0, 16),
+}
+MAX_KEEP = 16
 
 
 class FrameType(enum.IntEnum):
     INTRA = 0  # decodable alone: starts a GOP
     INTER = 1  # entropy-coded with the symbols of the frame `reference distance` back
-    SELECTIVE_INTRA = 2  # reserved for the selective mode
-    SELECTIVE_INTER = 3  # reserved for the selective mode
+    SELECTIVE_INTRA = 2  # selective mode keyframe: mask, fidelity IDR, plate or latents
+    SELECTIVE_INTER = 3  # selective mode: mask vs the previous frame's, fidelity inter access unit
 
 
 @dataclass(frozen=True)
@@ -176,6 +209,11 @@ def unpack_frame(packet: bytes, known_sections: frozenset[int] = KNOWN_SECTIONS)
     if pos != end:
         raise CorruptStreamError(f"{end - pos} unexplained bytes after the last section")
     return Frame(frame_type, sections, ref)
+
+
+def section_size(data: bytes) -> int:
+    """Bytes one section takes in a packet: tag, length field and data."""
+    return 1 + len(_varint(len(data))) + len(data)
 
 
 def pack_latents(channels: int, payload: bytes) -> bytes:
@@ -275,6 +313,8 @@ class StreamConfig:
         for label, pixels in (("", self.width * self.height), ("coded ", self.coded_width * self.coded_height)):
             if pixels > MAX_PIXELS:
                 raise CorruptStreamError(f"stream configuration {label}frame of {pixels} pixels exceeds {MAX_PIXELS}")
+        if self.mode == "sc":
+            _check_sc_extra(self.extra)
 
 
 _DEFAULTED = frozenset({"format_version", "extra"})
@@ -306,6 +346,30 @@ def _check_types(fields: dict[str, Any]) -> None:
             )
         if isinstance(value, str) and not 0 < len(value) <= MAX_NAME:
             raise CorruptStreamError(f"stream configuration {name} {_show(value)} must be 1..{MAX_NAME} characters")
+
+
+def _check_sc_extra(extra: dict[str, Any]) -> None:
+    """Selective mode's `extra`: exactly the keys of SC_EXTRA plus "keep", each of its type and range."""
+    unknown = sorted(set(extra) - set(SC_EXTRA) - {"keep"})
+    if unknown:
+        raise UnsupportedStreamError(f"selective stream configuration has unknown field(s) {_show(unknown)}")
+    missing = sorted(set(SC_EXTRA) - set(extra))
+    if missing:
+        raise CorruptStreamError(f"selective stream configuration lacks {', '.join(missing)}")
+    for name, allowed in SC_EXTRA.items():
+        value = extra[name]
+        if isinstance(allowed, frozenset):
+            if type(value) is not str or value not in allowed:
+                raise UnsupportedStreamError(
+                    f"selective stream configuration {name} {_show(value)} is not one of {sorted(allowed)}"
+                )
+        elif type(value) is not int or not allowed[0] <= value <= allowed[1]:
+            raise CorruptStreamError(
+                f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}"
+            )
+    keep = extra.get("keep", [])
+    if type(keep) is not list or len(keep) > MAX_KEEP or any(type(k) is not str or not 0 < len(k) <= MAX_NAME for k in keep):
+        raise CorruptStreamError(f"selective stream configuration keep {_show(keep)} is not a list of up to {MAX_KEEP} names")
 
 
 def _show(value: object) -> str:

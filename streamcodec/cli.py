@@ -62,12 +62,23 @@ def _add_encode(sub: Any) -> None:
     )
     p.add_argument("input", type=Path, help="source video (mp4, mkv, mov, avi, webm, y4m, ...)")
     p.add_argument("-o", "--output", type=Path, help="output .mkv (default: INPUT with .mkv suffix; a .mkv input gets .sc.mkv)")
-    p.add_argument("--mode", choices=["gc"], default="gc", help="gc: global generative compression (the only mode so far)")
+    p.add_argument(
+        "--mode",
+        choices=["sc", "gc"],
+        default="sc",
+        help=(
+            "sc (default): selective, the kept region (--keep) coded by HEVC/AV1, the rest from a background layer; "
+            "gc: global generative compression, every pixel synthesized"
+        ),
+    )
     rate = p.add_mutually_exclusive_group()
     rate.add_argument(
         "--quality",
         type=_positive_int,
-        help="rate point from 1 (lowest rate) to the model's number of levels, 4 for gc-small (default: the highest)",
+        help=(
+            "rate point from 1 (lowest rate) to 4 for sc, to the model's number of levels for gc "
+            f"({_gc_levels()} for gc-small) (default: the highest)"
+        ),
     )
     rate.add_argument(
         "--bitrate",
@@ -80,6 +91,7 @@ def _add_encode(sub: Any) -> None:
         ),
     )
     p.add_argument("--model", default=None, help="registered model name (see `streamcodec models`)")
+    _add_selective(p)
     p.add_argument(
         "--gop", type=_positive_int, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)"
     )
@@ -97,6 +109,76 @@ def _add_encode(sub: Any) -> None:
     p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
+
+
+def _gc_levels() -> int:
+    from .codec import quality_levels
+
+    return quality_levels("gc-small")
+
+
+def _keep_list(text: str) -> tuple[str, ...]:
+    from .errors import ModelError
+    from .selective.masks import parse_keep
+
+    try:
+        return parse_keep(text)
+    except ModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 63:
+        raise argparse.ArgumentTypeError(f"{value} is not a CRF in 0..63")
+    return value
+
+
+def _add_selective(p: Any) -> None:
+    g = p.add_argument_group("selective mode (--mode sc)")
+    g.add_argument(
+        "--keep",
+        type=_keep_list,
+        default=None,
+        metavar="LIST",
+        help="what to keep at full fidelity, comma-separated from person, face, motion, text (default person,face,motion)",
+    )
+    g.add_argument(
+        "--mask", type=Path, metavar="MASKVIDEO", help="also keep a mask video's white pixels (luma > 127), frame by frame"
+    )
+    g.add_argument("--segmenter", metavar="onnx:PATH", help="person segmenter: selfie (built in, default) or onnx:PATH")
+    g.add_argument("--fidelity", choices=["hevc", "av1"], help="codec of the kept region: hevc (x265, default) or av1 (SVT-AV1)")
+    g.add_argument(
+        "--background",
+        choices=["plate", "synth"],
+        help="outside the kept region: plate (a coded background picture per keyframe, default) or synth (GC-generated)",
+    )
+    g.add_argument("--fg-quality", type=_crf, metavar="CRF", help="CRF of the kept region, overriding --quality's")
+    g.add_argument(
+        "--bg-quality",
+        type=_crf,
+        metavar="CRF",
+        help="CRF of the background plate (default: the kept region's + 8 hevc, + 10 av1)",
+    )
+    g.add_argument(
+        "--save-masks",
+        type=Path,
+        metavar="DIR",
+        help="write each frame's kept mask as mask_NNNNNN.png into DIR (a new or empty folder)",
+    )
+
+
+SELECTIVE_FLAGS = ("keep", "mask", "segmenter", "fidelity", "background", "fg_quality", "bg_quality", "save_masks")
+
+
+def _selective_args(args: argparse.Namespace) -> dict[str, Any]:
+    given = [name for name in SELECTIVE_FLAGS if getattr(args, name) is not None]
+    if args.mode != "sc":
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} applies only to --mode sc")
+        return {}
+    names = {"mask": "mask_video", "fidelity": "fidelity", "background": "background"}
+    return {names.get(name, name): getattr(args, name) for name in given}
 
 
 def _add_decode(sub: Any) -> None:
@@ -245,6 +327,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     summary = encode_file(
         args.input,
         output,
+        mode=args.mode,
         model=args.model or DEFAULT_MODEL,
         quality=args.quality,
         bitrate_kbps=args.bitrate,
@@ -254,6 +337,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         progress=_progress(args),
         on_warning=_warn,
         force=args.force,
+        **_selective_args(args),
     )
     _print(summary, args.json)
     return 0

@@ -10,12 +10,32 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bitstream import FrameType, unpack_frame
+from . import bitstream
+from .bitstream import Frame, FrameType, unpack_frame
 from .errors import StreamcodecError, TruncatedStreamError
 from .io.mkv_reader import MatroskaReader
 
 if TYPE_CHECKING:
     from .pipeline.conceal import FrameSlots
+
+#: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
+LAYERS = {
+    bitstream.FIDELITY: "fidelity",
+    bitstream.MASK: "mask",
+    bitstream.PLATE: "plate",
+    bitstream.LATENTS: "latents",
+    bitstream.LABELS: "labels",
+}
+
+
+def layer_bits(frame: Frame, packet_bytes: int) -> dict[str, int]:
+    """One packet's bits by layer: each section (tag and length included) to its layer, the rest to header+checksum."""
+    bits = dict.fromkeys([*LAYERS.values(), "header"], 0)
+    for tag, data in frame.sections.items():
+        if tag in LAYERS:
+            bits[LAYERS[tag]] += 8 * bitstream.section_size(data)
+    bits["header"] = 8 * packet_bytes - sum(bits.values())
+    return bits
 
 
 @dataclass
@@ -36,6 +56,8 @@ class StreamInfo:
     tags: dict[str, str]
     damaged: list[str] = field(default_factory=list)
     lost_frames: int = 0  # frame slots that container damage emptied (counted in `frames`)
+    layer_bits: dict[str, int] = field(default_factory=dict)  # whole stream, by layer (LAYERS)
+    frames_by_layer: list[dict[str, int]] = field(default_factory=list)  # per frame: bits by layer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +74,12 @@ class StreamInfo:
             f"  rate        {self.video_bytes} bytes, {self.kbps:.2f} kbps, {self.bpp:.5f} bpp (our track only)",
             "  frame bits  min {min:.0f} / median {median:.0f} / max {max:.0f}".format(**self.frame_bits),
         ]
+        total = sum(self.layer_bits.values())
+        shares = ", ".join(f"{name} {bits} ({100 * bits / total:.1f} %)" for name, bits in self.layer_bits.items() if bits)
+        lines.append(f"  layer bits  {shares or 'none'}")
+        for index, layers in enumerate(self.frames_by_layer):
+            parts = " ".join(f"{name} {bits}" for name, bits in layers.items() if bits)
+            lines.append(f"  frame {index:<5} {sum(layers.values())} bits: {parts}")
         for t in self.tracks:
             lines.append(f"  track {t['number']}     {t['kind']} {t['codec_id']}: {t['bytes']} bytes, {t['packets']} packets")
         lines += [f"  damage      {d}" for d in self.damaged]
@@ -80,6 +108,7 @@ def stream_info(path: Path) -> StreamInfo:
         sizes: dict[int, int] = defaultdict(int)
         counts: dict[int, int] = defaultdict(int)
         frame_bits, times, keyframes, lost = [], [], 0, []
+        by_layer: list[dict[str, int]] = []
         for packet in reader.packets(on_error=container_damage):
             sizes[packet.track] += len(packet.data)
             counts[packet.track] += 1
@@ -92,6 +121,7 @@ def stream_info(path: Path) -> StreamInfo:
             try:
                 frame = unpack_frame(packet.data)
                 keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
+                by_layer.append(layer_bits(frame, len(packet.data)))
             except StreamcodecError as exc:
                 damaged.append(f"frame {len(frame_bits) + len(lost) - 1} at {float(packet.time):.3f} s: {exc}")
         lost += slots.at_end()
@@ -125,6 +155,8 @@ def stream_info(path: Path) -> StreamInfo:
         tags=tags,
         damaged=damaged,
         lost_frames=len(lost),
+        layer_bits={name: sum(layers[name] for layers in by_layer) for name in [*LAYERS.values(), "header"]},
+        frames_by_layer=by_layer,
     )
 
 

@@ -119,7 +119,7 @@ def _mkv_with_config(path: Path, config: StreamConfig) -> None:
 
 
 def test_stream_from_unknown_model_or_newer_format_is_refused(tmp_path: Path) -> None:
-    config = Encoder(64, 48).config
+    config = Encoder(64, 48, mode="gc").config
     unknown_model = tmp_path / "unknown_model.mkv"
     _mkv_with_config(unknown_model, replace(config, model_id="gc-ffffffffffffffffffffffff"))
     assert_one_line_error(run_cli("decode", str(unknown_model), "-o", str(tmp_path / "u.mp4")), "gc-ffffffffffffffffffffffff")

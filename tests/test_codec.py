@@ -26,7 +26,7 @@ def frames() -> list[np.ndarray]:
 
 
 def test_round_trip_restores_source_size_and_symbols(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=3)
+    encoder = Encoder(301, 203, gop=3, mode="gc")
     decoder = Decoder(encoder.config)
     for index, rgb in enumerate(frames):
         expected = encoder.analyze(rgb)[: encoder.config.channels]
@@ -34,12 +34,12 @@ def test_round_trip_restores_source_size_and_symbols(frames: list[np.ndarray]) -
         assert encoded.keyframe == (index % 3 == 0)
         symbols, _ = decoder.decode_symbols(encoded.packet)
         np.testing.assert_array_equal(symbols, expected)
-    out = Decoder(encoder.config).decode(Encoder(301, 203).encode(frames[0]).packet)
+    out = Decoder(encoder.config).decode(Encoder(301, 203, mode="gc").encode(frames[0]).packet)
     assert out.shape == (203, 301, 3) and out.dtype == np.uint8
 
 
 def test_entropy_payload_within_one_percent_of_model_estimate(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=6)
+    encoder = Encoder(301, 203, gop=6, mode="gc")
     for rgb in frames:
         encoded = encoder.encode(rgb)
         latents = bitstream.unpack_frame(encoded.packet).sections[bitstream.LATENTS]
@@ -50,7 +50,7 @@ def test_entropy_payload_within_one_percent_of_model_estimate(frames: list[np.nd
 def test_higher_quality_spends_more_bits_and_is_closer(frames: list[np.ndarray]) -> None:
     bits, errors = [], []
     for quality in range(1, quality_levels() + 1):
-        encoder = Encoder(301, 203, quality=quality)
+        encoder = Encoder(301, 203, quality=quality, mode="gc")
         encoded = encoder.encode(frames[0])
         decoded = Decoder(encoder.config).decode(encoded.packet)
         bits.append(encoded.bits)
@@ -60,7 +60,7 @@ def test_higher_quality_spends_more_bits_and_is_closer(frames: list[np.ndarray])
 
 
 def test_damaged_frame_is_reported_and_decoding_resumes_at_next_keyframe(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=3)
+    encoder = Encoder(301, 203, gop=3, mode="gc")
     packets = [encoder.encode(rgb).packet for rgb in frames]
     decoder = Decoder(encoder.config)
     decoder.decode(packets[0])
@@ -75,7 +75,7 @@ def test_damaged_frame_is_reported_and_decoding_resumes_at_next_keyframe(frames:
 
 
 def test_stream_from_unknown_model_is_refused(frames: list[np.ndarray]) -> None:
-    config = replace(Encoder(301, 203).config, model_id="gc-000000000000000000000000")
+    config = replace(Encoder(301, 203, mode="gc").config, model_id="gc-000000000000000000000000")
     with pytest.raises(ModelError, match="gc-000000000000000000000000"):
         Decoder(config)
 
@@ -91,22 +91,22 @@ def test_stream_from_unknown_model_is_refused(frames: list[np.ndarray]) -> None:
 )
 def test_encoder_arguments_are_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises((ValueError, ModelError), match=message):
-        Encoder(64, 64, **kwargs)  # type: ignore[arg-type]
+        Encoder(64, 64, **kwargs, mode="gc")  # type: ignore[arg-type]
 
 
 def test_wrong_frame_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="expected \\(48, 64, 3\\) uint8"):
-        Encoder(64, 48).encode(np.zeros((48, 63, 3), dtype=np.uint8))
+        Encoder(64, 48, mode="gc").encode(np.zeros((48, 63, 3), dtype=np.uint8))
 
 
 def test_backends_decode_identical_symbols_and_near_identical_pixels(frames: list[np.ndarray]) -> None:
     from streamcodec.backends import create_backend
 
-    model = Encoder(301, 203).model
+    model = Encoder(301, 203, mode="gc").model
     torch_backend, onnx_backend = create_backend("torch", model), create_backend("onnxruntime", model)
-    packets = [Encoder(301, 203, backend=b).encode(frames[0]).packet for b in (torch_backend, onnx_backend)]
+    packets = [Encoder(301, 203, backend=b, mode="gc").encode(frames[0]).packet for b in (torch_backend, onnx_backend)]
     assert packets[0] == packets[1]
-    config = Encoder(301, 203).config
+    config = Encoder(301, 203, mode="gc").config
     a = Decoder(config, backend=torch_backend).decode(packets[0])
     b = Decoder(config, backend=onnx_backend).decode(packets[0])
     assert np.abs(a.astype(int) - b).max() <= 2
@@ -116,7 +116,7 @@ def test_unknown_backend_is_named_in_the_error() -> None:
     from streamcodec.errors import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match=r"'tpu'.*onnxruntime"):
-        Encoder(64, 48, backend="tpu")
+        Encoder(64, 48, backend="tpu", mode="gc")
 
 
 def _strip_reference(packet: bytes) -> bytes:
@@ -127,7 +127,7 @@ def _strip_reference(packet: bytes) -> bytes:
 
 
 def test_inter_frames_name_their_reference_and_a_lost_frame_is_noticed(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=4)
+    encoder = Encoder(301, 203, gop=4, mode="gc")
     packets = [encoder.encode(rgb).packet for rgb in frames]
     sections = [bitstream.unpack_frame(p).sections for p in packets]
     assert [bitstream.REFERENCE in s for s in sections] == [False, True, True, True, False, True]
@@ -143,7 +143,7 @@ def test_inter_frames_name_their_reference_and_a_lost_frame_is_noticed(frames: l
 
 
 def test_streams_without_reference_sections_still_decode(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=6)
+    encoder = Encoder(301, 203, gop=6, mode="gc")
     packets = [encoder.encode(rgb).packet for rgb in frames]
     new, old = Decoder(encoder.config), Decoder(encoder.config)
     for packet in packets:
@@ -153,7 +153,7 @@ def test_streams_without_reference_sections_still_decode(frames: list[np.ndarray
 
 
 def test_garbage_payload_with_a_valid_checksum_is_corruption_not_a_crash(frames: list[np.ndarray]) -> None:
-    encoder = Encoder(301, 203, gop=6)
+    encoder = Encoder(301, 203, gop=6, mode="gc")
     packets = [encoder.encode(rgb).packet for rgb in frames[:2]]
     rng = np.random.default_rng(0)
     decoder = Decoder(encoder.config)
@@ -183,13 +183,13 @@ def test_garbage_payload_with_a_valid_checksum_is_corruption_not_a_crash(frames:
     ],
 )
 def test_decoder_checks_the_configuration_against_the_model(changes: dict[str, object], message: str) -> None:
-    config = replace(Encoder(301, 203).config, **changes)  # type: ignore[arg-type]
+    config = replace(Encoder(301, 203, mode="gc").config, **changes)  # type: ignore[arg-type]
     with pytest.raises(CorruptStreamError, match=message):
         Decoder(config)
 
 
 def test_encoder_refuses_sizes_the_decoder_would_refuse() -> None:
     with pytest.raises(ValueError, match=r"width 16385 is outside 1\.\.16384"):
-        Encoder(16385, 16)
+        Encoder(16385, 16, mode="gc")
     with pytest.raises(ValueError, match="exceeds 33177600 pixels"):
-        Encoder(16384, 16384)
+        Encoder(16384, 16384, mode="gc")

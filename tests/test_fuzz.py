@@ -47,7 +47,7 @@ def _clip(width: int, height: int) -> tuple[StreamConfig, list[bytes], Decoder]:
             frames.append(frame.to_ndarray(format="rgb24")[100 : 100 + height, 200 : 200 + width])
             if len(frames) == 7:
                 break
-    encoder = Encoder(width, height, gop=GOP)
+    encoder = Encoder(width, height, gop=GOP, mode="gc")
     return encoder.config, [encoder.encode(rgb).packet for rgb in frames], Decoder(encoder.config)
 
 

@@ -56,7 +56,7 @@ def partials(folder: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def encoded(clip_with_audio: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("encoded") / "clip.mkv"
-    encode_file(clip_with_audio, out, preview=False, quality=1)
+    encode_file(clip_with_audio, out, preview=False, quality=1, mode="gc")
     return out
 
 
@@ -144,7 +144,7 @@ def test_python_api_refuses_to_clobber_before_any_work(tmp_path: Path) -> None:
     out.write_bytes(b"mine")
     # The input does not even exist: the output is checked first.
     with pytest.raises(OutputExistsError, match=re.escape(EXISTS)) as caught:
-        encode_file(tmp_path / "missing.mp4", out)
+        encode_file(tmp_path / "missing.mp4", out, mode="gc")
     assert isinstance(caught.value, FileExistsError)
     with pytest.raises(OutputExistsError, match=re.escape(EXISTS)):
         decode_file(tmp_path / "missing.mkv", out)
@@ -214,7 +214,7 @@ def test_partial_of_a_killed_encode_is_removed_by_the_next_run_but_a_live_ones_i
         killed.send_signal(signal.SIGKILL)
         assert killed.wait(timeout=30) == -signal.SIGKILL
         assert partials(tmp_path) == {live_partial, killed_partial}
-        assert encode_file(clip_with_audio, out, preview=False).frames == 12  # the next run
+        assert encode_file(clip_with_audio, out, preview=False, mode="gc").frames == 12  # the next run
         assert partials(tmp_path) == {live_partial}  # the live writer's partial is still there
         assert live.poll() is None
     finally:
@@ -248,7 +248,7 @@ def test_y4m_header_carries_the_stream_frame_rate(rate: str, header: str, tmp_pa
     source = tmp_path / "src.mkv"
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=32x32:rate={rate}", "-frames:v", "3", "-c:v", "ffv1", str(source))
     encoded = tmp_path / "enc.mkv"
-    encode_file(source, encoded, preview=False)
+    encode_file(source, encoded, preview=False, mode="gc")
     y4m = tmp_path / "out.y4m"
     decode_file(encoded, y4m)
     assert y4m.read_bytes().split(b"\n", 1)[0].split()[3].decode() == header

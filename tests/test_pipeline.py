@@ -23,7 +23,7 @@ from .conftest import ffmpeg, require
 @pytest.fixture(scope="module")
 def encoded(clip_with_audio: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("enc") / "tone.mkv"
-    encode_file(clip_with_audio, out, gop=5, quality=2)
+    encode_file(clip_with_audio, out, gop=5, quality=2, mode="gc")
     return out
 
 
@@ -90,7 +90,7 @@ def test_pyav_reads_our_packets_bit_exactly(encoded: Path) -> None:
 
 def test_odd_size_other_container_is_cropped_back(odd_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "odd.mkv"
-    encode_file(odd_clip, out, preview=False)
+    encode_file(odd_clip, out, preview=False, mode="gc")
     frames_dir = tmp_path / "frames"
     summary = decode_file(out, frames_dir)
     pngs = sorted(frames_dir.glob("*.png"))
@@ -107,7 +107,7 @@ def test_odd_size_other_container_is_cropped_back(odd_clip: Path, tmp_path: Path
 
 def test_variable_frame_rate_keeps_every_timestamp(vfr_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "vfr.mkv"
-    encode_file(vfr_clip, out, preview=False)
+    encode_file(vfr_clip, out, preview=False, mode="gc")
     with MatroskaReader(out) as reader:
         times = [p.time for p in reader.packets({1})]
     assert [round(t * 1000) for t in times] == [round(t * 1000) for t in _source_times(vfr_clip)]
@@ -124,8 +124,8 @@ def test_info_reports_frames_keyframes_and_bits(encoded: Path) -> None:
 
 def test_bitrate_option_picks_a_quality_that_fits(clip_with_audio: Path, tmp_path: Path) -> None:
     warnings: list[str] = []
-    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False, on_warning=warnings.append)
-    high = encode_file(clip_with_audio, tmp_path / "high.mkv", bitrate_kbps=100000, preview=False)
+    low = encode_file(clip_with_audio, tmp_path / "low.mkv", bitrate_kbps=1, preview=False, on_warning=warnings.append, mode="gc")
+    high = encode_file(clip_with_audio, tmp_path / "high.mkv", bitrate_kbps=100000, preview=False, mode="gc")
     assert low.quality == 1 and high.quality == 4
     assert low.warnings == warnings and len(warnings) == 1 and high.warnings == []
     assert warnings[0].startswith("target 1 kbps cannot be met: the lowest quality needs about ")
@@ -144,7 +144,7 @@ def bbb_two_seconds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("quality", [1, 4])
 def test_preview_stays_smaller_than_the_codec_track(bbb_two_seconds: Path, tmp_path: Path, quality: int) -> None:
-    summary = encode_file(bbb_two_seconds, tmp_path / "bbb.mkv", quality=quality)
+    summary = encode_file(bbb_two_seconds, tmp_path / "bbb.mkv", quality=quality, mode="gc")
     assert 0 < summary.preview_bytes < summary.video_bytes
     assert summary.preview_kbps == pytest.approx(summary.preview_bytes * 8 / 1000 / summary.duration_s)
     assert summary.file_kbps == pytest.approx(summary.file_bytes * 8 / 1000 / summary.duration_s)
@@ -153,7 +153,7 @@ def test_preview_stays_smaller_than_the_codec_track(bbb_two_seconds: Path, tmp_p
 
 def test_damaged_frame_in_the_middle_is_concealed_and_the_rest_decodes(clip_with_audio: Path, tmp_path: Path) -> None:
     src = tmp_path / "src.mkv"
-    encode_file(clip_with_audio, src, gop=4, preview=False)
+    encode_file(clip_with_audio, src, gop=4, preview=False, mode="gc")
     with MatroskaReader(src) as reader:
         packets = [p.data for p in reader.packets({1})]
     data = bytearray(src.read_bytes())
@@ -191,7 +191,7 @@ def test_audio_without_a_matroska_mapping_is_re_encoded_not_dropped(media_dir: P
         str(source),
     )
     out = tmp_path / "pcm.mkv"
-    summary = encode_file(source, out, preview=False)
+    summary = encode_file(source, out, preview=False, mode="gc")
     assert summary.audio is not None and "re-encoded to AAC" in summary.audio
     result = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(out), "-map", "0:a", "-f", "null", "-"], capture_output=True, text=True
@@ -236,7 +236,7 @@ def test_players_pick_the_preview_by_default(encoded: Path, tmp_path: Path) -> N
 
 def test_without_a_preview_our_track_is_the_default_video(odd_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "alone.mkv"
-    encode_file(odd_clip, out, preview=False)
+    encode_file(odd_clip, out, preview=False, mode="gc")
     report = json.loads(subprocess.run(["mkvmerge", "-J", str(out)], capture_output=True, text=True, check=True).stdout)
     assert [(t["properties"]["codec_id"], t["properties"]["default_track"]) for t in report["tracks"]] == [(CODEC_ID, True)]
 
@@ -273,7 +273,7 @@ def test_rotation_is_carried_to_the_mkv_and_to_decoded_video(portrait_clip: Path
     require("ffprobe")
     assert _rotations(portrait_clip) == [90]
     encoded = tmp_path / "phone.mkv"
-    summary = encode_file(portrait_clip, encoded, quality=1)
+    summary = encode_file(portrait_clip, encoded, quality=1, mode="gc")
     assert summary.rotation == 90 and "rotated 90°" in summary.line()
     assert _rotations(encoded) == [90, 90]  # the preview and our track
     with MatroskaReader(encoded) as reader:
@@ -289,7 +289,7 @@ def test_rotation_is_carried_to_the_mkv_and_to_decoded_video(portrait_clip: Path
 
 def test_decoding_a_rotated_stream_to_frames_says_they_are_unrotated(portrait_clip: Path, tmp_path: Path) -> None:
     encoded = tmp_path / "phone.mkv"
-    encode_file(portrait_clip, encoded, quality=1, preview=False)
+    encode_file(portrait_clip, encoded, quality=1, preview=False, mode="gc")
     warnings: list[str] = []
     decode_file(encoded, tmp_path / "frames", on_warning=warnings.append)
     assert warnings == ["the stream is shown rotated 90° counter-clockwise; the PNG frames are written as coded, unrotated"]

@@ -173,7 +173,7 @@ class StreamcodecCodec(Codec):
 
     def encode(self, clip: Path, point: RatePoint, out_dir: Path, ctx: EncodeContext) -> Encoded:
         out = out_dir / f"{self.name}-{point.label}.mkv"
-        extra: dict[str, Any] = {"mode": self.mode} if self.mode != "gc" else {}
+        extra: dict[str, Any] = {"mode": self.mode}
         # No preview track and an audio-free input: the file holds only what our decoder needs.
         summary = encode_file(clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, **extra)
         return Encoded(out, summary.seconds, [])

@@ -17,14 +17,15 @@ import numpy as np
 
 from .. import __version__
 from ..bitstream import FORMAT_VERSION, StreamConfig
-from ..codec import DEFAULT_GOP, Encoder
-from ..errors import UnreadableInputError
+from ..codec import DEFAULT_GOP, DEFAULT_MODE, Encoder, SelectiveOptions
+from ..errors import OutputError, UnreadableInputError
 from ..io.demux import AudioPacket, Source, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
+from ..selective.masks import DEFAULT_KEEP
 from .audio import AudioRoute
 from .rate import choose_quality, estimate_rates, preview_budget
 
@@ -149,6 +150,7 @@ class _Muxing:
         self.frames, self.estimate = 0, 0.0
         self.first: Fraction | None = None
         self.last = Fraction(0)
+        self.masks_to: Path | None = None
 
     def _write(self, track: int, time: Fraction, data: bytes, keyframe: bool) -> None:
         self.writer.write(track, time, data, keyframe)
@@ -162,6 +164,8 @@ class _Muxing:
         encoded = self.encoder.encode(item.rgb)
         self._write(VIDEO_TRACK, item.time, encoded.packet, encoded.keyframe)
         self.estimate += encoded.estimated_bits
+        if self.masks_to is not None:
+            _write_mask(self.masks_to / f"mask_{self.frames:06d}.png", self.encoder.last_mask)
         if self.preview is not None:
             for pts, data, key in self.preview.encode(item.rgb, round(item.time / MS), encoded.keyframe):
                 self._write(PREVIEW_TRACK, pts * MS, data, key)
@@ -180,10 +184,49 @@ class _Muxing:
         return self.writer.close()
 
 
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), mask.astype(np.uint8) * 255):
+        raise OutputError("cannot write PNG", path)
+
+
+def _check_masks_folder(folder: Path) -> None:
+    """`--save-masks` writes only into a new or empty folder: a user's files are never overwritten."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise OutputError("is not a new or empty folder; --save-masks never writes into one that holds files", folder)
+
+
+@dataclass(frozen=True)
+class SelectiveSettings:
+    """`encode_file`'s selective-mode arguments, gathered (see SelectiveOptions for their meaning)."""
+
+    keep: tuple[str, ...] = DEFAULT_KEEP
+    mask_video: Path | None = None
+    segmenter: str = "selfie"
+    fidelity: str = "hevc"
+    background: str = "plate"
+    fg_quality: int | None = None
+    bg_quality: int | None = None
+
+    def options(self, frame_rate: Fraction) -> SelectiveOptions:
+        return SelectiveOptions(
+            keep=tuple(self.keep),
+            mask_video=self.mask_video,
+            segmenter=self.segmenter,
+            fidelity=self.fidelity,
+            background=self.background,
+            fg_crf=self.fg_quality,
+            bg_crf=self.bg_quality,
+            frame_rate=frame_rate,
+        )
+
+
 def encode_file(
     input: Path,
     output: Path,
     *,
+    mode: str = DEFAULT_MODE,
     model: str = DEFAULT_MODEL,
     quality: int | None = None,
     bitrate_kbps: float | None = None,
@@ -193,6 +236,14 @@ def encode_file(
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
     force: bool = False,
+    keep: tuple[str, ...] | list[str] = DEFAULT_KEEP,
+    mask_video: Path | None = None,
+    segmenter: str = "selfie",
+    fidelity: str = "hevc",
+    background: str = "plate",
+    fg_quality: int | None = None,
+    bg_quality: int | None = None,
+    save_masks: Path | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
@@ -203,7 +254,17 @@ def encode_file(
     existing `output` is refused (OutputExistsError, before any work) unless `force` is set. Frames
     FFmpeg could not read from a damaged input are reported through `on_warning` (and the
     summary's `warnings`), never dropped silently.
+
+    `mode` "sc" (selective, the default) keeps `keep` (and `mask_video`'s white pixels) at the
+    `fidelity` codec's quality and shows a `background` layer elsewhere; `fg_quality`/`bg_quality`
+    are CRFs overriding `quality`'s; `save_masks` writes each kept mask as a PNG into a new or
+    empty folder. `mode` "gc" ignores these.
     """
+    settings = SelectiveSettings(tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality)
+    if save_masks is not None:
+        if mode != "sc":
+            raise ValueError("--save-masks needs selective mode (--mode sc)")
+        _check_masks_folder(save_masks)
     if quality is not None and bitrate_kbps is not None:
         raise ValueError("give either quality or bitrate, not both")
     if bitrate_kbps is not None and bitrate_kbps <= 0:
@@ -213,20 +274,19 @@ def encode_file(
     warnings: list[str] = []
     with Source(input) as source:
         info = source.info
-        encoder = Encoder(info.width, info.height, model=model, quality=quality, gop=gop, backend=backend)
+        selective = settings.options(info.frame_rate) if mode == "sc" else None
+        encoder = Encoder(
+            info.width, info.height, mode=mode, model=model, quality=quality, gop=gop, backend=backend, selective=selective
+        )
         items = source.items()
         head, probe = _peek(items, RATE_PROBE_FRAMES)
         if not probe:
             damage = source.damage()
             raise UnreadableInputError("holds no decodable video frames" + (f"; {damage}" if damage else ""), input)
-        rates = estimate_rates(encoder, probe, info.frame_rate) if bitrate_kbps is not None or preview else []
+        wanted = None if bitrate_kbps is not None else [encoder.config.quality]
+        rates = estimate_rates(encoder, probe, info.frame_rate, wanted) if bitrate_kbps is not None or preview else []
         if bitrate_kbps is not None:
-            choice = choose_quality(rates, bitrate_kbps)
-            encoder.with_quality(choice.quality)
-            if choice.warning:
-                warnings.append(choice.warning)
-                if on_warning:
-                    on_warning(choice.warning)
+            _choose(encoder, rates, bitrate_kbps, warnings, on_warning)
         preview_encoder = _preview_encoder(info, rates[encoder.config.quality - 1]) if preview else None
         audio = AudioRoute(source.audio, AUDIO_TRACK) if source.audio else None
         rotation = next(item.rotation for item in head if isinstance(item, VideoFrame))
@@ -236,12 +296,17 @@ def encode_file(
         app = f"streamcodec {__version__}"
         with MatroskaWriter(output, tracks, writing_app=app, tags=tags, track_tags=track_tags, force=force) as writer:
             muxing = _Muxing(writer, encoder, preview_encoder, audio)
+            if save_masks is not None:
+                save_masks.mkdir(parents=True, exist_ok=True)
+                muxing.masks_to = save_masks
             for item in _chain(head, items):
                 muxing.add(item)
                 if isinstance(item, VideoFrame):
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
             file_bytes = muxing.finish()
         bar.close()
+        if mode == "sc":
+            encoder.close()
         damage = source.damage()
     summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
     summary.target_kbps, summary.warnings, summary.rotation = bitrate_kbps, warnings, rotation
@@ -250,6 +315,20 @@ def encode_file(
         if on_warning:
             on_warning(summary.warnings[-1])
     return summary
+
+
+def _choose(
+    encoder: Encoder, rates: list[float], kbps: float, warnings: list[str], on_warning: Callable[[str], None] | None
+) -> None:
+    """`--bitrate`: start at the quality whose estimate fits; selective mode then holds the rate GOP by GOP."""
+    choice = choose_quality(rates, kbps)
+    encoder.with_quality(choice.quality)
+    if encoder.config.mode == "sc":
+        encoder.with_target(kbps)
+    if choice.warning:
+        warnings.append(choice.warning)
+        if on_warning:
+            on_warning(choice.warning)
 
 
 def _preview_encoder(info: SourceInfo, codec_kbps: float) -> PreviewEncoder:

@@ -42,17 +42,22 @@ def _packet_bits(payload: bytes, channels: int, keyframe: bool) -> int:
     return 8 * len(bitstream.pack_frame(frame))
 
 
-def estimate_rates(encoder: Encoder, frames: list[npt.NDArray[np.uint8]], frame_rate: Fraction) -> list[float]:
+def estimate_rates(
+    encoder: Encoder, frames: list[npt.NDArray[np.uint8]], frame_rate: Fraction, qualities: list[int] | None = None
+) -> list[float]:
     """The codec track's rate at every quality, estimated on the first frames of a clip.
 
     Args:
         encoder: an encoder for the clip's size (its GOP weights intra against inter frames).
         frames: the first frames, (H, W, 3) uint8; at least one.
         frame_rate: frames per second.
+        qualities: selective mode estimates only these (its probes cost real encodes); others read 0.
 
     Returns:
         kbps per quality, lowest quality first.
     """
+    if encoder.config.mode == "sc":
+        return encoder.estimate_rates(frames, qualities)
     tables = encoder.model.tables
     symbols = [encoder.analyze(rgb) for rgb in frames]
     intra_share = 1.0 / min(encoder.config.gop, len(frames))

@@ -1,0 +1,94 @@
+"""Selective mode's speed: encode and decode fps at one size, with the time split by stage.
+
+    python scripts/bench_sc.py [CLIP] [--width 640 --height 480 --frames 50 --gop 25 --quality 4]
+
+Frames are the clip's, scaled to width x height and held in memory, so file reading is not timed;
+"mux" is the Matroska writer alone on the packets. Stages (seconds summed over the frames):
+encoder masks (segmenter + face + motion + stabiliser), mask coding, fidelity (fill + x265/SVT-AV1),
+plate (running estimate check + plate coding at keyframes), decode-in-loop (the encoder's own
+decoder); decoder layers (mask + plate), fidelity, composite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from streamcodec.codec import Decoder, Encoder, SelectiveOptions
+from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(path: Path, width: int, height: int, frames: int) -> list[np.ndarray]:
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.reformat(width=width, height=height, format="rgb24").to_ndarray())
+            if len(out) == frames:
+                break
+    return out
+
+
+def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: int) -> float:
+    track = TrackSpec(
+        number=1,
+        kind="video",
+        codec_id="V_STREAMCODEC",
+        codec_private=config_bytes,
+        default_duration_ns=40_000_000,
+        width=width,
+        height=height,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        with MatroskaWriter(Path(folder) / "x.mkv", [track], writing_app="bench_sc") as writer:
+            for index, packet in enumerate(packets):
+                writer.write(1, Fraction(index, 25), packet, index % 25 == 0)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("clip", type=Path, nargs="?", default=ROOT / "samples" / "bbb_640x360.mp4")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--gop", type=int, default=25)
+    parser.add_argument("--quality", type=int, default=4)
+    parser.add_argument("--fidelity", default="hevc")
+    parser.add_argument("--background", default="plate")
+    args = parser.parse_args()
+    frames = load(args.clip, args.width, args.height, args.frames)
+    options = SelectiveOptions(fidelity=args.fidelity, background=args.background)
+    encoder = Encoder(args.width, args.height, quality=args.quality, gop=args.gop, selective=options)
+    started = time.perf_counter()
+    packets = [encoder.encode(rgb).packet for rgb in frames]
+    encode_s = time.perf_counter() - started
+    decoder = Decoder(encoder.config)
+    started = time.perf_counter()
+    for packet in packets:
+        decoder.decode(packet)
+    decode_s = time.perf_counter() - started
+    mux = mux_seconds(packets, encoder.config.pack(), args.width, args.height)
+    n = len(frames)
+    kbps = sum(len(p) for p in packets) * 8 / 1000 / (n / 25)
+    print(f"{n} frames {args.width}x{args.height}, q{args.quality} {args.fidelity}/{args.background}, {kbps:.1f} kbps at 25 fps")
+    print(
+        f"encode {n / encode_s:.1f} fps ({1000 * encode_s / n:.1f} ms/frame); "
+        f"decode {n / decode_s:.1f} fps ({1000 * decode_s / n:.1f} ms/frame)"
+    )
+    for side, timings in (("encode", encoder.timings), ("decode", decoder.timings)):
+        for stage, seconds in timings.items():
+            print(f"  {side:6} {stage:14} {1000 * seconds / n:7.2f} ms/frame")
+    print(f"  mux    {'writer':14} {1000 * mux / n:7.2f} ms/frame")
+
+
+if __name__ == "__main__":
+    main()

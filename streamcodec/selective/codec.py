@@ -1,0 +1,420 @@
+"""Selective mode (SC): the kept region at standard-codec fidelity, a background layer everywhere else.
+
+Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
+    MASK      the 16-px block keep mask (maskcode; intra at keyframes, against the previous frame's between)
+    FIDELITY  one HEVC/AV1 access unit of the frame, outside the kept blocks filled with the fidelity
+              decoder's previous reconstruction (flat at keyframes): unchanged blocks cost a skip
+    PLATE     keyframes, background "plate": the background picture as one intra access unit
+    LATENTS   keyframes, background "synth": GC latents of the background at the lowest quality,
+              synthesized by the GC generator at the decoder
+    REFERENCE inter frames: the low byte of the previous packet's CRC-32, so a lost packet is refused
+The decoder composites alpha · fidelity + (1 − alpha) · background (layers.composite). Every
+keyframe is self-contained, so seeking and recovery work there. The encoder runs the decoder in
+its loop: the fill needs the fidelity reconstruction, and plate reuse needs the decoded plate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import bitstream
+from ..backends import Backend
+from ..bitstream import Frame, FrameType, StreamConfig
+from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
+from ..gc import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder, check_size, padded
+from ..metrics import psnr
+from ..models.registry import DEFAULT_MODEL, REGISTRY
+from .fidelity import FidelityDecoder, FidelityEncoder
+from .fill import fill_outside
+from .layers import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions, composite, fidelity_frame, fidelity_size
+from .maskcode import block_mask, decode_mask, encode_mask, expand
+from .masks import create_mask_source
+
+__all__ = ["SC_QUALITY_LEVELS", "SelectiveDecoder", "SelectiveEncoder", "SelectiveOptions"]
+
+Image = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
+
+#: Re-send the last plate's bytes while the background estimate stays this close to the one it was coded from (dB).
+PLATE_REUSE_DB = 38.0
+#: Weight of the newest frame in the running background estimate (outside the kept region).
+BACKGROUND_RATE = 0.25
+#: `--bitrate`: move the fidelity CRF by this much per GOP when the last GOP missed the target.
+RATE_STEP = 2
+#: Header, section headers, mask and CRC of a typical packet, for rate estimates (bytes).
+PACKET_OVERHEAD = 24
+
+
+def _gc_config(config: StreamConfig) -> StreamConfig:
+    """The GC stream the synthesized background is coded in: lowest quality, intra only."""
+    return replace(config, mode="gc", quality=1, gop=1, extra={})
+
+
+class SelectiveEncoder:
+    """Encodes RGB frames in selective mode (see the module docstring); options in `SelectiveOptions`."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        model: str = DEFAULT_MODEL,
+        quality: int | None = None,
+        gop: int = DEFAULT_GOP,
+        backend: str | Backend = "auto",
+        options: SelectiveOptions | None = None,
+    ) -> None:
+        check_size(width, height)
+        if gop < 1:
+            raise ValueError(f"gop {gop} must be at least 1")
+        self.options = options or SelectiveOptions()
+        self.options.check()
+        self.model = REGISTRY.load(model)
+        quality = SC_QUALITY_LEVELS if quality is None else quality
+        _check_quality(quality)
+        factor = self.model.config.factor
+        fg, bg = self.options.crfs(quality)
+        self.config = StreamConfig(
+            model_id=self.model.entry.model_id,
+            model_name=model,
+            mode="sc",
+            width=width,
+            height=height,
+            coded_width=padded(width, factor),
+            coded_height=padded(height, factor),
+            quality=quality,
+            channels=self.model.config.quality_channels[0],
+            gop=gop,
+            extra=self._extra(fg, bg),
+        )
+        self.masks = create_mask_source(
+            self.options.keep, mask_video=self.options.mask_video, segmenter=self.options.segmenter, threads=self.options.threads
+        )
+        self._frame: list[Image] = []
+        self._mask_stream = self.masks.kept_masks(self._feed())
+        self._gc = GCEncoder(width, height, model=model, quality=1, gop=1, backend=backend) if self._synth else None
+        self._fidelity: FidelityEncoder | None = None
+        self._plate_coder: FidelityEncoder | None = None
+        self._decoder: SelectiveDecoder | None = None
+        self._estimate: npt.NDArray[np.float32] | None = None
+        self._background_bytes = b""
+        self._background_source: Image | None = None
+        self._blocks: Mask | None = None
+        self._last_packet = b""
+        self._index = 0
+        self._fg_crf = fg
+        self._target_kbps: float | None = None
+        self._gop_bits = 0
+        self.last_mask: Mask | None = None
+        self.timings: dict[str, float] = defaultdict(float)
+
+    @property
+    def _synth(self) -> bool:
+        return self.options.background == "synth"
+
+    def _extra(self, fg: int, bg: int) -> dict[str, object]:
+        o = self.options
+        return {
+            "fidelity": o.fidelity,
+            "background": o.background,
+            "block": BLOCK,
+            "fill": o.fill,
+            "keep": o.kept_names(),
+            "fg_crf": fg,
+            "bg_crf": bg,
+            "feather": o.feather,
+        }
+
+    def _feed(self) -> Iterator[Image]:
+        while self._frame:
+            yield self._frame.pop()
+
+    def with_quality(self, quality: int) -> None:
+        """Change the quality before the first frame (used by bitrate selection)."""
+        if self._index:
+            raise RuntimeError("quality can only change before the first frame")
+        _check_quality(quality)
+        fg, bg = self.options.crfs(quality)
+        self._fg_crf = fg
+        self.config = replace(self.config, quality=quality, extra=self._extra(fg, bg))
+
+    def with_target(self, kbps: float) -> None:
+        """Hold the codec track near `kbps` over each GOP by moving the fidelity CRF at keyframes."""
+        self._target_kbps = kbps
+
+    def _open_coders(self) -> None:
+        fg, bg = self.options.crfs(self.config.quality, self._fg_crf)
+        for coder in (self._fidelity, self._plate_coder):
+            if coder is not None:
+                coder.close()
+        width, height = fidelity_size(self.config.width, self.config.height)
+        common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.threads}
+        self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
+        if not self._synth:
+            self._plate_coder = FidelityEncoder(width, height, self.options.frame_rate, crf=bg, **common)  # type: ignore[arg-type]
+
+    def encode(self, rgb: Image) -> EncodedFrame:
+        """Encode the next frame of the stream."""
+        if rgb.shape != (self.config.height, self.config.width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"frame of shape {rgb.shape} {rgb.dtype}; expected ({self.config.height}, {self.config.width}, 3) uint8"
+            )
+        keyframe = self._index % self.config.gop == 0
+        if self._decoder is None:
+            self._open_coders()
+            self._decoder = SelectiveDecoder(self.config, backend=self._gc.backend if self._gc else "auto", compose=False)
+        elif keyframe:
+            self._adapt_rate()
+        packet = self._packet(rgb, keyframe)
+        started = time.perf_counter()
+        self._decoder.decode(packet)  # the decoder in the loop: reconstruction for the fill, plate for reuse
+        self.timings["decode"] += time.perf_counter() - started
+        self._last_packet, self._index, self._gop_bits = packet, self._index + 1, self._gop_bits + 8 * len(packet)
+        return EncodedFrame(packet, keyframe, 8.0 * len(packet))
+
+    def _packet(self, rgb: Image, keyframe: bool) -> bytes:
+        started = time.perf_counter()
+        self._frame.append(rgb)
+        self.last_mask = next(self._mask_stream)
+        blocks = block_mask(self.last_mask, BLOCK)
+        kept = expand(blocks, self.config.height, self.config.width, BLOCK)
+        self._update_estimate(rgb, kept)
+        masked = time.perf_counter()
+        sections: dict[int, bytes] = {}
+        mask_bytes = encode_mask(blocks, None if keyframe else self._blocks)
+        if mask_bytes:
+            sections[bitstream.MASK] = mask_bytes
+        coded = time.perf_counter()
+        assert self._fidelity is not None
+        sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
+        fidelity = time.perf_counter()
+        if keyframe:
+            sections.update(self._background_section())
+        else:
+            sections[bitstream.REFERENCE] = self._last_packet[-1:]
+        self._blocks = blocks
+        frame = Frame(FrameType.SELECTIVE_INTRA if keyframe else FrameType.SELECTIVE_INTER, sections, 0 if keyframe else 1)
+        packet = bitstream.pack_frame(frame)
+        done = time.perf_counter()
+        for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("fidelity", fidelity - coded)):
+            self.timings[stage] += took
+        self.timings["plate"] += done - fidelity
+        return packet
+
+    def _filled(self, rgb: Image, kept: Mask, keyframe: bool) -> Image:
+        if keyframe or self.options.fill == "flat" or self._decoder is None or self._decoder.last_fidelity is None:
+            return fill_outside(rgb, kept, "flat", block=BLOCK)
+        if self.options.fill == "blur":
+            return fill_outside(rgb, kept, "blur", block=BLOCK)
+        return fill_outside(rgb, kept, "background", self._decoder.last_fidelity, block=BLOCK)
+
+    def _update_estimate(self, rgb: Image, kept: Mask) -> None:
+        """The running background: starts as the first frame, then follows the picture outside the kept region."""
+        if self._estimate is None:
+            self._estimate = rgb.astype(np.float32)
+            return
+        outside = ~kept
+        self._estimate[outside] += BACKGROUND_RATE * (rgb[outside] - self._estimate[outside])
+
+    def _background_section(self) -> dict[int, bytes]:
+        """PLATE or LATENTS for a keyframe: the last one's bytes again while the background has not changed."""
+        assert self._estimate is not None and self._decoder is not None
+        estimate = np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
+        tag = bitstream.LATENTS if self._synth else bitstream.PLATE
+        # Compared with the estimate the last plate was coded from, not its decode: coding noise at
+        # the plate's CRF alone would keep the PSNR under the threshold.
+        held = self._background_source
+        if not (self._background_bytes and held is not None and psnr(estimate, held) > PLATE_REUSE_DB):
+            self._background_source = estimate
+            if self._gc is not None:
+                self._background_bytes = bitstream.unpack_frame(self._gc.encode(estimate).packet).sections[bitstream.LATENTS]
+            else:
+                assert self._plate_coder is not None
+                self._background_bytes = self._plate_coder.encode(fidelity_frame(estimate), True)
+        return {tag: self._background_bytes}
+
+    def _adapt_rate(self) -> None:
+        """`--bitrate`: after each GOP, move the fidelity CRF toward the target (±RATE_STEP, bounded)."""
+        if self._target_kbps is None:
+            return
+        kbps = self._gop_bits * float(self.options.frame_rate) / self.config.gop / 1000
+        self._gop_bits = 0
+        step = RATE_STEP if kbps > 1.05 * self._target_kbps else -RATE_STEP if kbps < 0.8 * self._target_kbps else 0
+        low, high = self.options.crf_bounds()
+        crf = max(low, min(high, self._fg_crf + step))
+        if crf != self._fg_crf:
+            self._fg_crf = crf
+            self._open_coders()
+            self._background_bytes = b""  # the plate coder restarts; re-code the plate at its new CRF
+
+    def estimate_rates(self, frames: list[Image], qualities: Sequence[int] | None = None) -> list[float]:
+        """The codec track's kbps at each quality (only `qualities` if given, the others 0), from the first frames.
+
+        Args:
+            frames: the clip's first frames, (H, W, 3) uint8; at least one.
+            qualities: the levels to estimate (default all).
+        Returns:
+            kbps per quality, lowest first.
+        """
+        height, width = self.config.height, self.config.width
+        kept = [expand(block_mask(m, BLOCK), height, width, BLOCK) for m in self.masks.kept_masks(iter(frames))]
+        intra_share = 1.0 / self.config.gop  # a keyframe (IDR + plate) is worth many inter frames
+        rates = []
+        for quality in range(1, SC_QUALITY_LEVELS + 1):
+            if qualities is not None and quality not in qualities:
+                rates.append(0.0)
+                continue
+            fg, bg = self.options.crfs(quality)
+            sizes = [size + PACKET_OVERHEAD for size in self._probe(frames, kept, fg)]
+            sizes[0] += self._probe_background(frames[0], bg)
+            inter = float(np.mean(sizes[1:])) if len(sizes) > 1 else sizes[0]
+            bits = 8 * (intra_share * sizes[0] + (1 - intra_share) * inter)
+            rates.append(bits * float(self.options.frame_rate) / 1000.0)
+        return rates
+
+    def _probe(self, frames: list[Image], kept: list[Mask], crf: int) -> list[int]:
+        """Access unit sizes of the frames at `crf`, filled as the encoder fills them (previous input for the recon)."""
+        width, height = fidelity_size(self.config.width, self.config.height)
+        coder = FidelityEncoder(
+            width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset
+        )
+        sizes: list[int] = []
+        previous: Image | None = None
+        with coder:
+            for rgb, mask in zip(frames, kept, strict=True):
+                how = "flat" if previous is None else "background"
+                previous = fill_outside(rgb, mask, how, previous, block=BLOCK)
+                sizes.append(len(coder.encode(fidelity_frame(previous), len(sizes) == 0)))
+        return sizes
+
+    def _probe_background(self, rgb: Image, crf: int) -> int:
+        if self._gc is not None:
+            return len(bitstream.unpack_frame(self._gc.encode(rgb).packet).sections[bitstream.LATENTS])
+        width, height = fidelity_size(self.config.width, self.config.height)
+        with FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf) as coder:
+            return len(coder.encode(fidelity_frame(rgb), True))
+
+    def close(self) -> None:
+        """Close the codecs (idempotent)."""
+        for coder in (self._fidelity, self._plate_coder):
+            if coder is not None:
+                coder.close()
+
+
+def _check_quality(quality: int) -> None:
+    if not 1 <= quality <= SC_QUALITY_LEVELS:
+        raise ValueError(f"quality {quality} is outside 1..{SC_QUALITY_LEVELS} for selective mode")
+
+
+class SelectiveDecoder:
+    """Decodes a selective stream's packets to RGB; refuses inter frames after damage until the next keyframe."""
+
+    def __init__(self, config: StreamConfig, *, backend: str | Backend = "auto", compose: bool = True) -> None:
+        """Check the configuration and prepare the layers' decoders.
+
+        Args:
+            config: a selective stream's configuration.
+            backend: inference backend for the synthesized background.
+            compose: False for the encoder's loop, which needs the layers but not the picture
+                (`decode` then returns the fidelity layer).
+        """
+        config.validate()
+        self.compose = compose
+        if config.mode != "sc":
+            raise UnsupportedStreamError(f"stream mode {config.mode!r} is not selective")
+        if not 1 <= config.quality <= SC_QUALITY_LEVELS:
+            raise CorruptStreamError(f"stream configuration quality {config.quality} is outside 1..{SC_QUALITY_LEVELS}")
+        self.config = config
+        extra = config.extra
+        self._feather = int(extra["feather"])  # type: ignore[call-overload]
+        # GCDecoder checks the model, coded sizes and channels (the synth background's) for both backgrounds.
+        gc_config = _gc_config(config)
+        self._gc = GCDecoder(gc_config, backend=backend) if extra["background"] == "synth" else None
+        if self._gc is None:
+            _check_gc_fields(gc_config)
+        width, height = fidelity_size(config.width, config.height)
+        codec = str(extra["fidelity"])
+        self._fidelity = FidelityDecoder(codec, width=width, height=height)
+        self._plate = FidelityDecoder(codec, width=width, height=height)
+        self._background: tuple[bytes, Image] | None = None
+        self._blocks: Mask | None = None
+        self._crc: int | None = None
+        self.last_fidelity: Image | None = None
+        self.timings: dict[str, float] = defaultdict(float)
+
+    @property
+    def background(self) -> Image | None:
+        """The decoded background layer in use (None before the first keyframe)."""
+        return None if self._background is None else self._background[1]
+
+    def decode(self, packet: bytes) -> Image:
+        """One packet → (height, width, 3) uint8; CorruptStreamError for damage or a lost reference."""
+        try:
+            return self._decode(packet)
+        except StreamcodecError:
+            self._crc = None  # inter frames are refused until the next keyframe
+            raise
+
+    def _decode(self, packet: bytes) -> Image:
+        frame = bitstream.unpack_frame(packet)
+        if frame.frame_type not in (FrameType.SELECTIVE_INTRA, FrameType.SELECTIVE_INTER):
+            raise CorruptStreamError(f"{frame.frame_type.name} frame in a selective-mode stream")
+        if not frame.is_key:
+            self._check_reference(frame)
+        if bitstream.FIDELITY not in frame.sections:
+            raise CorruptStreamError("selective frame has no fidelity section")
+        started = time.perf_counter()
+        shape = (-(-self.config.height // BLOCK), -(-self.config.width // BLOCK))
+        blocks = decode_mask(frame.sections.get(bitstream.MASK, b""), shape, None if frame.is_key else self._blocks)
+        background = self._background_of(frame) if frame.is_key else self.background
+        if background is None:
+            raise CorruptStreamError("selective inter frame before any keyframe")
+        layers = time.perf_counter()
+        height, width = self.config.height, self.config.width
+        fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
+        decoded = time.perf_counter()
+        out = composite(fidelity, background, expand(blocks, height, width, BLOCK), self._feather) if self.compose else fidelity
+        self.timings["layers"] += layers - started
+        self.timings["fidelity"] += decoded - layers
+        self.timings["composite"] += time.perf_counter() - decoded
+        self._blocks, self._crc, self.last_fidelity = blocks, packet[-1], fidelity
+        return out
+
+    def _check_reference(self, frame: Frame) -> None:
+        if frame.reference_distance != 1 or self._crc is None:
+            raise CorruptStreamError("inter frame without its reference (an earlier frame was lost or damaged)")
+        wanted = bitstream.unpack_reference(frame.sections.get(bitstream.REFERENCE, b""))
+        if wanted != self._crc:
+            raise CorruptStreamError(
+                f"inter frame follows a packet ending 0x{wanted:02x}, the decoder's last ends "
+                f"0x{self._crc:02x} (a frame was lost)"
+            )
+
+    def _background_of(self, frame: Frame) -> Image:
+        """The keyframe's background layer, decoded once per distinct plate or latents (a static scene costs nothing)."""
+        tag = bitstream.LATENTS if self._gc is not None else bitstream.PLATE
+        data = frame.sections.get(tag)
+        if not data:
+            raise CorruptStreamError(f"selective keyframe has no {'latents' if self._gc else 'plate'} section")
+        if self._background is not None and self._background[0] == data:
+            return self._background[1]
+        if self._gc is not None:
+            picture = self._gc.decode(bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: data})))
+        else:
+            picture = self._plate.decode(data)[: self.config.height, : self.config.width]
+        self._background = (data, picture)
+        return picture
+
+
+def _check_gc_fields(config: StreamConfig) -> None:
+    """The model-dependent fields of a plate stream, checked as GC would without loading a backend."""
+    from ..gc import check_against_model
+
+    entry = REGISTRY.by_id(config.model_id)
+    check_against_model(config, REGISTRY.load(entry.name))

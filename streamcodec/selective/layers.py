@@ -1,0 +1,141 @@
+"""Selective mode's settings and the pieces both sides share: qualities, the feathered composite, the layers' sizes.
+
+    out = alpha · fidelity + (1 − alpha) · background,   alpha = box_blur(erode(kept blocks, feather), feather)
+
+alpha is 1 well inside the kept region and falls to (almost) 0 at its edge, so it never reaches
+over the fill pixels the fidelity layer carries outside the kept region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from .fidelity import CODECS
+from .masks import DEFAULT_KEEP, parse_keep
+
+Image = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
+
+SC_QUALITY_LEVELS = 4
+#: Fidelity CRF per quality (q1 = lowest rate) and the background's offset from it.
+FG_CRF: dict[str, tuple[int, ...]] = {"hevc": (38, 34, 30, 26), "av1": (50, 44, 38, 32)}
+BG_OFFSET: dict[str, int] = {"hevc": 8, "av1": 10}
+BACKGROUNDS = ("plate", "synth")
+FILLS = ("recon", "flat", "blur")
+BLOCK = 16
+FEATHER = 4
+
+
+@dataclass(frozen=True)
+class SelectiveOptions:
+    """What the selective encoder keeps and how it codes the layers.
+
+    Args:
+        keep: mask kinds to keep (see masks.KINDS); may be empty with `mask_video`.
+        mask_video: a user's mask video (luma > 127 kept), added to the kinds.
+        segmenter: person model, "selfie" or "onnx:PATH".
+        fidelity: the kept region's codec, "hevc" or "av1".
+        background: "plate" (a coded background picture per keyframe) or "synth" (GC latents, generated).
+        fg_crf, bg_crf: CRFs of the fidelity layer and the plate (default: from the quality).
+        preset: the fidelity codec's speed preset (default the codec's).
+        fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
+        feather: composite feather in pixels, inside the kept region (0..16).
+        frame_rate: frames per second (rate control and `--bitrate`).
+        threads: CPU threads for the masks and codecs.
+    """
+
+    keep: tuple[str, ...] = DEFAULT_KEEP
+    mask_video: Path | None = None
+    segmenter: str = "selfie"
+    fidelity: str = "hevc"
+    background: str = "plate"
+    fg_crf: int | None = None
+    bg_crf: int | None = None
+    preset: str | None = None
+    fill: str = "recon"
+    feather: int = FEATHER
+    frame_rate: Fraction = Fraction(25)
+    threads: int = 1
+
+    def check(self) -> None:
+        """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
+        parse_keep(",".join(self.keep)) if self.keep else None
+        if not self.keep and self.mask_video is None:
+            raise ValueError("selective mode needs something to keep: --keep kinds or a --mask video")
+        for name, value, allowed in (
+            ("fidelity", self.fidelity, tuple(FG_CRF)),
+            ("background", self.background, BACKGROUNDS),
+            ("fill", self.fill, FILLS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"selective {name} {value!r} is not one of {', '.join(allowed)}")
+        low, high = CODECS[self.fidelity].crf_range
+        for name, crf in (("fg-quality", self.fg_crf), ("bg-quality", self.bg_crf)):
+            if crf is not None and not low <= crf <= high:
+                raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
+        if not 0 <= self.feather <= BLOCK:
+            raise ValueError(f"feather {self.feather} is outside 0..{BLOCK}")
+
+    def crfs(self, quality: int, fg_crf: int | None = None) -> tuple[int, int]:
+        """(fidelity CRF, background CRF) at `quality`, or around a given fidelity CRF; overrides win."""
+        fg = fg_crf if fg_crf is not None else self.fg_crf if self.fg_crf is not None else FG_CRF[self.fidelity][quality - 1]
+        low, high = CODECS[self.fidelity].crf_range
+        bg = self.bg_crf if self.bg_crf is not None else min(high, fg + BG_OFFSET[self.fidelity])
+        return max(low, min(high, fg)), bg
+
+    def crf_bounds(self) -> tuple[int, int]:
+        """How far `--bitrate` may move the fidelity CRF."""
+        levels = FG_CRF[self.fidelity]
+        low, high = CODECS[self.fidelity].crf_range
+        return max(low, levels[-1] - 6), min(high, levels[0] + 12)
+
+    def kept_names(self) -> list[str]:
+        return list(self.keep) + (["mask-video"] if self.mask_video is not None else [])
+
+
+def feather_alpha(kept: Mask, feather: int) -> npt.NDArray[np.float32]:
+    """The composite's weight of the fidelity layer: (H, W) float32 in 0..1, zero outside `kept`."""
+    alpha = kept.astype(np.float32)
+    if feather <= 0 or not kept.any():
+        return alpha
+    size = 2 * feather + 1
+    # Replicated borders: a kept region touching the frame edge stays opaque there.
+    eroded = cv2.erode(alpha, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return np.asarray(cv2.blur(eroded, (size, size), borderType=cv2.BORDER_REPLICATE), dtype=np.float32)
+
+
+def composite(fidelity: Image, background: Image, kept: Mask, feather: int) -> Image:
+    """alpha · fidelity + (1 − alpha) · background, as (H, W, 3) uint8."""
+    alpha = feather_alpha(kept, feather)
+    out = background.copy()
+    full = alpha >= 1.0
+    out[full] = fidelity[full]
+    part = (alpha > 0) & ~full  # only the feathered band needs arithmetic
+    if part.any():
+        under, over = background[part].astype(np.float32), fidelity[part].astype(np.float32)
+        out[part] = np.clip(under + alpha[part][:, None] * (over - under) + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+#: x265 refuses pictures under 16 pixels a side (SVT-AV1 under 4): smaller frames are padded up to this.
+MIN_FIDELITY_SIDE = 16
+
+
+def fidelity_size(width: int, height: int) -> tuple[int, int]:
+    """The size the fidelity layer (and plate) codes a frame of width x height at."""
+    return max(MIN_FIDELITY_SIDE, width), max(MIN_FIDELITY_SIDE, height)
+
+
+def fidelity_frame(rgb: Image) -> Image:
+    """Pad a frame under `MIN_FIDELITY_SIDE` a side by repeating its edge (the decoder crops it back)."""
+    height, width = rgb.shape[:2]
+    coded_width, coded_height = fidelity_size(width, height)
+    if (coded_width, coded_height) == (width, height):
+        return rgb
+    return np.pad(rgb, ((0, coded_height - height), (0, coded_width - width), (0, 0)), mode="edge")
