@@ -96,7 +96,7 @@ def run_streamcodec(src: Path, reference: list[np.ndarray], fps: float, work: Pa
     h, w = reference[0].shape[:2]
     for quality in range(1, quality_levels() + 1):
         out = work / f"{src.stem}.q{quality}.mkv"
-        summary = encode_file(src, out, quality=quality, preview=False)
+        summary = encode_file(src, out, mode="gc", quality=quality, preview=False)
         speed = decode_file(out, None)  # decode alone, for its speed
         measured = decode_file(out, None, reference=src)  # again, with the metrics
         rows.append(
@@ -163,9 +163,9 @@ def codec_speed(width: int = 640, height: int = 480, frames: int = 30) -> dict[s
     with av.open(str(sample)) as container:
         decoded = container.decode(video=0)
         rgb = [next(decoded).to_ndarray(format="rgb24", width=width, height=height) for _ in range(frames)]
-    encoder = Encoder(width, height)
+    encoder = Encoder(width, height, mode="gc")
     decoder = Decoder(encoder.config)
-    encoder.encode(rgb[0]), decoder.decode(Encoder(width, height).encode(rgb[0]).packet)  # warm-up
+    encoder.encode(rgb[0]), decoder.decode(Encoder(width, height, mode="gc").encode(rgb[0]).packet)  # warm-up
     started = time.perf_counter()
     packets = [encoder.encode(f).packet for f in rgb]
     encode_s = time.perf_counter() - started

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Long fuzzing run of the whole decode path: mutated .mkv files through `decode_file` and `stream_info`.
 
-Two small clips are encoded with `encode_file`; each run takes one, damages it (byte flips, a cut,
-a splice with the other, a huge EBML size) and decodes it in-process, with a per-file timeout and a
-bound on address space. Only the project's exceptions (StreamcodecError) may come out. It prints
-the files tried, every traceback (non-project exception) with its innermost stack line and a
-reproducer, hangs, peak RSS, and the share of undamaged keyframe-led GOPs that still decoded
-exactly as in the undamaged file.
+Two small clips per mode (selective and global) are encoded with `encode_file`; each run takes one,
+damages it (byte flips, a cut, a splice with the other clip of the same mode, a huge EBML size) and
+runs `decode_file(..., salvage=True)` and `stream_info` on it in-process, with a per-file timeout
+and a bound on address space. Only the project's exceptions (StreamcodecError) may come out. It
+prints the files tried, every traceback (non-project exception) with its innermost stack line and
+a reproducer, hangs, peak RSS, and the share of undamaged keyframe-led GOPs that still decoded
+exactly as in the undamaged file. Damage to the file's head (EBML header, Segment header, SeekHead,
+Info, Tracks with the stream configuration) may refuse the whole file by design; GOPs of such files
+are counted apart.
 
-    python scripts/fuzz.py [--files 300] [--seed 1] [--timeout 20] [--memory-mb 3000]
+    python scripts/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000]
 """
 
 from __future__ import annotations
@@ -73,14 +76,27 @@ class Gop:
 class Base:
     data: bytes
     gops: list[Gop]
+    head_end: int  # end of the Tracks element: damage before it may refuse the file by design
 
 
-def make_base(work: Path, name: str, source: str) -> Base:
-    """Encode a 2 s 96x64 clip with audio; record each GOP's byte range and clean outputs."""
-    clip, mkv = work / f"{name}.mp4", work / f"{name}.mkv"
+def _head_end(data: bytes) -> int:
+    """Offset just past the (first) Tracks element."""
+    from streamcodec.io import ebml
+
+    at = data.index(ebml.encode_id(ebml.ID.TRACKS))
+    header = ebml.parse_header(memoryview(data), at, 0, Path("base.mkv"))
+    assert header.size is not None
+    return at + header.header_size + header.size
+
+
+def make_base(work: Path, name: str, source: str, mode: str) -> Base:
+    """Encode a 2 s 96x64 clip with audio in `mode`; record each GOP's byte range and clean outputs."""
+    clip, mkv = work / f"{name}.mp4", work / f"{name}.{mode}.mkv"
     lavfi = ["-f", "lavfi", "-i", f"{source}=size=96x64:rate=25", "-f", "lavfi", "-i", "sine=frequency=330"]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *lavfi, "-t", "2", "-c:v", "libx264", "-c:a", "aac", str(clip)], check=True)
-    encode_file(clip, mkv, gop=GOP)
+    if not clip.exists():
+        codecs = ["-c:v", "libx264", "-c:a", "aac"]
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *lavfi, "-t", "2", *codecs, str(clip)], check=True)
+    encode_file(clip, mkv, mode=mode, gop=GOP)
     data = mkv.read_bytes()
     RecordingDecoder.log = []
     decode_file(mkv, None)
@@ -94,7 +110,7 @@ def make_base(work: Path, name: str, source: str) -> Base:
             gops.append(Gop(start, pos, []))
         gops[-1].end = pos
         gops[-1].frames.append((key, out or ""))
-    return Base(data, gops)
+    return Base(data, gops, _head_end(data))
 
 
 def _video_packets(path: Path) -> list[bytes]:
@@ -105,17 +121,17 @@ def _video_packets(path: Path) -> list[bytes]:
         return [p.data for p in reader.packets({track.number})]
 
 
-def mutate(rng: random.Random, a: Base, b: Base) -> tuple[bytes, str, list[tuple[Gop, int]]]:
-    """(damaged file, reproducer, undamaged GOPs with their byte shift in the damaged file)."""
+def mutate(rng: random.Random, a: Base, b: Base) -> tuple[bytes, str, list[tuple[Gop, int]], bool]:
+    """(damaged file, reproducer, undamaged GOPs with their byte shift, whether the file's head was hit)."""
     kind = rng.choice(["flip", "cut", "splice", "huge"])
     data = bytearray(a.data)
     if kind == "splice":
         x, y = rng.randrange(len(a.data)), rng.randrange(len(b.data))
         kept = [(g, 0) for g in a.gops if g.end <= x] + [(g, x - y) for g in b.gops if g.start >= y]
-        return a.data[:x] + b.data[y:], f"splice a[:{x}] + b[{y}:]", kept
+        return a.data[:x] + b.data[y:], f"splice a[:{x}] + b[{y}:]", kept, x < a.head_end
     if kind == "cut":
         x = rng.randrange(len(data))
-        return bytes(data[:x]), f"cut at {x}", [(g, 0) for g in a.gops if g.end <= x]
+        return bytes(data[:x]), f"cut at {x}", [(g, 0) for g in a.gops if g.end <= x], x < a.head_end
     if kind == "huge":
         x, size = rng.randrange(len(data)), rng.choice(HUGE_SIZES)
         data[x : x + len(size)] = size
@@ -127,7 +143,7 @@ def mutate(rng: random.Random, a: Base, b: Base) -> tuple[bytes, str, list[tuple
             data[x] ^= rng.randrange(1, 256)
         what = "flip at " + ",".join(str(x) for x, _ in hit)
     kept = [(g, 0) for g in a.gops if all(e <= g.start or s >= g.end for s, e in hit)]
-    return bytes(data), what, kept
+    return bytes(data), what, kept, any(s < a.head_end for s, _ in hit)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -137,7 +153,8 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 def run_one(path: Path, timeout: float) -> list[tuple[str, BaseException]]:
     """Decode and inspect one file; returns the (step, exception) pairs that were not ours."""
     failures: list[tuple[str, BaseException]] = []
-    for step, call in (("decode_file", lambda: decode_file(path, None)), ("stream_info", lambda: stream_info(path))):
+    steps = (("decode_file", lambda: decode_file(path, None, salvage=True)), ("stream_info", lambda: stream_info(path)))
+    for step, call in steps:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             call()
@@ -175,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--modes", default="sc,gc", help="comma-separated stream modes to fuzz (default sc,gc)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per file and step")
     parser.add_argument("--memory-mb", type=int, default=3000, help="address space allowed beyond the start")
     args = parser.parse_args(argv)
@@ -183,24 +201,26 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        a, b = make_base(work, "a", "testsrc2"), make_base(work, "b", "mandelbrot")
+        modes = args.modes.split(",")
+        bases = [(make_base(work, "a", "testsrc2", mode), make_base(work, "b", "mandelbrot", mode)) for mode in modes]
         _bound_memory(args.memory_mb)
-        report = fuzz(work, a, b, rng, args)
+        report = fuzz(work, bases, rng, args)
     print(report)
     return 0
 
 
-def fuzz(work: Path, a: Base, b: Base, rng: random.Random, args: Any) -> str:
+def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: Any) -> str:
     tracebacks: Counter[tuple[str, str, str]] = Counter()
     repro: dict[tuple[str, str, str], str] = {}
     hangs: list[str] = []
-    kept_total = decoded_total = 0
+    kept_total = decoded_total = head_total = head_decoded = 0
     lost: Counter[str] = Counter()
     lost_example: dict[str, str] = {}
     path = work / "fuzzed.mkv"
     for _ in range(args.files):
+        a, b = rng.choice(bases)
         first, second = (a, b) if rng.random() < 0.5 else (b, a)
-        data, what, kept = mutate(rng, first, second)
+        data, what, kept, head_hit = mutate(rng, first, second)
         path.write_bytes(data)
         RecordingDecoder.log = []
         for step, exc in run_one(path, args.timeout):
@@ -210,8 +230,11 @@ def fuzz(work: Path, a: Base, b: Base, rng: random.Random, args: Any) -> str:
             key = (step, type(exc).__name__, _where(exc))
             tracebacks[key] += 1
             repro.setdefault(key, f"{what} (of {'a' if first is a else 'b'}): {str(exc)[:100]}")
-        kept_total += len(kept)
         decoded = _gops_decoded(kept)
+        if head_hit:  # the stream configuration or the index it needs may be gone: counted apart
+            head_total, head_decoded = head_total + len(kept), head_decoded + decoded
+            continue
+        kept_total += len(kept)
         decoded_total += decoded
         if decoded < len(kept):
             lost[what.split()[0]] += len(kept) - decoded
@@ -222,7 +245,8 @@ def fuzz(work: Path, a: Base, b: Base, rng: random.Random, args: Any) -> str:
     lines += [f"hangs             {len(hangs)}", *(f"  {h}" for h in hangs[:20])]
     lines.append(f"peak RSS          {peak_mb:.0f} MB")
     share = decoded_total / kept_total if kept_total else float("nan")
-    lines.append(f"undamaged GOPs    {decoded_total} of {kept_total} still decoded exactly ({share:.1%})")
+    lines.append(f"undamaged GOPs    {decoded_total} of {kept_total} still decoded exactly ({share:.1%}), head intact")
+    lines.append(f"                  {head_decoded} of {head_total} in files whose head (header..Tracks) was hit")
     lines += [f"  {n:4d} lost after a {k}, e.g. {lost_example[k]}" for k, n in lost.most_common()]
     return "\n".join(lines)
 

@@ -222,6 +222,7 @@ def _add_info(sub: Any) -> None:
         ),
     )
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
+    p.add_argument("--frames", action="store_true", help="also list every frame's bits by layer (JSON always has them)")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(run=_run_info)
 
@@ -369,7 +370,7 @@ def _run_info(args: argparse.Namespace) -> int:
     from .streaminfo import stream_info
 
     info = stream_info(args.input)
-    _print(info, args.json)
+    print(json.dumps(info.to_dict(), indent=2, default=str) if args.json else info.text(per_frame=args.frames))
     return 1 if info.damaged else 0
 
 

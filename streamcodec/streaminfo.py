@@ -62,7 +62,8 @@ class StreamInfo:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def text(self) -> str:
+    def text(self, per_frame: bool = False) -> str:
+        """The summary as lines of text; `per_frame` adds one line of bits by layer for every frame."""
         c = self.config
         lines = [
             f"{self.path}: {self.file_bytes} bytes",
@@ -77,7 +78,7 @@ class StreamInfo:
         total = sum(self.layer_bits.values())
         shares = ", ".join(f"{name} {bits} ({100 * bits / total:.1f} %)" for name, bits in self.layer_bits.items() if bits)
         lines.append(f"  layer bits  {shares or 'none'}")
-        for index, layers in enumerate(self.frames_by_layer):
+        for index, layers in enumerate(self.frames_by_layer if per_frame else []):
             parts = " ".join(f"{name} {bits}" for name, bits in layers.items() if bits)
             lines.append(f"  frame {index:<5} {sum(layers.values())} bits: {parts}")
         for t in self.tracks:

@@ -162,7 +162,7 @@ def test_flipped_index_element_id_is_recovered(stream: Path, tmp_path: Path, ele
 
 def test_damaged_tracks_is_refused_unless_salvaged(stream: Path, tmp_path: Path) -> None:
     tracks = top_level(stream)[ID.TRACKS][0]
-    name_at = stream.read_bytes().index(b"streamcodec gc", tracks.offset)
+    name_at = stream.read_bytes().index(b"streamcodec ", tracks.offset)
     path = damaged_copy(stream, tmp_path, {name_at + 3: 0x01})  # a byte of the track's Name
     with pytest.raises(CorruptStreamError, match=r"Tracks CRC-32 mismatch.*--salvage"):
         decode_file(path, None)

@@ -203,8 +203,9 @@ def test_info_shows_layer_bits_that_add_up_to_the_packets(encoded: tuple[Path, P
     assert info.frames_by_layer[1]["plate"] == 0  # plates only on keyframes
     result = run_cli("info", str(encoded[0]), "--json")
     assert json.loads(result.stdout)["layer_bits"] == info.layer_bits
-    text = run_cli("info", str(encoded[0])).stdout
+    text = run_cli("info", str(encoded[0]), "--frames").stdout
     assert "layer bits  fidelity" in text and "frame 0 " in text
+    assert "frame 0 " not in run_cli("info", str(encoded[0])).stdout  # per-frame lines only when asked
 
 
 def test_save_masks_refuses_a_folder_that_holds_files(clip: Path, tmp_path: Path) -> None:
