@@ -21,8 +21,9 @@ from streamcodec import cli
 from streamcodec.errors import OutputError, OutputExistsError
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 from streamcodec.io.safe_output import Partial, absolute
-from streamcodec.pipeline.decode import _VideoSink, decode_file
+from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file
+from streamcodec.pipeline.sink import VideoSink
 from streamcodec.streaminfo import stream_info
 
 from .conftest import ffmpeg
@@ -166,7 +167,7 @@ def test_a_file_created_during_the_write_is_not_clobbered_at_the_rename(tmp_path
 
 def test_a_frames_folder_filled_during_the_decode_is_left_alone(tmp_path: Path) -> None:
     folder = tmp_path / "frames"
-    sink = _VideoSink(folder, 8, 8, None, Fraction(25))
+    sink = VideoSink(folder, 8, 8, None, Fraction(25))
     sink.write(np.zeros((8, 8, 3), np.uint8), Fraction(0))
     folder.mkdir()
     (folder / "thesis.txt").write_text("written meanwhile")

@@ -1,0 +1,170 @@
+"""Where decoded frames go: a video file (mp4/mkv/mov through libx264, raw y4m) or a folder of PNGs.
+
+Everything is written inside a locked partial folder (io/safe_output) and published at `close()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from ..errors import OutputError, media_errors
+from ..io.safe_output import (
+    Partial,
+    absolute,
+    check_file_target,
+    check_frames_folder,
+    publish_file,
+    publish_frames,
+    remove_stale_partials,
+)
+
+CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
+MS = Fraction(1, 1000)
+
+
+def _is_frames_folder(output: Path) -> bool:
+    return output.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
+
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse a decode output before any work: wrong type, existing file without `force`, non-empty folder."""
+    if _is_frames_folder(output):
+        check_frames_folder(output)
+        return
+    if output.suffix.lower() not in CONTAINER_SUFFIXES and output.suffix.lower() != ".y4m":
+        raise OutputError(f"unsupported output type {output.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
+    check_file_target(output, force)
+
+
+class VideoSink:
+    """Where decoded frames go: a PyAV container (with optional audio copy) or PNG files.
+
+    Everything is written inside a locked partial folder (see io/safe_output) and published by a
+    rename at `close()`: a file replaces an existing one only with `force`; frames go only into a
+    new or empty folder.
+    """
+
+    def __init__(
+        self, output: Path, width: int, height: int, audio_from: Path | None, frame_rate: Fraction, force: bool = False
+    ) -> None:
+        self.output, self.force = output, force
+        self.target = absolute(output)
+        # Nominal rate for the codec's rate control (and the y4m header); every frame keeps its own timestamp.
+        self.frame_rate = frame_rate
+        self.suffix = output.suffix.lower()
+        self.is_folder = _is_frames_folder(output)
+        check_output(output, force)
+        remove_stale_partials(self.target)
+        # An existing (empty) folder is filled from inside: renaming over it would move the
+        # user's working directory or a mount point.
+        inside = self.is_folder and self.target.is_dir()
+        self.partial = Partial.create(self.target, folder=True, where=self.target if inside else None)
+        self.tmp = self.partial.path
+        self.count = 0
+        self.container: Any = None
+        self.audio_in: Any = None
+        self.audio_out: Any = None
+        if not self.is_folder:
+            try:
+                self._open_container(width, height, audio_from)
+            except BaseException:
+                self.abort()
+                raise
+
+    def _open_container(self, width: int, height: int, audio_from: Path | None) -> None:
+        target = self.tmp / self.output.name
+        with media_errors(self.output, writing=True):
+            if self.suffix == ".y4m":
+                self.container = av.open(str(target), "w", format="yuv4mpegpipe")
+                self.video = self.container.add_stream("rawvideo", rate=self.frame_rate)
+                self.video.pix_fmt = "yuv444p"
+            else:
+                self.container = av.open(str(target), "w", format=CONTAINER_SUFFIXES[self.suffix])
+                self.video = self.container.add_stream("libx264", rate=self.frame_rate)
+                even = width % 2 == 0 and height % 2 == 0
+                self.video.pix_fmt = "yuv420p" if even else "yuv444p"
+                self.video.options = {"crf": "12", "preset": "fast"}
+                if audio_from is not None:
+                    self.audio_in = av.open(str(audio_from))
+                    if self.audio_in.streams.audio:
+                        self.audio_out = self.container.add_stream_from_template(self.audio_in.streams.audio[0])
+            self.video.width, self.video.height = width, height
+            # y4m has no timestamps: its header's F comes from the time base, so that is the frame rate.
+            self.video.time_base = 1 / self.frame_rate if self.suffix == ".y4m" else MS
+
+    def set_rotation(self, degrees: float) -> str | None:
+        """Carry the stream's display rotation (before the first frame); returns a note where it cannot be.
+
+        .mp4/.mkv/.mov get a display matrix, so players turn the picture as they did the source.
+        PNG and y4m have no such field: their frames are written as coded, and the note says so.
+        """
+        if not degrees:
+            return None
+        if self.suffix in CONTAINER_SUFFIXES and not self.is_folder:
+            self.video.set_display_rotation(degrees)
+            return None
+        kind = "PNG" if self.is_folder else "y4m"
+        return f"the stream is shown rotated {degrees:g}° counter-clockwise; the {kind} frames are written as coded, unrotated"
+
+    def write(self, rgb: npt.NDArray[np.uint8], time: Fraction) -> None:
+        self.count += 1
+        if self.is_folder:
+            Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
+            return
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self.suffix == ".y4m":
+            frame.pts, frame.time_base = self.count - 1, 1 / self.frame_rate
+        else:
+            frame.pts, frame.time_base = round(time / MS), MS
+        with media_errors(self.output, writing=True):
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+
+    def write_audio(self, data: bytes, time: Fraction) -> None:
+        if self.audio_out is None:
+            return
+        packet = av.Packet(data)
+        packet.stream = self.audio_out
+        packet.time_base = MS
+        packet.pts = packet.dts = round(time / MS)
+        with media_errors(self.output, writing=True):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Finish the file (or frames) and move it into place."""
+        if self.is_folder:
+            publish_frames(self.partial, self.target)
+            self.partial.release()
+            return
+        with media_errors(self.output, writing=True):
+            for packet in self.video.encode(None):
+                self.container.mux(packet)
+            self.container.close()
+        self.container = None
+        self._close_audio()
+        publish_file(self.tmp / self.output.name, self.output, self.force)
+        self.partial.discard()  # the partial folder is empty now
+
+    def _close_audio(self) -> None:
+        if self.audio_in is not None:
+            self.audio_in.close()
+            self.audio_in = None
+
+    def abort(self) -> None:
+        """Drop everything written so far; the output is left as it was."""
+        if self.container is not None:
+            with contextlib.suppress(av.error.FFmpegError):
+                self.container.close()
+            self.container = None
+        self._close_audio()
+        if self.partial.fd >= 0:  # not yet published
+            self.partial.discard()
