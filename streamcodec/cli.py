@@ -258,12 +258,12 @@ def _codec_list(text: str) -> list[str]:
 
 EVAL_EPILOG = """codecs:
   streamcodec-gc   our GC mode; its rate points are the model's quality levels
-  streamcodec-sc   our selective mode (needs selective-mode masks; reported n/a until they exist)
+  streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
   x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)
 
-Classical targets are spread over streamcodec-gc's measured rates on each clip (x0.5 .. x2); a
-target an encoder cannot reach is reported with the rate it did reach. Bitrate is the whole file
+Classical targets are spread over streamcodec's measured rates on each clip (x0.5 .. x2), N points
+per streamcodec mode evaluated; a target an encoder cannot reach is reported with the rate it did reach. Bitrate is the whole file
 each decoder needs (container included) x 8 / duration. Cells are cached in OUT/cache/: a rerun
 only computes what is missing, and failed cells are retried.
 

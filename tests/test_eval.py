@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import math
 import shutil
@@ -26,7 +25,6 @@ from streamcodec.eval.measure import rate_note
 from streamcodec.eval.report import COLUMNS
 from streamcodec.eval.roi import roi_rectangles
 from streamcodec.eval.vmaf import find_vmaf_ffmpeg
-from streamcodec.pipeline.encode import encode_file
 
 from .conftest import ffmpeg
 
@@ -241,16 +239,23 @@ def test_mask_features_switch_on_when_a_mask_source_exists(clip_with_audio: Path
     run = run_eval(config)
     rows = {(r["codec"], r["point"]): r for r in run.rows}
     assert "x265-roi" not in run.not_available and "psnr_kept_db" not in run.not_available
-    for (codec, _), row in rows.items():
-        if codec == "streamcodec-sc":
-            if "mode" not in inspect.signature(encode_file).parameters:
-                assert row["status"] == "n/a" and "encode_file" in row["detail"]
-            continue
+    assert sum(codec == "x264" for codec, _ in rows) == 2  # `points` per streamcodec mode measured: one here
+    for row in rows.values():
         assert row["status"] == "ok", row["detail"]
         assert row["psnr_kept_db"] is not None and row["ms_ssim_kept"] is not None
         assert row["background_flicker"] is not None and 0 <= row["person_iou"] <= 1
     assert roi_rectangles(_mask_union()) == [(16, 16, 64, 32)]  # what x265-roi hands to addroi
     assert list((tmp_path / "eval" / "cache" / "masks").glob("*.npz"))  # computed once, kept
+
+
+def test_classical_codecs_get_points_for_each_streamcodec_mode(tmp_path: Path) -> None:
+    from streamcodec.eval.runner import _Grid
+
+    codecs = ["streamcodec-gc", "streamcodec-sc", "x265"]
+    both = EvalConfig(clips=[], codecs=codecs, points=3, out=tmp_path, mask_source=_CentreMasks())
+    assert _Grid(both)._count(CODECS["x265"]) == 6
+    unmasked = EvalConfig(clips=[], codecs=codecs, points=3, out=tmp_path, mask_source=None)
+    assert _Grid(unmasked)._count(CODECS["x265"]) == 3  # selective mode is n/a without masks
 
 
 def _mask_union() -> np.ndarray:

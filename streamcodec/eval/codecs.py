@@ -115,7 +115,7 @@ def classical_targets(reference_kbps: list[float], points: int, width: int, heig
     """Target bitrates (kbps) for the classical codecs on one clip.
 
     Args:
-        reference_kbps: streamcodec-gc's measured rates on this clip (may be empty).
+        reference_kbps: streamcodec's measured rates on this clip, every mode evaluated (may be empty).
         points: how many targets.
         width, height, frame_rate: the clip's, for the default range when there is no reference.
 

@@ -124,7 +124,12 @@ class _Grid:
     def _count(self, codec: Codec) -> int:
         if isinstance(codec, StreamcodecCodec):
             return len(codec.points(self.config.model, self.config.points))
-        return self.config.points
+        return self.config.points * self._modes()
+
+    def _modes(self) -> int:
+        """How many streamcodec modes this run measures (at least 1): classical codecs get `points` per mode."""
+        ours = [c for c in _ordered(self.config.codecs) if isinstance(c, StreamcodecCodec)]
+        return max(1, sum(c.unavailable(self.masks_reason) is None for c in ours))
 
     def not_available(self) -> dict[str, str]:
         reasons = {name: self.masks_reason for name in MASK_METRICS if self.masks_reason}
@@ -147,21 +152,22 @@ class _Grid:
                 prepared.append(prepare_clip(path, digest, self.work, self.out / "cache" / "masks", self.ffmpeg, self.masks))
             return prepared[0]
 
-        gc_kbps: list[float] = []
+        ours_kbps: list[float] = []  # every streamcodec mode's measured rates: the classical targets span them
         for codec in _ordered(self.config.codecs):
-            for point in self._points(codec, gc_kbps, path):
+            for point in self._points(codec, ours_kbps, self._modes(), path):
                 row = self._cell(codec, point, path, digest, clip)
-                if codec.name == "streamcodec-gc" and row["status"] == "ok":
-                    gc_kbps.append(row["kbps"])
+                if isinstance(codec, StreamcodecCodec) and row["status"] == "ok":
+                    ours_kbps.append(row["kbps"])
                 self.rows.append(row)
                 self.bar.update(1, clip=path.stem, codec=codec.name)
 
-    def _points(self, codec: Codec, gc_kbps: list[float], path: Path) -> list[RatePoint]:
+    def _points(self, codec: Codec, ours_kbps: list[float], modes: int, path: Path) -> list[RatePoint]:
         if isinstance(codec, StreamcodecCodec):
             return codec.points(self.config.model, self.config.points)
         with Source(path) as source:  # frame size and rate only, for the default range
             info = source.info
-        targets = classical_targets(gc_kbps, self.config.points, info.width, info.height, info.frame_rate)
+        # `points` per streamcodec mode, so each mode's range holds as many classical points as its own.
+        targets = classical_targets(ours_kbps, self.config.points * modes, info.width, info.height, info.frame_rate)
         return [RatePoint(f"{kbps:g}kbps", target_kbps=kbps) for kbps in targets]
 
     def _context(self, clip: PreparedClip | None) -> EncodeContext:
