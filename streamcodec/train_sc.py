@@ -40,7 +40,11 @@ class SCTrainConfig:
     steps: int = 7000
     batch: int = 8
     crop: int = 128
-    lr: float = 1e-4
+    #: Learning rate of the new parts: F and the first conv of G.
+    lr: float = 2e-4
+    #: Learning rate of the rest of G, copied from the GC model: low, so it stays close to it.
+    lr_finetune: float = 2e-5
+    lr_d: float = 2e-4
     labels: str = "builtin"
     warmup_steps: int = 1000
     lambda_in: float = 100.0
@@ -115,12 +119,17 @@ class SCTrainer(Trainer):
         if len(self.labeler.classes) != model_cfg.classes:
             raise ModelError(f"labeler {cfg.labels!r} has {len(self.labeler.classes)} classes, the model {model_cfg.classes}")
         self.disc = MultiScaleDiscriminator()
-        self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(self._param_groups(cfg), betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
         self.paths = find_media(data)
         self.sampler = CropSampler(self.paths, cfg.crop, cfg.seed)
         self.step = 0
         out.mkdir(parents=True, exist_ok=True)
+
+    def _param_groups(self, cfg: SCTrainConfig) -> list[dict[str, Any]]:
+        new = [p for name, p in self.net.named_parameters() if name.startswith(("F.", "G.net.0."))]
+        copied = [p for name, p in self.net.named_parameters() if not name.startswith(("F.", "G.net.0."))]
+        return [{"params": new, "lr": cfg.lr}, {"params": copied, "lr": cfg.lr_finetune}]
 
     def state(self) -> dict[str, Any]:
         return super().state() | {"kind": "sc", "model_cfg": self.model_cfg.to_dict()}

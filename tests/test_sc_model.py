@@ -134,3 +134,17 @@ def test_damaged_sc_weights_are_refused(trained: Path) -> None:
 def test_a_gc_model_is_not_a_synthesis_model() -> None:
     with pytest.raises(ModelError, match="'gc-small' is a gc model, not a selective-mode synthesis"):
         SynthesisModel("gc-small")
+
+
+def test_shipped_sc_small_reads_gc_small_latents_and_builtin_labels() -> None:
+    model = SynthesisModel()  # sc-small, sha256 and content id checked
+    assert model.model_id.startswith("sc-") and model.classes == 30
+    assert model.config.base_model == REGISTRY.entry("gc-small").model_id and model.config.keep == 2
+    labeler = ColourTextureLabeler()
+    model.check_labeler(labeler.name, len(labeler.classes))
+    frame = np.zeros((40, 64, 3), dtype=np.uint8)
+    frame[:, 32:] = (40, 160, 60)
+    w_hat = _q1_latent(torch.from_numpy(np.pad(frame, ((0, 8), (0, 0), (0, 0)), mode="edge")).permute(2, 0, 1)[None] / 255.0)
+    out = model.synthesize(w_hat.numpy(), labeler.labels(frame))
+    assert out.shape == (48, 64, 3)
+    assert out[:40, 40:, 1].mean() > out[:40, :24, 1].mean() + 50  # the green half comes out green
