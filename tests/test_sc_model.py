@@ -148,3 +148,5 @@ def test_shipped_sc_small_reads_gc_small_latents_and_builtin_labels() -> None:
     out = model.synthesize(w_hat.numpy(), labeler.labels(frame))
     assert out.shape == (48, 64, 3)
     assert out[:40, 40:, 1].mean() > out[:40, :24, 1].mean() + 50  # the green half comes out green
+    symbols = (w_hat[0, :2] + 2).round().long().numpy()  # centers -2 … 2 → indices 0 … 4
+    assert np.array_equal(model.synthesize_symbols(symbols, labeler.labels(frame)), out)

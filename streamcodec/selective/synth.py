@@ -59,6 +59,20 @@ class SynthesisModel:
                 f'(streamcodec train with kind = "sc" and labels = its spec)'
             )
 
+    def synthesize_symbols(self, symbols: npt.NDArray[np.int64], labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """`synthesize` from the q1 symbols as `GCDecoder.decode_symbols` returns them.
+
+        Args:
+            symbols: (k, h, w) int64 center indices of the first k latent channels (k ≥ keep).
+            labels: (H', W') uint8 label map at stride 8, as for `synthesize`.
+        Returns:
+            (16h, 16w, 3) uint8 RGB.
+        """
+        gc = self.net.cfg.gc
+        w_hat = np.zeros((1, gc.channels, *symbols.shape[1:]), dtype=np.float32)
+        w_hat[0, : symbols.shape[0]] = np.asarray(gc.centers, dtype=np.float32)[symbols]
+        return self.synthesize(w_hat, labels)
+
     def synthesize(self, w_hat: npt.NDArray[np.float32], labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """The synthesized frame at coded size.
 
