@@ -1,5 +1,8 @@
 """Training loop for the GC profile: distortion warm-up, then GAN with feature matching.
 
+A config with `kind = "sc"` trains selective mode's synthesis generator instead (`train_sc`):
+`load_config` and `Trainer` dispatch on it, so `streamcodec train` serves both.
+
 Checkpoints are written atomically every `checkpoint_every` steps and on Ctrl-C; `resume`
 continues from one bit-for-bit in data order (the sampler's RNG state is saved with it).
 """
@@ -13,7 +16,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,7 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .models.gc import GCConfig, GCModel, MultiScaleDiscriminator
+from .models.sc import SCConfig
 from .train_data import CropSampler, find_media
+
+if TYPE_CHECKING:
+    from .train_sc import SCTrainConfig
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,23 @@ class TrainConfig:
     log_every: int = 50
 
 
-def load_config(path: Path) -> tuple[str, GCConfig, TrainConfig]:
-    """Read a TOML training config: `name`, `[model]` (GCConfig) and `[train]` (TrainConfig)."""
+def load_config(path: Path) -> tuple[str, GCConfig | SCConfig, TrainConfig | SCTrainConfig]:
+    """Read a TOML training config: `name`, `[model]` (GCConfig) and `[train]` (TrainConfig).
+
+    Args:
+        path: the .toml file; `kind = "sc"` in it selects the SC profile (SCConfig, SCTrainConfig).
+    Returns:
+        (name, model config, training config).
+    """
     with open(path, "rb") as f:
         raw = tomllib.load(f)
+    kind = raw.get("kind", "gc")
+    if kind == "sc":
+        from .train_sc import load_sc_config
+
+        return load_sc_config(raw, path)
+    if kind != "gc":
+        raise ValueError(f"{path}: unknown kind {kind!r} (use 'gc' or 'sc')")
     unknown = set(raw.get("train", {})) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"{path}: unknown [train] keys {sorted(unknown)}")
@@ -67,7 +87,18 @@ def _feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Ten
 
 
 class Trainer:
-    def __init__(self, name: str, model_cfg: GCConfig, cfg: TrainConfig, data: list[Path], out: Path) -> None:
+    def __new__(cls, name: str, model_cfg: GCConfig | SCConfig, *args: Any, **kwargs: Any) -> Trainer:
+        # An SC config trains the SC generator: `Trainer(...)` stays the one entry point.
+        if cls is Trainer and isinstance(model_cfg, SCConfig):
+            from .train_sc import SCTrainer
+
+            return super().__new__(SCTrainer)
+        return super().__new__(cls)
+
+    def __init__(
+        self, name: str, model_cfg: GCConfig | SCConfig, cfg: TrainConfig | SCTrainConfig, data: list[Path], out: Path
+    ) -> None:
+        assert isinstance(model_cfg, GCConfig) and isinstance(cfg, TrainConfig)
         self.name, self.model_cfg, self.cfg, self.out = name, model_cfg, cfg, out
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)

@@ -71,6 +71,10 @@ def build_tables(model: GCModel, paths: list[Path], max_side: int = 640, max_fra
 def export_checkpoint(checkpoint: Path, data: list[Path], name: str | None = None, out_dir: Path = WEIGHTS_DIR) -> dict[str, str]:
     """Write `<name>.npz` into `out_dir` and register it in `out_dir/registry.json`."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state.get("kind") == "sc":
+        from ..train_sc import export_sc_checkpoint
+
+        return export_sc_checkpoint(state, name or str(state["name"]), out_dir)
     cfg = GCConfig.from_dict(state["model_cfg"])
     model = GCModel(cfg)
     model.load_state_dict(state["model"])

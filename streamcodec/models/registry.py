@@ -33,6 +33,8 @@ class ModelEntry:
     sha256: str
     model_id: str
     card: dict[str, Any]
+    #: "gc" (a codec model: E, G and entropy tables) or "sc" (selective mode's synthesis generator).
+    kind: str = "gc"
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,12 @@ class Registry:
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, path: Path, sha256: str, model_id: str, card: dict[str, Any] | None = None) -> None:
+    def register(
+        self, name: str, path: Path, sha256: str, model_id: str, card: dict[str, Any] | None = None, kind: str = "gc"
+    ) -> None:
         if name in self._entries:
             raise ModelError(f"model {name!r} is already registered")
-        self._entries[name] = ModelEntry(name, path, sha256, model_id, card or {})
+        self._entries[name] = ModelEntry(name, path, sha256, model_id, card or {}, kind)
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -121,16 +125,24 @@ class Registry:
         """Read and verify a model's weights (hash and content id); cached per name."""
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = _load_entry(self.entry(name))
+                entry = self.entry(name)
+                if entry.kind != "gc":
+                    raise ModelError(f"model {name!r} is a selective-mode synthesis model ({entry.kind}), not a GC codec model")
+                self._loaded[name] = _load_entry(entry)
             return self._loaded[name]
 
 
-def _load_entry(entry: ModelEntry) -> LoadedModel:
+def check_file(entry: ModelEntry) -> None:
+    """Refuse a model whose weights file is missing or whose sha256 is not the registry's."""
     if not entry.path.exists():
         raise ModelError(f"weights file of model {entry.name!r} is missing", entry.path)
     actual = file_sha256(entry.path)
     if actual != entry.sha256:
         raise ModelError(f"weights sha256 {actual[:12]}… does not match the registry's {entry.sha256[:12]}…", entry.path)
+
+
+def _load_entry(entry: ModelEntry) -> LoadedModel:
+    check_file(entry)
     with np.load(entry.path) as npz:
         params = {k[len("param/") :]: npz[k] for k in npz.files if k.startswith("param/")}
         tables = ContextTables(npz["tables/intra"], npz["tables/inter"])
@@ -143,7 +155,8 @@ def _load_entry(entry: ModelEntry) -> LoadedModel:
 def register_index(registry: Registry, index: Path) -> None:
     """Register every model of a `registry.json` (as written by export); files are relative to it."""
     for name, item in json.loads(index.read_text(), object_pairs_hook=_no_duplicates).items():
-        registry.register(name, index.parent / item["file"], item["sha256"], item["model_id"], item.get("card", {}))
+        path = index.parent / item["file"]
+        registry.register(name, path, item["sha256"], item["model_id"], item.get("card", {}), item.get("kind", "gc"))
 
 
 def _builtin_registry() -> Registry:
