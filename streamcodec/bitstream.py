@@ -386,7 +386,7 @@ def _check_extra_field(name: str, value: Any, allowed: frozenset[str] | tuple[in
             raise CorruptStreamError(
                 f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}"
             )
-    elif type(value) is not allowed or not 0 < len(value) <= MAX_NAME:
+    elif not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
         raise CorruptStreamError(f"selective stream configuration {name} {_show(value)} is not a name of 1..{MAX_NAME} chars")
 
 
