@@ -49,10 +49,15 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
     0x05 PLATE     keyframes with background "plate": the background picture as one intra access
                    unit of the same codec; the same bytes again while the background is unchanged
     0x01 LATENTS   keyframes with background "synth": GC latents (as in a GC intra frame, at the
-                   lowest quality) of the background, synthesized by the GC generator
+                   lowest quality) of the background
+    0x03 LABELS    keyframes with background "synth": the labeler's map of the same background
+                   (labelcode payload, intra; may be empty: an all-0 map); the decoder paints the
+                   background with the SC generator named in `extra` from LATENTS and LABELS.
+                   Synth streams written before it (no LABELS, no "synth_model" in `extra`) are
+                   painted by the GC model's generator from LATENTS alone
     0x81 REFERENCE inter frames: see above
-Every selective keyframe is self-contained. 0x03 LABELS (label map) is reserved and not written yet.
-The configuration's `extra` holds the selective settings (see SC_EXTRA), checked by `validate`.
+Every selective keyframe is self-contained. The configuration's `extra` holds the selective
+settings (see SC_EXTRA; the synth generator's in SC_SYNTH_EXTRA), checked by `validate`.
 
 Stream configuration: b"SCST", a version byte, then UTF-8 JSON (`StreamConfig`). `unpack` checks
 every field's type and range (`StreamConfig.validate`) before anything is allocated from it.
@@ -83,11 +88,11 @@ OPTIONAL_TAG = 0x80
 # Section tags of format version 1.
 LATENTS = 0x01  # range-coded bottleneck symbols: transmitted channel count (u8) + payload
 MASK = 0x02  # selective: the 16-px block keep mask (maskcode payload; absent = empty/unchanged)
-LABELS = 0x03  # reserved: semantic label map (selective mode; not written yet)
+LABELS = 0x03  # selective, keyframes with background "synth": the label map (labelcode payload)
 FIDELITY = 0x04  # selective: the kept region's HEVC/AV1 access unit
 PLATE = 0x05  # selective, keyframes with background "plate": the background as one intra access unit
 REFERENCE = 0x81  # optional: which reference an inter frame was coded against (per mode, see above)
-KNOWN_SECTIONS = frozenset({LATENTS, MASK, FIDELITY, PLATE, REFERENCE})
+KNOWN_SECTIONS = frozenset({LATENTS, MASK, LABELS, FIDELITY, PLATE, REFERENCE})
 
 # Sane limits for a stream configuration: 16384 px a side, at most 8K UHD worth of pixels.
 MAX_SIDE = 16384
@@ -106,6 +111,13 @@ SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
     "feather": (0, 16),
 }
 MAX_KEEP = 16
+# Background "synth" since the SC generator: all of these or (older streams) none; never with "plate".
+SC_SYNTH_EXTRA: dict[str, frozenset[str] | tuple[int, int] | type] = {
+    "synth_model": str,  # registry name of the SC generator
+    "synth_model_id": str,  # its content id, checked against the installation's at decode
+    "labeler": frozenset({"builtin"}),
+    "label_classes": (1, 256),
+}
 
 
 class FrameType(enum.IntEnum):
@@ -350,26 +362,47 @@ def _check_types(fields: dict[str, Any]) -> None:
 
 def _check_sc_extra(extra: dict[str, Any]) -> None:
     """Selective mode's `extra`: exactly the keys of SC_EXTRA plus "keep", each of its type and range."""
-    unknown = sorted(set(extra) - set(SC_EXTRA) - {"keep"})
+    unknown = sorted(set(extra) - set(SC_EXTRA) - set(SC_SYNTH_EXTRA) - {"keep"})
     if unknown:
         raise UnsupportedStreamError(f"selective stream configuration has unknown field(s) {_show(unknown)}")
     missing = sorted(set(SC_EXTRA) - set(extra))
     if missing:
         raise CorruptStreamError(f"selective stream configuration lacks {', '.join(missing)}")
     for name, allowed in SC_EXTRA.items():
-        value = extra[name]
-        if isinstance(allowed, frozenset):
-            if type(value) is not str or value not in allowed:
-                raise UnsupportedStreamError(
-                    f"selective stream configuration {name} {_show(value)} is not one of {sorted(allowed)}"
-                )
-        elif type(value) is not int or not allowed[0] <= value <= allowed[1]:
-            raise CorruptStreamError(
-                f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}"
-            )
+        _check_extra_field(name, extra[name], allowed)
+    _check_synth_extra(extra)
     keep = extra.get("keep", [])
     if type(keep) is not list or len(keep) > MAX_KEEP or any(type(k) is not str or not 0 < len(k) <= MAX_NAME for k in keep):
         raise CorruptStreamError(f"selective stream configuration keep {_show(keep)} is not a list of up to {MAX_KEEP} names")
+
+
+def _check_extra_field(name: str, value: Any, allowed: frozenset[str] | tuple[int, int] | type) -> None:
+    """One `extra` field: a name from a set, an integer in a range, or a string of 1..MAX_NAME characters."""
+    if isinstance(allowed, frozenset):
+        if type(value) is not str or value not in allowed:
+            raise UnsupportedStreamError(f"selective stream configuration {name} {_show(value)} is not one of {sorted(allowed)}")
+    elif isinstance(allowed, tuple):
+        if type(value) is not int or not allowed[0] <= value <= allowed[1]:
+            raise CorruptStreamError(
+                f"selective stream configuration {name} {_show(value)} is outside {allowed[0]}..{allowed[1]}"
+            )
+    elif not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise CorruptStreamError(f"selective stream configuration {name} {_show(value)} is not a name of 1..{MAX_NAME} chars")
+
+
+def _check_synth_extra(extra: dict[str, Any]) -> None:
+    """The SC generator's fields: all or none, and only with background "synth"."""
+    present = sorted(set(SC_SYNTH_EXTRA) & set(extra))
+    if not present:
+        return
+    if extra["background"] != "synth":
+        where = f"with background {extra['background']!r}"
+        raise CorruptStreamError(f"selective stream configuration has {', '.join(present)} {where}")
+    missing = sorted(set(SC_SYNTH_EXTRA) - set(extra))
+    if missing:
+        raise CorruptStreamError(f"selective stream configuration lacks {', '.join(missing)}")
+    for name, allowed in SC_SYNTH_EXTRA.items():
+        _check_extra_field(name, extra[name], allowed)
 
 
 def _show(value: object) -> str:

@@ -66,8 +66,9 @@ def test_decoder_rejects_newer_format_version() -> None:
 
 
 def test_unknown_critical_section_is_refused_and_optional_one_skipped() -> None:
-    with pytest.raises(UnsupportedStreamError, match="0x03"):  # LABELS: reserved, not decoded yet
-        bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", bitstream.LABELS: b"m"}))
+    with pytest.raises(UnsupportedStreamError, match="0x06"):  # no section 0x06 yet
+        bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", 0x06: b"m"}))
+    assert bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", bitstream.LABELS: b"m"})).sections[bitstream.LABELS] == b"m"
     frame = bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", OPTIONAL: b"ignored"}))
     assert frame.sections == {bitstream.LATENTS: b"a"}
 

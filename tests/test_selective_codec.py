@@ -16,12 +16,13 @@ import pytest
 from streamcodec import bitstream
 from streamcodec.bitstream import StreamConfig
 from streamcodec.codec import Decoder, Encoder
-from streamcodec.errors import CorruptStreamError, OutputError, StreamcodecError, UnsupportedStreamError
+from streamcodec.errors import CorruptStreamError, ModelError, OutputError, StreamcodecError, UnsupportedStreamError
 from streamcodec.io.demux import Source, VideoFrame
 from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.metrics import psnr_from_mse
 from streamcodec.pipeline.decode import decode_file, stream_track
 from streamcodec.pipeline.encode import encode_file
+from streamcodec.selective.synth import SynthesisModel
 from streamcodec.streaminfo import stream_info
 
 from .conftest import SAMPLE, ffmpeg
@@ -170,6 +171,7 @@ HOSTILE_EXTRA: list[dict[str, Any]] = [
     {"keep": ["x" * 300]},
     {"fill": None},
     {"surprise": 1},
+    {"synth_model": "sc-small"},  # a synth generator's field on a plate stream
 ]
 
 
@@ -242,7 +244,147 @@ def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
         "fg_crf": 40,
         "bg_crf": 50,
         "feather": 4,
+        "synth_model": "sc-small",
+        "synth_model_id": SynthesisModel("sc-small").model_id,
+        "labeler": "builtin",
+        "label_classes": 30,
     }
     frames = decode_all(config, packets)
     assert all(frame is not None for frame in frames)
     assert stream_info(out).layer_bits["latents"] > 0
+
+
+SYNTH_FRAMES, SYNTH_GOP = 12, 6
+
+
+@pytest.fixture(scope="module")
+def synth_encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 frames of the sample at 96x64 with --background synth, GOP 6."""
+    folder = tmp_path_factory.mktemp("synth")
+    clip, out = folder / "bbb96.mp4", folder / "synth.mkv"
+    ffmpeg(
+        "-i", str(SAMPLE), "-vf", "scale=96:64", "-frames:v", str(SYNTH_FRAMES), "-an", "-c:v", "libx264", "-crf", "12", str(clip)
+    )
+    summary = encode_file(clip, out, gop=SYNTH_GOP, preview=False, background="synth", quality=1)
+    assert summary.frames == SYNTH_FRAMES
+    return out
+
+
+def gc_background(config: StreamConfig, latents: bytes) -> np.ndarray:
+    """What gc-small's own generator paints from a keyframe's LATENTS (the pre-SC synth background)."""
+    from streamcodec.gc import GCDecoder
+    from streamcodec.selective.background import gc_config
+
+    return GCDecoder(gc_config(config)).decode(bitstream.pack_frame(bitstream.Frame(bitstream.FrameType.INTRA, {1: latents})))
+
+
+def test_synth_round_trip_sends_latents_and_labels_on_keyframes(synth_encoded: Path) -> None:
+    from streamcodec.gc import GCDecoder
+    from streamcodec.selective.background import gc_config
+    from streamcodec.selective.labelcode import decode_labels
+
+    config, packets, _ = packets_of(synth_encoded)
+    assert config.extra["background"] == "synth" and config.extra["labeler"] == "builtin"
+    assert config.extra["label_classes"] == 30 and config.extra["synth_model"] == "sc-small"
+    assert len(packets) == SYNTH_FRAMES
+    frames = [bitstream.unpack_frame(p) for p in packets]
+    for index, frame in enumerate(frames):
+        key = index % SYNTH_GOP == 0
+        assert (bitstream.LABELS in frame.sections) == key and (bitstream.LATENTS in frame.sections) == key, index
+    first, second = decode_all(config, packets), decode_all(config, packets)
+    for a, b in zip(first, second, strict=True):
+        assert a is not None and b is not None and a.shape == (64, 96, 3)
+        np.testing.assert_array_equal(a, b)
+    # The background is sc-small's painting of the latents and the label map, not gc-small's q1 picture.
+    decoder = Decoder(config)
+    decoder.decode(packets[0])
+    latents, labels = frames[0].sections[bitstream.LATENTS], frames[0].sections[bitstream.LABELS]
+    symbols, _ = GCDecoder(gc_config(config)).decode_symbols(
+        bitstream.pack_frame(bitstream.Frame(bitstream.FrameType.INTRA, {bitstream.LATENTS: latents}))
+    )
+    label_map = decode_labels(labels, (8, 12), None, 30)
+    expected = SynthesisModel("sc-small").synthesize_symbols(symbols, label_map)[:64, :96]
+    np.testing.assert_array_equal(decoder.impl.background, expected)
+    assert not np.array_equal(expected, gc_background(config, latents))
+    info = stream_info(synth_encoded)
+    assert [sum(layers.values()) for layers in info.frames_by_layer] == [8 * len(p) for p in packets]
+    assert info.layer_bits["labels"] > 0 and info.layer_bits["latents"] > 0 and info.layer_bits["plate"] == 0
+    assert all(layers["labels"] == 0 for i, layers in enumerate(info.frames_by_layer) if i % SYNTH_GOP)
+
+
+def old_style(config: StreamConfig, packets: list[bytes]) -> tuple[StreamConfig, list[bytes]]:
+    """The stream as the encoder wrote it before sc-small: no LABELS, no generator in `extra`, references re-chained."""
+    synth_keys = set(bitstream.SC_SYNTH_EXTRA)
+    old_config = StreamConfig(**{**asdict(config), "extra": {k: v for k, v in config.extra.items() if k not in synth_keys}})
+    out: list[bytes] = []
+    for packet in packets:
+        frame = bitstream.unpack_frame(packet)
+        sections = {tag: data for tag, data in frame.sections.items() if tag != bitstream.LABELS}
+        if not frame.is_key:
+            sections[bitstream.REFERENCE] = out[-1][-1:]
+        out.append(bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance)))
+    return old_config, out
+
+
+def test_an_old_style_synth_stream_still_decodes_with_gc_small(synth_encoded: Path) -> None:
+    config, packets, _ = packets_of(synth_encoded)
+    old_config, old_packets = old_style(config, packets)
+    StreamConfig.unpack(old_config.pack())  # still a valid configuration
+    decoder = Decoder(old_config)
+    for index, packet in enumerate(old_packets):
+        assert decoder.decode(packet).shape == (64, 96, 3)
+        if index == 0:
+            latents = bitstream.unpack_frame(packet).sections[bitstream.LATENTS]
+            np.testing.assert_array_equal(decoder.impl.background, gc_background(old_config, latents))
+    # And a new-style stream's keyframe without its LABELS is refused, not painted by the wrong generator.
+    with pytest.raises(CorruptStreamError, match="no labels section"):
+        Decoder(config).decode(old_packets[0])
+
+
+HOSTILE_SYNTH_EXTRA: list[dict[str, Any]] = [
+    {"synth_model_id": 5},
+    {"synth_model": ""},
+    {"synth_model": "x" * 300},
+    {"labeler": "onnx-1a2b3c4d-s8"},
+    {"labeler": None},
+    {"label_classes": 0},
+    {"label_classes": 257},
+    {"label_classes": True},
+    {"label_classes": "30"},
+    {"labeler": "<drop>"},
+]
+
+
+@pytest.mark.parametrize("change", HOSTILE_SYNTH_EXTRA, ids=lambda c: json.dumps(c)[:30])
+def test_hostile_synth_extra_gives_project_errors(synth_encoded: Path, change: dict[str, Any]) -> None:
+    config = packets_of(synth_encoded)[0]
+    extra = {k: v for k, v in {**config.extra, **change}.items() if v != "<drop>"}
+    with pytest.raises((CorruptStreamError, UnsupportedStreamError)):
+        StreamConfig.unpack(b"SCST\x01" + json.dumps(dict(asdict(config), extra=extra)).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"synth_model_id": "sc-000000000000000000000000"}, ModelError, "which this installation does not have"),
+        ({"synth_model": "sc-large"}, UnsupportedStreamError, "with the id of 'sc-small'"),
+        ({"label_classes": 19}, UnsupportedStreamError, "19 classes"),
+    ],
+)
+def test_a_synth_generator_this_installation_lacks_is_refused(
+    synth_encoded: Path, change: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    config = packets_of(synth_encoded)[0]
+    bad = StreamConfig.unpack(StreamConfig(**{**asdict(config), "extra": {**config.extra, **change}}).pack())
+    with pytest.raises(error, match=message):
+        Decoder(bad)
+
+
+def test_cli_refuses_an_onnx_labeler_in_one_line(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.mkv"
+    result = run_cli("encode", str(clip), "-o", str(out), "--background", "synth", "--labels", "onnx:x", "--no-preview")
+    assert result.returncode != 0 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        "streamcodec encode: error: --labels onnx:x: no synthesis model is trained for that labeler (sc-small was "
+        'trained on the built-in one); train one with streamcodec train (kind = "sc", labels = "onnx:x") first'
+    ]

@@ -208,6 +208,7 @@ class SelectiveSettings:
     background: str = "plate"
     fg_quality: int | None = None
     bg_quality: int | None = None
+    labels: str = "builtin"
 
     def options(self, frame_rate: Fraction) -> SelectiveOptions:
         return SelectiveOptions(
@@ -218,6 +219,7 @@ class SelectiveSettings:
             background=self.background,
             fg_crf=self.fg_quality,
             bg_crf=self.bg_quality,
+            labels=self.labels,
             frame_rate=frame_rate,
         )
 
@@ -243,6 +245,7 @@ def encode_file(
     background: str = "plate",
     fg_quality: int | None = None,
     bg_quality: int | None = None,
+    labels: str = "builtin",
     save_masks: Path | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
@@ -257,10 +260,11 @@ def encode_file(
 
     `mode` "sc" (selective, the default) keeps `keep` (and `mask_video`'s white pixels) at the
     `fidelity` codec's quality and shows a `background` layer elsewhere; `fg_quality`/`bg_quality`
-    are CRFs overriding `quality`'s; `save_masks` writes each kept mask as a PNG into a new or
+    are CRFs overriding `quality`'s; `labels` is the synth background's labeler (only "builtin" has a
+    trained generator); `save_masks` writes each kept mask as a PNG into a new or
     empty folder. `mode` "gc" ignores these.
     """
-    settings = SelectiveSettings(tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality)
+    settings = SelectiveSettings(tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels)
     if save_masks is not None:
         if mode != "sc":
             raise ValueError("--save-masks needs selective mode (--mode sc)")

@@ -5,8 +5,9 @@ Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
     FIDELITY  one HEVC/AV1 access unit of the frame, outside the kept blocks filled with the fidelity
               decoder's previous reconstruction (flat at keyframes): unchanged blocks cost a skip
     PLATE     keyframes, background "plate": the background picture as one intra access unit
-    LATENTS   keyframes, background "synth": GC latents of the background at the lowest quality,
-              synthesized by the GC generator at the decoder
+    LATENTS   keyframes, background "synth": GC latents of the background at the lowest quality
+    LABELS    keyframes, background "synth": the built-in labeler's map of the same background; the
+              decoder paints it with the SC generator (`background.SynthDecoder`)
     REFERENCE inter frames: the low byte of the previous packet's CRC-32, so a lost packet is refused
 The decoder composites alpha · fidelity + (1 − alpha) · background (layers.composite). Every
 keyframe is self-contained, so seeking and recovery work there. The encoder runs the decoder in
@@ -27,9 +28,10 @@ from .. import bitstream
 from ..backends import Backend
 from ..bitstream import Frame, FrameType, StreamConfig
 from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
-from ..gc import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder, check_size, padded
+from ..gc import DEFAULT_GOP, EncodedFrame, check_size, padded
 from ..metrics import psnr
 from ..models.registry import DEFAULT_MODEL, REGISTRY
+from .background import SynthDecoder, SynthEncoder, check_labels_spec, gc_config
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import fill_outside
 from .layers import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions, composite, fidelity_frame, fidelity_size
@@ -51,11 +53,6 @@ RATE_STEP = 2
 PACKET_OVERHEAD = 24
 
 
-def _gc_config(config: StreamConfig) -> StreamConfig:
-    """The GC stream the synthesized background is coded in: lowest quality, intra only."""
-    return replace(config, mode="gc", quality=1, gop=1, extra={})
-
-
 class SelectiveEncoder:
     """Encodes RGB frames in selective mode (see the module docstring); options in `SelectiveOptions`."""
 
@@ -75,11 +72,13 @@ class SelectiveEncoder:
             raise ValueError(f"gop {gop} must be at least 1")
         self.options = options or SelectiveOptions()
         self.options.check()
+        check_labels_spec(self.options.labels, self.options.synth_model)
         self.model = REGISTRY.load(model)
         quality = SC_QUALITY_LEVELS if quality is None else quality
         _check_quality(quality)
         factor = self.model.config.factor
         fg, bg = self.options.crfs(quality)
+        self._synth_coder = SynthEncoder(width, height, model, self.options.synth_model, backend=backend) if self._synth else None
         self.config = StreamConfig(
             model_id=self.model.entry.model_id,
             model_name=model,
@@ -98,12 +97,11 @@ class SelectiveEncoder:
         )
         self._frame: list[Image] = []
         self._mask_stream = self.masks.kept_masks(self._feed())
-        self._gc = GCEncoder(width, height, model=model, quality=1, gop=1, backend=backend) if self._synth else None
         self._fidelity: FidelityEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
         self._decoder: SelectiveDecoder | None = None
         self._estimate: npt.NDArray[np.float32] | None = None
-        self._background_bytes = b""
+        self._background_sections: dict[int, bytes] = {}
         self._background_source: Image | None = None
         self._blocks: Mask | None = None
         self._last_packet = b""
@@ -129,6 +127,7 @@ class SelectiveEncoder:
             "fg_crf": fg,
             "bg_crf": bg,
             "feather": o.feather,
+            **(self._synth_coder.extra if self._synth_coder is not None else {}),
         }
 
     def _feed(self) -> Iterator[Image]:
@@ -168,7 +167,8 @@ class SelectiveEncoder:
         keyframe = self._index % self.config.gop == 0
         if self._decoder is None:
             self._open_coders()
-            self._decoder = SelectiveDecoder(self.config, backend=self._gc.backend if self._gc else "auto", compose=False)
+            backend = self._synth_coder.gc.backend if self._synth_coder else "auto"
+            self._decoder = SelectiveDecoder(self.config, backend=backend, compose=False)
         elif keyframe:
             self._adapt_rate()
         packet = self._packet(rgb, keyframe)
@@ -223,21 +223,20 @@ class SelectiveEncoder:
         self._estimate[outside] += BACKGROUND_RATE * (rgb[outside] - self._estimate[outside])
 
     def _background_section(self) -> dict[int, bytes]:
-        """PLATE or LATENTS for a keyframe: the last one's bytes again while the background has not changed."""
+        """PLATE, or LATENTS and LABELS, for a keyframe: the last ones' bytes again while the background has not changed."""
         assert self._estimate is not None and self._decoder is not None
         estimate = np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
-        tag = bitstream.LATENTS if self._synth else bitstream.PLATE
         # Compared with the estimate the last plate was coded from, not its decode: coding noise at
         # the plate's CRF alone would keep the PSNR under the threshold.
         held = self._background_source
-        if not (self._background_bytes and held is not None and psnr(estimate, held) > PLATE_REUSE_DB):
+        if not (self._background_sections and held is not None and psnr(estimate, held) > PLATE_REUSE_DB):
             self._background_source = estimate
-            if self._gc is not None:
-                self._background_bytes = bitstream.unpack_frame(self._gc.encode(estimate).packet).sections[bitstream.LATENTS]
+            if self._synth_coder is not None:
+                self._background_sections = self._synth_coder.sections(estimate)
             else:
                 assert self._plate_coder is not None
-                self._background_bytes = self._plate_coder.encode(fidelity_frame(estimate), True)
-        return {tag: self._background_bytes}
+                self._background_sections = {bitstream.PLATE: self._plate_coder.encode(fidelity_frame(estimate), True)}
+        return self._background_sections
 
     def _adapt_rate(self) -> None:
         """`--bitrate`: after each GOP, move the fidelity CRF toward the target (±RATE_STEP, bounded)."""
@@ -251,7 +250,7 @@ class SelectiveEncoder:
         if crf != self._fg_crf:
             self._fg_crf = crf
             self._open_coders()
-            self._background_bytes = b""  # the plate coder restarts; re-code the plate at its new CRF
+            self._background_sections = {}  # the plate coder restarts; re-code the plate at its new CRF
 
     def estimate_rates(self, frames: list[Image], qualities: Sequence[int] | None = None) -> list[float]:
         """The codec track's kbps at each quality (only `qualities` if given, the others 0), from the first frames.
@@ -294,8 +293,8 @@ class SelectiveEncoder:
         return sizes
 
     def _probe_background(self, rgb: Image, crf: int) -> int:
-        if self._gc is not None:
-            return len(bitstream.unpack_frame(self._gc.encode(rgb).packet).sections[bitstream.LATENTS])
+        if self._synth_coder is not None:
+            return sum(len(data) for data in self._synth_coder.sections(rgb).values())
         width, height = fidelity_size(self.config.width, self.config.height)
         with FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf) as coder:
             return len(coder.encode(fidelity_frame(rgb), True))
@@ -333,16 +332,15 @@ class SelectiveDecoder:
         self.config = config
         extra = config.extra
         self._feather = int(extra["feather"])  # type: ignore[call-overload]
-        # GCDecoder checks the model, coded sizes and channels (the synth background's) for both backgrounds.
-        gc_config = _gc_config(config)
-        self._gc = GCDecoder(gc_config, backend=backend) if extra["background"] == "synth" else None
-        if self._gc is None:
-            _check_gc_fields(gc_config)
+        # GCDecoder (in SynthDecoder) checks the model, coded sizes and channels for both backgrounds.
+        self._synth = SynthDecoder(config, backend=backend) if extra["background"] == "synth" else None
+        if self._synth is None:
+            _check_gc_fields(gc_config(config))
         width, height = fidelity_size(config.width, config.height)
         codec = str(extra["fidelity"])
         self._fidelity = FidelityDecoder(codec, width=width, height=height)
         self._plate = FidelityDecoder(codec, width=width, height=height)
-        self._background: tuple[bytes, Image] | None = None
+        self._background: tuple[tuple[bytes, ...], Image] | None = None
         self._blocks: Mask | None = None
         self._crc: int | None = None
         self.last_fidelity: Image | None = None
@@ -397,18 +395,20 @@ class SelectiveDecoder:
             )
 
     def _background_of(self, frame: Frame) -> Image:
-        """The keyframe's background layer, decoded once per distinct plate or latents (a static scene costs nothing)."""
-        tag = bitstream.LATENTS if self._gc is not None else bitstream.PLATE
-        data = frame.sections.get(tag)
-        if not data:
-            raise CorruptStreamError(f"selective keyframe has no {'latents' if self._gc else 'plate'} section")
-        if self._background is not None and self._background[0] == data:
-            return self._background[1]
-        if self._gc is not None:
-            picture = self._gc.decode(bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: data})))
+        """The keyframe's background, decoded once per distinct plate or latents + labels (a static scene costs nothing)."""
+        if self._synth is not None:
+            key = self._synth.key(frame)
         else:
-            picture = self._plate.decode(data)[: self.config.height, : self.config.width]
-        self._background = (data, picture)
+            key = (frame.sections.get(bitstream.PLATE, b""),)
+            if not key[0]:
+                raise CorruptStreamError("selective keyframe has no plate section")
+        if self._background is not None and self._background[0] == key:
+            return self._background[1]
+        if self._synth is not None:
+            picture = self._synth.picture(frame)
+        else:
+            picture = self._plate.decode(key[0])[: self.config.height, : self.config.width]
+        self._background = (key, picture)
         return picture
 
 

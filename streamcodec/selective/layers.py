@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from .fidelity import CODECS
 from .masks import DEFAULT_KEEP, parse_keep
+from .synth import DEFAULT_SC_MODEL
 
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -41,7 +42,9 @@ class SelectiveOptions:
         mask_video: a user's mask video (luma > 127 kept), added to the kinds.
         segmenter: person model, "selfie" or "onnx:PATH".
         fidelity: the kept region's codec, "hevc" or "av1".
-        background: "plate" (a coded background picture per keyframe) or "synth" (GC latents, generated).
+        background: "plate" (a coded background picture per keyframe) or "synth" (GC latents and a label map, generated).
+        labels: the synth background's labeler, "builtin" (the only one a registered generator is trained on) or "onnx:PATH".
+        synth_model: the synth background's SC generator (registry name).
         fg_crf, bg_crf: CRFs of the fidelity layer and the plate (default: from the quality).
         preset: the fidelity codec's speed preset (default the codec's).
         fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
@@ -55,6 +58,8 @@ class SelectiveOptions:
     segmenter: str = "selfie"
     fidelity: str = "hevc"
     background: str = "plate"
+    labels: str = "builtin"
+    synth_model: str = DEFAULT_SC_MODEL
     fg_crf: int | None = None
     bg_crf: int | None = None
     preset: str | None = None
