@@ -195,13 +195,25 @@ def void_element(total_size: int) -> bytes:
 
 
 def decode_uint(data: bytes | memoryview) -> int:
-    """Decode an unsigned integer payload (an empty payload is 0)."""
+    """Decode an unsigned integer payload (an empty payload is 0).
+
+    Raises:
+        CorruptStreamError: more than 8 bytes (EBML's limit; a damaged size would give a number
+            no timestamp arithmetic can hold).
+    """
+    _check_integer_size(data)
     return int.from_bytes(data, "big")
 
 
 def decode_int(data: bytes | memoryview) -> int:
-    """Decode a signed integer payload."""
+    """Decode a signed integer payload (CorruptStreamError over 8 bytes)."""
+    _check_integer_size(data)
     return int.from_bytes(data, "big", signed=True)
+
+
+def _check_integer_size(data: bytes | memoryview) -> None:
+    if len(data) > 8:
+        raise CorruptStreamError(f"integer element of {len(data)} bytes (EBML allows at most 8)")
 
 
 def decode_float(data: bytes | memoryview) -> float:

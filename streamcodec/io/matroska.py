@@ -249,7 +249,7 @@ def unlace(data: memoryview, lacing: int, offset: int, path: Path) -> list[memor
     except (IndexError, ValueError):
         raise CorruptStreamError("bad lacing header", path, offset) from None
     last = len(data) - pos - sum(sizes)
-    if last < 0 or min(sizes, default=0) < 0 or (lacing == 2 and last != sizes[0]):
+    if last < 0 or min(sizes, default=0) < 0 or (lacing == 2 and sizes and last != sizes[0]):
         raise CorruptStreamError("laced frame sizes do not fit the block", path, offset)
     frames = []
     for size in [*sizes, last]:
