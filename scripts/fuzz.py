@@ -7,7 +7,8 @@ runs `decode_file(..., salvage=True)` and `stream_info` on it in-process, with a
 and a bound on address space. Only the project's exceptions (StreamcodecError) may come out. It
 prints the files tried, every traceback (non-project exception) with its innermost stack line and
 a reproducer, hangs, peak RSS, and the share of undamaged keyframe-led GOPs that still decoded
-exactly as in the undamaged file. Damage to the file's head (EBML header, Segment header, SeekHead,
+exactly as in the undamaged file (a GOP counts as undamaged when no byte from its Cluster's header to
+its last video block was hit). Damage to the file's head (EBML header, Segment header, SeekHead,
 Info, Tracks with the stream configuration) may refuse the whole file by design; GOPs of such files
 are counted apart.
 
@@ -42,6 +43,7 @@ from streamcodec.pipeline.encode import encode_file
 from streamcodec.streaminfo import stream_info
 
 GOP = 10
+CLUSTER_ID = bytes.fromhex("1f43b675")
 HUGE_SIZES = [b"\x01\xff\xff\xff\xff\xff\xff\xfe", b"\x08\x00\x00\x00", b"\x01\x00\x00\x00\x00\x10\x00\x00"]
 
 
@@ -106,8 +108,8 @@ def make_base(work: Path, name: str, source: str, mode: str) -> Base:
     for index, (packet, (key, out)) in enumerate(zip(packets, RecordingDecoder.log, strict=True)):
         start = data.index(packet, pos)
         pos = start + len(packet)
-        if index % GOP == 0:
-            gops.append(Gop(start, pos, []))
+        if index % GOP == 0:  # a GOP is undamaged when its bytes from its Cluster's header on are
+            gops.append(Gop(data.rindex(CLUSTER_ID, 0, start), pos, []))
         gops[-1].end = pos
         gops[-1].frames.append((key, out or ""))
     return Base(data, gops, _head_end(data))
