@@ -11,10 +11,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
 
-demo: setup
+demo: setup  # the demo replaces its own outputs in out/ (--force)
 	mkdir -p out
-	$(PY) -m streamcodec.cli encode $(SAMPLE) -o out/bbb.mkv
-	$(PY) -m streamcodec.cli decode out/bbb.mkv -o out/bbb.decoded.mp4 --reference $(SAMPLE)
+	$(PY) -m streamcodec.cli encode $(SAMPLE) -o out/bbb.mkv --force
+	$(PY) -m streamcodec.cli decode out/bbb.mkv -o out/bbb.decoded.mp4 --reference $(SAMPLE) --force
 
 test: setup
 	$(PY) -m pytest
