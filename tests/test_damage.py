@@ -318,3 +318,20 @@ def test_flipping_any_structure_byte_never_loses_frames_short(stream: Path, tmp_
 def test_flipping_any_structure_byte_never_loses_frames(stream: Path, tmp_path: Path) -> None:
     positions = structure_positions(stream)
     sweep(stream, tmp_path, random.Random(7).sample(positions, min(200, len(positions))))
+
+
+def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py: two files spliced mid-Cluster; the cut Cluster's declared size ran
+    # over the next whole Cluster, whose frames were then read (and lost) under the wrong timestamp.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = stream.read_bytes()
+    cut, resume = clusters[1].offset + 40, clusters[3].offset - 20
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[:cut] + data[resume:])
+    with MatroskaReader(stream) as reader:
+        clean = [(p.time, p.data) for p in reader.packets() if p.track == 1]
+    errors: list[CorruptStreamError] = []
+    with MatroskaReader(spliced, salvage=True) as reader:
+        got = {(p.time, p.data) for p in reader.packets(on_error=errors.append) if p.track == 1}
+    assert errors  # the cut is reported
+    assert set(clean[3 * GOP :]) <= got  # every frame from the third Cluster on, at its own time

@@ -25,6 +25,7 @@ MAX_CLUSTER_BYTES = 512 << 20  # a larger size is taken for damage rather than r
 # How our writer starts a Cluster's payload: a CRC-32 element, then the Cluster Timestamp.
 CLUSTER_BODY = rb"\xbf\x84[\x00-\xff]{4}\xe7"
 _CLUSTER_OR_BODY = re.compile(re.escape(ebml.encode_id(ID.CLUSTER)) + b"|" + CLUSTER_BODY)
+_CLUSTER_ID = ebml.encode_id(ID.CLUSTER)
 _UNFINISHED_CRC = bytes(ebml.CRC_ELEMENT_SIZE)  # the writer's placeholder before a Cluster is patched
 _SEGMENT_CHILDREN = frozenset(
     {ID.SEEK_HEAD, ID.INFO, ID.TRACKS, ID.TAGS, ID.CUES, ID.VOID, ID.CRC32, ID.CHAPTERS, ID.ATTACHMENTS, ID.CLUSTER}
@@ -88,6 +89,11 @@ class ClusterReader:
             suspect = walked == end or walked > self._ebml.size or not self._crc_matches(start, walked)
             if suspect:
                 report(exc)  # the blocks still come out: per-frame checks tell which are damaged
+                inner = self._intact_cluster_inside(start, data)
+                if inner is not None:  # a cut Cluster whose size runs over the next, intact one (a splice)
+                    report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
+                    data, end = data[: inner - start], inner
+                    self._consumed = inner  # that Cluster is still to be read
             else:  # the size was hit, not the content: read up to where the children end
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 data, end = self._ebml.read(start, walked - start), walked
@@ -178,14 +184,38 @@ class ClusterReader:
 
     def _next_block(self, view: memoryview, pos: int) -> int | None:
         """Offset in `view` of the next SimpleBlock after `pos` of a known track that ends where
-        another child starts (or the Cluster ends), or None."""
+        another child starts (or the Cluster ends), or of a Cluster that begins before it (a
+        damaged Cluster size can swallow the next Cluster: that one is read whole, with its own
+        timestamp), or None."""
         raw = bytes(view)
+        cluster = self._next_cluster_header(view, raw, pos)
         hit = pos
-        while (hit := raw.find(b"\xa3", hit + 1)) >= 0:
+        while (hit := raw.find(b"\xa3", hit + 1)) >= 0 and (cluster is None or hit < cluster):
             with contextlib.suppress(CorruptStreamError, ValueError):
                 header, stop = self._child(view, hit, 0)
                 track, _ = ebml.read_vint(view, hit + header.header_size, keep_marker=False)
                 if header.size is not None and track in self._by_number and (stop == len(view) or self._fits(view, stop)):
+                    return hit
+        return cluster
+
+    def _intact_cluster_inside(self, start: int, data: bytes) -> int | None:
+        """File offset of the first Cluster inside `data` (a Cluster's payload from `start`) whose own CRC-32 matches."""
+        view, pos = memoryview(data), 0
+        while (hit := self._next_cluster_header(view, data, pos)) is not None:
+            with contextlib.suppress(CorruptStreamError):
+                header = ebml.parse_header(view, hit, start, self.path)
+                if header.end is not None and self._crc_matches(header.data_offset, header.end):
+                    return start + hit
+            pos = hit
+        return None
+
+    def _next_cluster_header(self, view: memoryview, raw: bytes, pos: int) -> int | None:
+        """Offset in `view` of the next Cluster id after `pos` whose payload begins as a Cluster's does."""
+        hit = pos
+        while (hit := raw.find(_CLUSTER_ID, hit + 1)) >= 0:
+            with contextlib.suppress(CorruptStreamError, IndexError):
+                header = ebml.parse_header(view, hit, 0, self.path)
+                if view[hit + header.header_size] in (ID.CRC32, ID.CLUSTER_TIMESTAMP):
                     return hit
         return None
 
