@@ -82,13 +82,19 @@ class Base:
 
 
 def _head_end(data: bytes) -> int:
-    """Offset just past the (first) Tracks element."""
+    """Offset just past the Tracks element, found by walking the Segment's children (its id also
+    stands inside the SeekHead, so a byte search would land there)."""
     from streamcodec.io import ebml
 
-    at = data.index(ebml.encode_id(ebml.ID.TRACKS))
-    header = ebml.parse_header(memoryview(data), at, 0, Path("base.mkv"))
-    assert header.size is not None
-    return at + header.header_size + header.size
+    path, view = Path("base.mkv"), memoryview(data)
+    header = ebml.parse_header(view, 0, 0, path)
+    assert header.end is not None
+    pos = ebml.parse_header(view, header.end, 0, path).data_offset
+    while (child := ebml.parse_header(view, pos, 0, path)).id != ebml.ID.TRACKS:
+        assert child.end is not None
+        pos = child.end
+    assert child.end is not None
+    return child.end
 
 
 def make_base(work: Path, name: str, source: str, mode: str) -> Base:
