@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 from streamcodec.eval.bdrate import bd_rate
+from streamcodec.io.demux import first_frames
 from streamcodec.selective.fidelity import FidelityDecoder, FidelityEncoder, frame_to_rgb, rgb_to_frame
 from streamcodec.selective.fill import estimate_plate, fill_outside
 from streamcodec.selective.masks import create_mask_source
@@ -51,17 +52,6 @@ class Point:
     inter_bits: float
     encode_ms: float
     decode_ms: float
-
-
-def read_frames(path: Path, count: int) -> Frames:
-    """The first `count` frames of `path` as 640x480 RGB uint8."""
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24", width=640, height=480))
-            if len(frames) == count:
-                break
-    return frames
 
 
 def kept_psnr(decoded: Frames, source: Frames, masks: Frames) -> float:
@@ -147,7 +137,7 @@ def ratio(anchor: list[Point], test: list[Point]) -> str:
 
 
 def bench_clip(path: Path, frame_count: int, crfs: dict[str, list[int]]) -> None:
-    frames = read_frames(path, frame_count)
+    frames = first_frames(path, frame_count)
     masks = list(create_mask_source().kept_masks(iter(frames)))
     print(f"\n{path.name}: {len(frames)} frames 640x480, GOP {GOP}, kept {np.mean([m.mean() for m in masks]):.1%} of pixels")
     for codec, codec_crfs in crfs.items():

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 
+from streamcodec.io.demux import first_frames
 from streamcodec.selective.base import FrameMasker, Mask
 from streamcodec.selective.face import FaceDetector
 from streamcodec.selective.motion import MotionMasker
@@ -44,17 +44,6 @@ def default_clips() -> list[Path]:
     return clips
 
 
-def read_frames(path: Path, count: int) -> list[np.ndarray]:
-    """The first `count` frames of `path` as 640x480 RGB uint8."""
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24", width=640, height=480))
-            if len(frames) == count:
-                break
-    return frames
-
-
 def time_stage(run: Callable[[np.ndarray], Mask], frames: list[np.ndarray]) -> tuple[float, list[Mask]]:
     """Mean ms per frame of `run` over `frames`, and its masks."""
     masks, start = [], time.perf_counter()
@@ -64,7 +53,7 @@ def time_stage(run: Callable[[np.ndarray], Mask], frames: list[np.ndarray]) -> t
 
 
 def bench_clip(path: Path, stages: dict[str, FrameMasker], frames_wanted: int) -> None:
-    frames = read_frames(path, frames_wanted)
+    frames = first_frames(path, frames_wanted)
     print(f"{path.name}: {len(frames)} frames at 640x480")
     union = [np.zeros((480, 640), dtype=bool) for _ in frames]
     for name, stage in stages.items():

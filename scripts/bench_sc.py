@@ -16,24 +16,16 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 from streamcodec.codec import Decoder, Encoder, SelectiveOptions
+from streamcodec.io.demux import first_frames
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load(path: Path, width: int, height: int, frames: int) -> list[np.ndarray]:
-    out = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.reformat(width=width, height=height, format="rgb24").to_ndarray())
-            if len(out) == frames:
-                break
-    return out
 
 
 def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: int) -> float:
@@ -56,7 +48,7 @@ def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: i
 
 def reference_fps(frames: list[np.ndarray], codec: str, options: dict[str, str]) -> float:
     """Whole-frame encode speed of a standard codec on the same frames (PyAV), for a ratio that holds across machines."""
-    context = av.CodecContext.create(codec, "w")
+    context: Any = av.CodecContext.create(codec, "w")
     height, width = frames[0].shape[:2]
     context.width, context.height, context.pix_fmt = width, height, "yuv420p"
     context.time_base, context.options = Fraction(1, 25), options
@@ -80,7 +72,7 @@ def main() -> None:
     parser.add_argument("--fidelity", default="hevc")
     parser.add_argument("--background", default="plate")
     args = parser.parse_args()
-    frames = load(args.clip, args.width, args.height, args.frames)
+    frames = first_frames(args.clip, args.frames, args.width, args.height)
     options = SelectiveOptions(fidelity=args.fidelity, background=args.background)
     encoder = Encoder(args.width, args.height, quality=args.quality, gop=args.gop, selective=options)
     started = time.perf_counter()

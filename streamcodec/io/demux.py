@@ -225,3 +225,20 @@ class Source:
             return ""
         about = int(self.info.duration * self.info.frame_rate)
         return f"; the container's duration implies about {about} frames" if about > self.decoded else ""
+
+
+def first_frames(path: Path, count: int, width: int = 640, height: int = 480) -> list[npt.NDArray[np.uint8]]:
+    """The first `count` frames of `path` scaled to width x height, as (H, W, 3) uint8 RGB (for benchmarks).
+
+    Args:
+        path: any video PyAV opens.
+        count: how many frames at most.
+        width, height: the size to scale to.
+    """
+    frames: list[npt.NDArray[np.uint8]] = []
+    with media_errors(path), av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames.append(np.asarray(frame.to_ndarray(format="rgb24", width=width, height=height), dtype=np.uint8))
+            if len(frames) == count:
+                break
+    return frames
