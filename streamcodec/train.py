@@ -16,7 +16,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from .train_data import CropSampler, find_media
 
 if TYPE_CHECKING:
     from .train_sc import SCTrainConfig
+
+
+class Sampler(Protocol):
+    """Where training crops come from: `batch(n)` gives (n, crop, crop, 3) uint8."""
+
+    rng: np.random.Generator
+
+    def batch(self, size: int) -> np.ndarray | Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -96,18 +104,29 @@ class Trainer:
         return super().__new__(cls)
 
     def __init__(
-        self, name: str, model_cfg: GCConfig | SCConfig, cfg: TrainConfig | SCTrainConfig, data: list[Path], out: Path
+        self,
+        name: str,
+        model_cfg: GCConfig | SCConfig,
+        cfg: TrainConfig | SCTrainConfig,
+        data: list[Path],
+        out: Path,
+        *,
+        sampler: Sampler | None = None,
+        device: str = "cpu",
+        amp: bool = False,
     ) -> None:
         assert isinstance(model_cfg, GCConfig) and isinstance(cfg, TrainConfig)
         self.name, self.model_cfg, self.cfg, self.out = name, model_cfg, cfg, out
+        # bf16 autocast on a GPU: the quantizer's distances and the losses stay float32.
+        self.device, self.amp = torch.device(device), amp
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = GCModel(model_cfg)
-        self.disc = MultiScaleDiscriminator()
+        self.model = GCModel(model_cfg).to(self.device)
+        self.disc = MultiScaleDiscriminator().to(self.device)
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        self.paths = find_media(data)
-        self.sampler = CropSampler(self.paths, cfg.crop, cfg.seed)
+        self.paths = data if sampler is not None else find_media(data)
+        self.sampler: Sampler = sampler if sampler is not None else CropSampler(self.paths, cfg.crop, cfg.seed)
         self.step = 0
         out.mkdir(parents=True, exist_ok=True)
 
@@ -146,17 +165,21 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------
     def _batch(self) -> Tensor:
-        crops = self.sampler.batch(self.cfg.batch)
-        return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+        crops = torch.as_tensor(self.sampler.batch(self.cfg.batch)).to(self.device, non_blocking=True)
+        return crops.permute(0, 3, 1, 2).float().div_(255.0)
 
     def train_step(self) -> dict[str, float]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return self._train_step()
+
+    def _train_step(self) -> dict[str, float]:
         x = self._batch()
         keep = random.choice(self.model_cfg.quality_channels)
-        x_hat = self.model(x, keep)
+        x_hat = self.model(x, keep).float()
         mse = F.mse_loss(x_hat, x)
         logs = {"mse": mse.item(), "keep": float(keep)}
         loss = self.cfg.lambda_mse * mse
-        if self.step >= self.cfg.warmup_steps:
+        if self.gan_on():
             d_loss = _lsgan_d(self.disc(x), self.disc(x_hat.detach()))
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -171,11 +194,18 @@ class Trainer:
         logs["loss"] = loss.item()
         return logs
 
+    def gan_on(self) -> bool:
+        """Whether the discriminator has joined (after the distortion-only warm-up)."""
+        return self.step >= self.cfg.warmup_steps
+
+    def done(self) -> bool:
+        return self.step >= self.cfg.steps
+
     def run(self) -> Path:
         log_path = self.out / "log.jsonl"
         started, window = time.time(), []
         try:
-            while self.step < self.cfg.steps:
+            while not self.done():
                 logs = self.train_step()
                 self.step += 1
                 window.append(logs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -32,6 +31,8 @@ def _image_pyramid(rgb: np.ndarray, short_sides: tuple[int, ...], crop: int) -> 
 
 
 def _video_frames(path: Path, every: int) -> Iterator[np.ndarray]:
+    import av  # here, not at the top: the GPU trainer reads packed crops on machines without PyAV
+
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i % every == 0:

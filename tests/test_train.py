@@ -91,3 +91,30 @@ def test_registering_a_name_twice_raises(tmp_path: Path) -> None:
     registry.register("a", tmp_path / "a.npz", "0" * 64, "gc-1")
     with pytest.raises(ModelError, match="already registered"):
         registry.register("a", tmp_path / "b.npz", "1" * 64, "gc-2")
+
+
+def test_gpu_recipe_packs_trains_within_its_budget_and_exports(data: Path, tmp_path: Path) -> None:
+    from streamcodec import train_gpu
+    from streamcodec.models.export import export_checkpoint
+
+    packed = tmp_path / "packed.npz"
+    figures = train_gpu.pack([data], packed, crop=32)
+    assert figures["pictures"] >= 2 and packed.stat().st_size < 1e6
+    crops = train_gpu.PackedCrops(packed, 32, seed=1).batch(3)
+    assert crops.shape == (3, 32, 32, 3) and crops.dtype == torch.uint8
+
+    run = tmp_path / "run"
+    args = ["--config", str(_config(tmp_path, 3)), "--data", str(packed), "--out", str(run), "--device", "cpu"]
+    assert train_gpu.main([*args, "--minutes", "5", "--warmup-fraction", "0"]) == 0
+    state = torch.load(run / "model.pt", weights_only=False)
+    assert state["step"] == 3 and "opt_g" not in state  # weights only: small enough to fetch from a GPU machine
+    assert (run / "model_warmup.pt").exists()
+
+    assert train_gpu.main([*args, "--minutes", "0"]) == 0  # an exhausted budget stops before the first step
+    assert torch.load(run / "model.pt", weights_only=False)["step"] == 0
+
+    export = tmp_path / "export"
+    export_checkpoint(run / "model.pt", [data], "tiny", export)
+    registry = Registry()
+    register_index(registry, export / "registry.json")
+    assert registry.load("tiny").config.channels == 4
