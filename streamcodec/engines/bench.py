@@ -3,7 +3,9 @@
 Frames are the clip's first N, scaled to each size and held in memory (their demux + decode +
 scaling is timed apart as "demux"); the codec runs `Encoder.encode` and `Decoder.decode` on them,
 the networks through a timing wrapper, so the time splits into network and the rest (entropy
-coding, packing, in SC mode the masks and the fidelity codec); "mux" is the Matroska writer alone.
+coding, packing; in SC mode the fidelity codec, mask coding and compositing). In SC mode the
+encoder's "masks" stage (LiteRT segmenter and face detector, plus MOG2 and the stabiliser) counts
+as network. "mux" is the Matroska writer alone.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class BenchConfig:
 
 
 def engine_spec(config: BenchConfig) -> str:
-    """The engine to create: torch and compile take the device; the others choose their own."""
-    return f"{config.engine}:{config.device}" if config.engine in ("torch", "compile") else config.engine
+    """The engine to create: auto, torch and compile take the device; the others have their own."""
+    return f"{config.engine}:{config.device}" if config.engine in ("auto", "torch", "compile") else config.engine
 
 
 def standard_fps(frames: list[np.ndarray], codec: str, options: dict[str, str]) -> float:
@@ -127,6 +129,8 @@ def bench_size(config: BenchConfig, size: tuple[int, int], timed: TimedBackend) 
     decode, decode_net = time.perf_counter() - started, timed.seconds
     mux = mux_seconds(packets, encoder.config.pack(), width, height)
     n = len(frames)
+    # Selective mode's keep masks are networks too (LiteRT segmenter and face detector, with MOG2).
+    encode_net += getattr(encoder, "timings", {}).get("masks", 0.0)
     row: dict[str, Any] = {
         "size": f"{width}x{height}",
         "frames": n,

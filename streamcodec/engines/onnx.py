@@ -85,13 +85,13 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model: LoadedModel, folder: Path | None = None) -> None:
+    def __init__(self, model: LoadedModel, folder: Path | None = None, precision: str = "fp32") -> None:
         try:  # fail with the install line before exporting anything
             import onnxruntime  # noqa: F401
         except ImportError:
             raise BackendUnavailableError("engine 'onnxruntime' needs `pip install streamcodec[onnx]`") from None
         try:
-            paths = export_onnx(model, folder or engines_dir())
+            paths = export_onnx(model, folder or engines_dir(), precision)
         except BackendUnavailableError:
             raise
         except Exception as exc:  # the exporter raises many types; all mean "no engine"

@@ -23,7 +23,7 @@ import torch
 from ..errors import BackendUnavailableError
 from ..models.registry import LoadedModel
 from .base import GRAPHS, STRIDE, Backend, Graph, TorchGraphs, build_torch_model, dynamic_shapes, engines_dir, example_inputs
-from .manifest import ArtifactSpec, ensure_artifact
+from .manifest import ArtifactSpec, ensure_artifact, read_manifest, stale_reason
 from .torch_engine import PRECISIONS
 
 #: Default shape range: up to 1080p (1088 rows once padded to the stride); optimised for 720p.
@@ -81,15 +81,39 @@ def build_tensorrt(model: LoadedModel, folder: Path, precision: str, max_size: t
     return paths
 
 
+def built_variant(model: LoadedModel, folder: Path) -> tuple[str, tuple[int, int]] | None:
+    """(precision, max size) of a current TensorRT build of both graphs in `folder` (fp16 first), if any."""
+    found = []
+    for manifest in folder.glob(f"{model.entry.model_id}-analyze-tensorrt-*.ep.json"):
+        data = read_manifest(manifest.with_suffix("")) or {}
+        precision, size = data.get("precision"), tuple(data.get("shape_range", {}).get("max", ()))
+        if precision in PRECISIONS and len(size) == 2:
+            found.append((str(precision), (int(size[0]), int(size[1]))))
+    for precision, size in sorted(found, key=lambda item: item[0] == "fp32"):
+        specs = [ArtifactSpec(model.entry, which, "tensorrt", precision, size, device="cuda") for which in GRAPHS]
+        if all(stale_reason(folder / (spec.stem() + ".ep"), spec) is None for spec in specs):
+            return precision, size
+    return None
+
+
 class TensorRTBackend(Backend):
-    """TensorRT engines loaded from `engines/` (built there first when missing or stale)."""
+    """TensorRT engines loaded from `engines/`: a current build of `streamcodec engines build` when there is
+    one and no precision is asked for, else built there first (fp32, up to 1920x1088 by default)."""
 
     name = "tensorrt"
 
     def __init__(
-        self, model: LoadedModel, precision: str = "fp32", max_size: tuple[int, int] = TRT_MAX_SIZE, folder: Path | None = None
+        self,
+        model: LoadedModel,
+        precision: str | None = None,
+        max_size: tuple[int, int] | None = None,
+        folder: Path | None = None,
     ) -> None:
-        paths = build_tensorrt(model, folder or engines_dir(), precision, max_size)
+        folder = folder or engines_dir()
+        import_torch_tensorrt()
+        variant = built_variant(model, folder) if precision is None and max_size is None else None
+        precision, max_size = variant or (precision or "fp32", max_size or TRT_MAX_SIZE)
+        paths = build_tensorrt(model, folder, precision, max_size)
         self.max_size = max_size
         self._modules = {which: torch.export.load(str(path)).module() for which, path in paths.items()}
 

@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..engines.sc import SCEngine
 from ..errors import ModelError
 from ..models.registry import REGISTRY, Registry, check_file
-from ..engines.sc import SCEngine
 from ..models.sc import SCConfig, SCGenerator, load_sc_weights
 
 __all__ = ["DEFAULT_SC_MODEL", "SynthesisModel"]
