@@ -81,6 +81,12 @@ def _add_bench(sub: Any) -> None:
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="fp16/bf16: autocast (torch, compile) or TensorRT precision"
     )
+    p.add_argument(
+        "--compile-mode",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode of --engine compile (default: Inductor's on cpu, max-autotune-no-cudagraphs on cuda; "
+        "reduce-overhead adds CUDA graphs)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the result as JSON to OUT")
     p.set_defaults(run=_run_bench)
 
@@ -118,7 +124,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise ValueError(f"--frames {args.frames}: at least 2")
-    config = BenchConfig(args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision)
+    config = BenchConfig(
+        args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode
+    )
     result = run_bench(config)
     print(table(result))
     if args.json:

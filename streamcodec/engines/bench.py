@@ -61,6 +61,7 @@ class BenchConfig:
     frames: int = 30
     device: str = "cpu"
     precision: str = "fp32"
+    compile_mode: str | None = None
 
 
 def engine_spec(config: BenchConfig) -> str:
@@ -106,7 +107,7 @@ def _codec(config: BenchConfig, width: int, height: int, backend: Backend) -> tu
 def _warm_up(config: BenchConfig, frame: np.ndarray, backend: Backend) -> None:
     """First calls compile (torch.compile, CUDA kernels) and allocate; time none of that."""
     encoder, decoder = _codec(config, frame.shape[1], frame.shape[0], backend)
-    for _ in range(2):
+    for _ in range(3):  # torch.compile settles after a few calls, not one
         decoder.decode(encoder.encode(frame).packet)
 
 
@@ -160,13 +161,15 @@ def bench_size(config: BenchConfig, size: tuple[int, int], timed: TimedBackend) 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Every size in ascending order (peak RSS is the process's peak so far), one engine."""
-    backend = TimedBackend(create_backend(engine_spec(config), REGISTRY.load(DEFAULT_MODEL), config.precision))
+    model = REGISTRY.load(DEFAULT_MODEL)
+    backend = TimedBackend(create_backend(engine_spec(config), model, config.precision, config.compile_mode))
     rows = [bench_size(config, size, backend) for size in sorted(config.sizes, key=lambda s: s[0] * s[1])]
     return {
         "engine": backend.name,
         "mode": config.mode,
         "device": config.device,
         "precision": config.precision,
+        "compile_mode": config.compile_mode,
         "torch_threads": torch.get_num_threads(),
         "clip": str(config.clip),
         "rows": rows,

@@ -66,16 +66,18 @@ def _announce(name: str) -> None:
         print(f"streamcodec: engine auto → {name} ({AUTO_REASONS[name]})", file=sys.stderr)
 
 
-FACTORIES: dict[str, Callable[[LoadedModel, str, str], Backend]] = {
-    "torch": lambda model, device, precision: TorchBackend(model, device, precision=precision),
-    "compile": lambda model, device, precision: TorchBackend(model, device, compile=True, precision=precision),
-    "onnxruntime": lambda model, device, precision: OnnxRuntimeBackend(model, precision=precision),
+FACTORIES: dict[str, Callable[[LoadedModel, str, str, str | None], Backend]] = {
+    "torch": lambda model, device, precision, mode: TorchBackend(model, device, precision=precision),
+    "compile": lambda model, device, precision, mode: TorchBackend(
+        model, device, compile=True, compile_mode=mode, precision=precision
+    ),
+    "onnxruntime": lambda model, device, precision, mode: OnnxRuntimeBackend(model, precision=precision),
     # fp32 asked (the default): a current `engines build` of any precision is used as it is.
-    "tensorrt": lambda model, device, precision: TensorRTBackend(model, None if precision == "fp32" else precision),
+    "tensorrt": lambda model, device, precision, mode: TensorRTBackend(model, None if precision == "fp32" else precision),
 }
 
 
-def create_backend(spec: str, model: LoadedModel, precision: str = "fp32") -> Backend:
+def create_backend(spec: str, model: LoadedModel, precision: str = "fp32", compile_mode: str | None = None) -> Backend:
     """Instantiate engine `spec` for a loaded GC model.
 
     Args:
@@ -83,6 +85,7 @@ def create_backend(spec: str, model: LoadedModel, precision: str = "fp32") -> Ba
             backend name for compile on the GPU). "auto" says on stderr, once, which it chose.
         model: the loaded model.
         precision: "fp32", "fp16" or "bf16" (torch/compile autocast, TensorRT precision).
+        compile_mode: torch.compile mode of engine compile (e.g. "reduce-overhead": CUDA graphs).
     Returns:
         A ready Backend; BackendUnavailableError when the engine cannot run here.
     """
@@ -94,4 +97,4 @@ def create_backend(spec: str, model: LoadedModel, precision: str = "fp32") -> Ba
         raise BackendUnavailableError(f"engine 'onnxruntime' runs on the CPU here, not {device!r}")
     if name == "tensorrt" and device == "cpu":
         raise BackendUnavailableError("engine 'tensorrt' runs on an NVIDIA GPU, not the CPU")
-    return FACTORIES[name](model, device or default_device(), precision)
+    return FACTORIES[name](model, device or default_device(), precision, compile_mode)
