@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_engines import add_engine_commands, engine_spec
 from .errors import StreamcodecError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -101,14 +102,24 @@ def _add_encode(sub: Any) -> None:
         default=True,
         help="add an H.264 preview track, the one players show, capped at about half the codec track's rate (default on)",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        help="inference backend: auto (cuda on an NVIDIA GPU, else onnxruntime, else torch), onnxruntime, torch, compile, cuda",
-    )
+    add_engine_argument(p)
     p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
+
+
+ENGINE_HELP = (
+    "inference engine of the networks: auto (default: the fastest here, said on stderr: tensorrt > compile on a "
+    "CUDA GPU, onnxruntime > torch on a CPU), torch, compile, onnxruntime, tensorrt; torch and compile take "
+    ":cpu or :cuda (e.g. compile:cuda). --backend is the old name"
+)
+
+
+def add_engine_argument(parser: Any) -> None:
+    """Add `--engine` (alias `--backend`) to a subcommand's parser; the value is in `args.engine`."""
+    parser.add_argument(
+        "--engine", "--backend", dest="engine", type=engine_spec, default="auto", metavar="ENGINE", help=ENGINE_HELP
+    )
 
 
 def _gc_levels() -> int:
@@ -203,7 +214,7 @@ def _add_decode(sub: Any) -> None:
         "-o", "--output", type=Path, help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)"
     )
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
-    p.add_argument("--backend", default="auto", help="inference backend, as for encode (default auto)")
+    add_engine_argument(p)
     p.add_argument(
         "--salvage",
         action="store_true",
@@ -341,7 +352,7 @@ def _run_encode(args: argparse.Namespace) -> int:
         bitrate_kbps=args.bitrate,
         gop=args.gop,
         preview=args.preview,
-        backend=args.backend,
+        backend=args.engine,
         progress=_progress(args),
         on_warning=_warn,
         force=args.force,
@@ -363,7 +374,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         args.input,
         output,
         reference=args.reference,
-        backend=args.backend,
+        backend=args.engine,
         progress=_progress(args),
         on_warning=_warn,
         salvage=args.salvage,
@@ -458,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval):
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval, add_engine_commands):
         add(sub)
     return parser
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..engines.sc import SCEngine
 from ..errors import ModelError
 from ..models.registry import REGISTRY, Registry, check_file
 from ..models.sc import SCConfig, SCGenerator, load_sc_weights
@@ -27,13 +28,15 @@ DEFAULT_SC_MODEL = "sc-small"
 class SynthesisModel:
     """A registered SC generator in eval mode on the CPU; deterministic for a given thread count."""
 
-    def __init__(self, name: str = DEFAULT_SC_MODEL, registry: Registry = REGISTRY) -> None:
+    def __init__(self, name: str = DEFAULT_SC_MODEL, registry: Registry = REGISTRY, engine: str = "torch") -> None:
         entry = registry.entry(name)
         if entry.kind != "sc":
             raise ModelError(f"model {name!r} is a {entry.kind} model, not a selective-mode synthesis (sc) model")
         check_file(entry)
         self.name, self.model_id = name, entry.model_id
         self.net: SCGenerator = load_sc_weights(entry.path, entry.model_id)
+        # "onnxruntime" runs the exported generator (engines/, matches torch within 1 level of 255).
+        self.engine = SCEngine(entry, self.net, engine)
 
     @property
     def config(self) -> SCConfig:
@@ -92,6 +95,6 @@ class SynthesisModel:
         grid = np.pad(labels, ((0, rows - labels.shape[0]), (0, cols - labels.shape[1])), mode="edge")
         latent = torch.from_numpy(np.ascontiguousarray(w_hat, dtype=np.float32)).clone()
         latent[:, self.net.cfg.keep :] = 0.0
-        with torch.inference_mode():
-            x_hat = self.net(latent, torch.from_numpy(grid.astype(np.int64))[None])
-        return x_hat[0].mul(255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        ids = torch.from_numpy(grid.astype(np.int64))[None]
+        self.net.check(latent, ids)
+        return self.engine(latent.numpy(), ids.numpy())[0]
