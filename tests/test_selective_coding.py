@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from streamcodec.errors import CorruptStreamError, ModelError
 from streamcodec.selective.labelcode import decode_labels, encode_labels
 from streamcodec.selective.labels import ColourTextureLabeler, OnnxLabeler, create_labeler
+from streamcodec.selective import maskcode, sidecode
 from streamcodec.selective.maskcode import block_mask, decode_mask, encode_mask, expand
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
@@ -50,6 +51,17 @@ def test_mask_round_trips_exactly_and_re_encodes_byte_identically(pair: tuple[np
     decoded = decode_mask(data, blocks.shape, previous)
     assert decoded.dtype == bool and np.array_equal(decoded, blocks)
     assert encode_mask(blocks, previous) == data
+
+
+@given(mask_pairs())
+@settings(max_examples=150, deadline=None)
+def test_bulk_mask_coder_gives_the_step_models_bytes(pair: tuple[np.ndarray, np.ndarray | None]) -> None:
+    """encode_mask/decode_mask compute the contexts in bulk; the bytes are those of the wavefront step model."""
+    blocks, previous = pair
+    reference = None if previous is None else previous.astype(np.int64)
+    stepwise = sidecode.encode_grid(blocks.astype(np.int64), reference, maskcode.MODEL)
+    assert encode_mask(blocks, previous) == stepwise
+    assert np.array_equal(sidecode.decode_grid(stepwise, blocks.shape, reference, maskcode.MODEL), blocks)
 
 
 @given(label_pairs())
