@@ -10,8 +10,9 @@ Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
               decoder paints it with the SC generator (`background.SynthDecoder`)
     REFERENCE inter frames: the low byte of the previous packet's CRC-32, so a lost packet is refused
 The decoder composites alpha · fidelity + (1 − alpha) · background (layers.composite). Every
-keyframe is self-contained, so seeking and recovery work there. The encoder runs the decoder in
-its loop: the fill needs the fidelity reconstruction, and plate reuse needs the decoded plate.
+keyframe is self-contained, so seeking and recovery work there. The encoder decodes its own
+fidelity access units in its loop (the fill needs the reconstruction the decoder will have); the
+mask it knows, and plate reuse compares estimates, so nothing else is decoded there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -99,7 +101,8 @@ class SelectiveEncoder:
         self._mask_stream = self.masks.kept_masks(self._feed())
         self._fidelity: FidelityEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
-        self._decoder: SelectiveDecoder | None = None
+        self._recon: FidelityDecoder | None = None
+        self._last_fidelity: Image | None = None
         self._estimate: npt.NDArray[np.float32] | None = None
         self._background_sections: dict[int, bytes] = {}
         self._background_source: Image | None = None
@@ -155,6 +158,7 @@ class SelectiveEncoder:
         width, height = fidelity_size(self.config.width, self.config.height)
         common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.threads}
         self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
+        self._recon = FidelityDecoder(self.options.fidelity, width=width, height=height)
         if not self._synth:
             self._plate_coder = FidelityEncoder(width, height, self.options.frame_rate, crf=bg, **common)  # type: ignore[arg-type]
 
@@ -165,16 +169,11 @@ class SelectiveEncoder:
                 f"frame of shape {rgb.shape} {rgb.dtype}; expected ({self.config.height}, {self.config.width}, 3) uint8"
             )
         keyframe = self._index % self.config.gop == 0
-        if self._decoder is None:
+        if self._fidelity is None:
             self._open_coders()
-            backend = self._synth_coder.gc.backend if self._synth_coder else "auto"
-            self._decoder = SelectiveDecoder(self.config, backend=backend, compose=False)
         elif keyframe:
             self._adapt_rate()
         packet = self._packet(rgb, keyframe)
-        started = time.perf_counter()
-        self._decoder.decode(packet)  # the decoder in the loop: reconstruction for the fill, plate for reuse
-        self.timings["decode"] += time.perf_counter() - started
         self._last_packet, self._index, self._gop_bits = packet, self._index + 1, self._gop_bits + 8 * len(packet)
         return EncodedFrame(packet, keyframe, 8.0 * len(packet))
 
@@ -194,6 +193,8 @@ class SelectiveEncoder:
         assert self._fidelity is not None
         sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
         fidelity = time.perf_counter()
+        self._reconstruct(sections[bitstream.FIDELITY])
+        decoded = time.perf_counter()
         if keyframe:
             sections.update(self._background_section())
         else:
@@ -204,27 +205,33 @@ class SelectiveEncoder:
         done = time.perf_counter()
         for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("fidelity", fidelity - coded)):
             self.timings[stage] += took
-        self.timings["plate"] += done - fidelity
+        self.timings["decode"] += decoded - fidelity
+        self.timings["plate"] += done - decoded
         return packet
 
+    def _reconstruct(self, access_unit: bytes) -> None:
+        """Decode our own access unit as the decoder will: the picture the next frame's fill copies."""
+        assert self._recon is not None
+        self._last_fidelity = self._recon.decode(access_unit)[: self.config.height, : self.config.width]
+
     def _filled(self, rgb: Image, kept: Mask, keyframe: bool) -> Image:
-        if keyframe or self.options.fill == "flat" or self._decoder is None or self._decoder.last_fidelity is None:
+        if keyframe or self.options.fill == "flat" or self._last_fidelity is None:
             return fill_outside(rgb, kept, "flat", block=BLOCK)
         if self.options.fill == "blur":
             return fill_outside(rgb, kept, "blur", block=BLOCK)
-        return fill_outside(rgb, kept, "background", self._decoder.last_fidelity, block=BLOCK)
+        return fill_outside(rgb, kept, "background", self._last_fidelity, block=BLOCK)
 
     def _update_estimate(self, rgb: Image, kept: Mask) -> None:
         """The running background: starts as the first frame, then follows the picture outside the kept region."""
         if self._estimate is None:
             self._estimate = rgb.astype(np.float32)
             return
-        outside = ~kept
-        self._estimate[outside] += BACKGROUND_RATE * (rgb[outside] - self._estimate[outside])
+        # estimate += rate · (rgb − estimate) outside the kept region, in place (boolean indexing is ~90x slower).
+        cv2.accumulateWeighted(rgb, self._estimate, BACKGROUND_RATE, mask=(~kept).view(np.uint8))
 
     def _background_section(self) -> dict[int, bytes]:
         """PLATE, or LATENTS and LABELS, for a keyframe: the last ones' bytes again while the background has not changed."""
-        assert self._estimate is not None and self._decoder is not None
+        assert self._estimate is not None
         estimate = np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
         # Compared with the estimate the last plate was coded from, not its decode: coding noise at
         # the plate's CRF alone would keep the PSNR under the threshold.
