@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import cv2
@@ -33,6 +33,7 @@ from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamErro
 from ..gc import DEFAULT_GOP, EncodedFrame, check_size, padded
 from ..metrics import psnr
 from ..models.registry import DEFAULT_MODEL, REGISTRY
+from .ahead import MaskPipeline
 from .background import SynthDecoder, SynthEncoder, check_labels_spec, gc_config
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import fill_outside
@@ -97,8 +98,7 @@ class SelectiveEncoder:
         self.masks = create_mask_source(
             self.options.keep, mask_video=self.options.mask_video, segmenter=self.options.segmenter, threads=self.options.threads
         )
-        self._frame: list[Image] = []
-        self._mask_stream = self.masks.kept_masks(self._feed())
+        self._mask_pipeline = MaskPipeline(self.masks)
         self._fidelity: FidelityEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
         self._recon: FidelityDecoder | None = None
@@ -133,10 +133,6 @@ class SelectiveEncoder:
             **(self._synth_coder.extra if self._synth_coder is not None else {}),
         }
 
-    def _feed(self) -> Iterator[Image]:
-        while self._frame:
-            yield self._frame.pop()
-
     def with_quality(self, quality: int) -> None:
         """Change the quality before the first frame (used by bitrate selection)."""
         if self._index:
@@ -162,12 +158,24 @@ class SelectiveEncoder:
         if not self._synth:
             self._plate_coder = FidelityEncoder(width, height, self.options.frame_rate, crf=bg, **common)  # type: ignore[arg-type]
 
-    def encode(self, rgb: Image) -> EncodedFrame:
-        """Encode the next frame of the stream."""
+    def _check_frame(self, rgb: Image) -> None:
         if rgb.shape != (self.config.height, self.config.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(
                 f"frame of shape {rgb.shape} {rgb.dtype}; expected ({self.config.height}, {self.config.width}, 3) uint8"
             )
+
+    def prepare(self, rgb: Image) -> None:
+        """Give an upcoming frame early: its keep mask is found on a worker thread while `encode` codes the frames before.
+
+        Optional; call it in stream order, once per frame, before that frame's `encode` (e.g. prepare(n + 1),
+        then encode(n)). The packets are the same as without it; each `encode` still returns its own frame's.
+        """
+        self._check_frame(rgb)
+        self._mask_pipeline.prepare(rgb)
+
+    def encode(self, rgb: Image) -> EncodedFrame:
+        """Encode the next frame of the stream."""
+        self._check_frame(rgb)
         keyframe = self._index % self.config.gop == 0
         if self._fidelity is None:
             self._open_coders()
@@ -179,8 +187,7 @@ class SelectiveEncoder:
 
     def _packet(self, rgb: Image, keyframe: bool) -> bytes:
         started = time.perf_counter()
-        self._frame.append(rgb)
-        self.last_mask = next(self._mask_stream)
+        self.last_mask = self._mask_pipeline.next(rgb)
         blocks = block_mask(self.last_mask, BLOCK)
         kept = expand(blocks, self.config.height, self.config.width, BLOCK)
         self._update_estimate(rgb, kept)
@@ -207,6 +214,8 @@ class SelectiveEncoder:
             self.timings[stage] += took
         self.timings["decode"] += decoded - fidelity
         self.timings["plate"] += done - decoded
+        if self._mask_pipeline.worker_seconds:
+            self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return packet
 
     def _reconstruct(self, access_unit: bytes) -> None:
@@ -307,7 +316,8 @@ class SelectiveEncoder:
             return len(coder.encode(fidelity_frame(rgb), True))
 
     def close(self) -> None:
-        """Close the codecs (idempotent)."""
+        """Close the codecs and the mask worker (idempotent)."""
+        self._mask_pipeline.close()
         for coder in (self._fidelity, self._plate_coder):
             if coder is not None:
                 coder.close()

@@ -141,11 +141,13 @@ def _all_rows(grid: Grid, reference: Grid | None) -> Grid:
     left, above, above_left, above_right = _around(grid)
     if reference is None:
         return left + 2 * above + 4 * above_left + 8 * above_right
-    base, (ref_left, ref_above, ref_above_left, ref_above_right) = _inter_context(reference)
-    changed = (
-        (left != ref_left).astype(np.int64) + (above != ref_above) + (above_left != ref_above_left) + (above_right != ref_above_right)
-    )
-    return base + np.minimum(changed, 2)
+    base, ref_around = _inter_context(reference)
+    return base + np.minimum(_changed((left, above, above_left, above_right), ref_around), 2)
+
+
+def _changed(around: tuple[Grid, ...], ref_around: tuple[Grid, ...] | list[Grid]) -> Grid:
+    """How many of the four decoded neighbours differ from the reference's."""
+    return np.asarray(sum((n != r).astype(np.int64) for n, r in zip(around, ref_around, strict=True)), dtype=np.int64)
 
 
 def _encode(grid: Grid, reference: Grid | None) -> bytes:
@@ -174,7 +176,7 @@ def _decode(data: bytes, shape: tuple[int, int], reference: Grid | None) -> Grid
             rows = left + 2 * above + 4 * above_left + 8 * above_right
         else:
             part = slice(start, end)
-            changed = sum((n != r[part]).astype(np.int64) for n, r in zip((left, above, above_left, above_right), ref_around, strict=True))
+            changed = _changed((left, above, above_left, above_right), [r[part] for r in ref_around])
             rows = base[part] + np.minimum(changed, 2)
         padded[here] = reader.code(INTRA if reference is None else INTER, rows, rows)
         start = end
