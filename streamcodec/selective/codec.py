@@ -96,7 +96,11 @@ class SelectiveEncoder:
             extra=self._extra(fg, bg),
         )
         self.masks = create_mask_source(
-            self.options.keep, mask_video=self.options.mask_video, segmenter=self.options.segmenter, threads=self.options.threads
+            self.options.keep,
+            mask_video=self.options.mask_video,
+            segmenter=self.options.segmenter,
+            threads=self.options.threads,
+            parallel=True,  # the kinds side by side: masks in about the time of the slowest (the segmenter)
         )
         self._mask_pipeline = MaskPipeline(self.masks)
         self._fidelity: FidelityEncoder | None = None
