@@ -37,7 +37,7 @@ from .ahead import MaskPipeline
 from .background import SynthDecoder, SynthEncoder, check_labels_spec, gc_config
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import fill_outside
-from .layers import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions, composite, fidelity_frame, fidelity_size
+from .layers import BLOCK, SC_QUALITY_LEVELS, Compositor, SelectiveOptions, fidelity_frame, fidelity_size
 from .maskcode import block_mask, decode_mask, encode_mask, expand
 from .masks import create_mask_source
 
@@ -352,7 +352,7 @@ class SelectiveDecoder:
             raise CorruptStreamError(f"stream configuration quality {config.quality} is outside 1..{SC_QUALITY_LEVELS}")
         self.config = config
         extra = config.extra
-        self._feather = int(extra["feather"])  # type: ignore[call-overload]
+        self._compositor = Compositor(int(extra["feather"]))  # type: ignore[call-overload]
         # GCDecoder (in SynthDecoder) checks the model, coded sizes and channels for both backgrounds.
         self._synth = SynthDecoder(config, backend=backend) if extra["background"] == "synth" else None
         if self._synth is None:
@@ -398,7 +398,7 @@ class SelectiveDecoder:
         height, width = self.config.height, self.config.width
         fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
         decoded = time.perf_counter()
-        out = composite(fidelity, background, expand(blocks, height, width, BLOCK), self._feather) if self.compose else fidelity
+        out = self._compositor(fidelity, background, blocks) if self.compose else fidelity
         self.timings["layers"] += layers - started
         self.timings["fidelity"] += decoded - layers
         self.timings["composite"] += time.perf_counter() - decoded

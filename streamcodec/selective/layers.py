@@ -117,15 +117,41 @@ def feather_alpha(kept: Mask, feather: int) -> npt.NDArray[np.float32]:
 
 def composite(fidelity: Image, background: Image, kept: Mask, feather: int) -> Image:
     """alpha · fidelity + (1 − alpha) · background, as (H, W, 3) uint8."""
+    return _blend(fidelity, background, *_weights(kept, feather))
+
+
+def _weights(kept: Mask, feather: int) -> tuple[Mask, npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Where alpha is 1, and the feathered band (flat pixel indices, their alpha): all the blend needs."""
     alpha = feather_alpha(kept, feather)
-    out = background.copy()
     full = alpha >= 1.0
-    out[full] = fidelity[full]
-    part = (alpha > 0) & ~full  # only the feathered band needs arithmetic
-    if part.any():
-        under, over = background[part].astype(np.float32), fidelity[part].astype(np.float32)
-        out[part] = np.clip(under + alpha[part][:, None] * (over - under) + 0.5, 0, 255).astype(np.uint8)
-    return out
+    band = np.flatnonzero((alpha > 0) & ~full)  # only the feathered band needs arithmetic
+    return full, band, alpha.ravel()[band][:, None]
+
+
+def _blend(fidelity: Image, background: Image, full: Mask, band: npt.NDArray[np.intp], alpha: npt.NDArray[np.float32]) -> Image:
+    out = np.where(full[..., None], fidelity, background)
+    if band.size:
+        under = background.reshape(-1, 3)[band].astype(np.float32)
+        over = fidelity.reshape(-1, 3)[band].astype(np.float32)
+        out.reshape(-1, 3)[band] = np.clip(under + alpha * (over - under) + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(out, dtype=np.uint8)
+
+
+class Compositor:
+    """`composite` for a stream: the feathered weights are kept while the block mask stays the same."""
+
+    def __init__(self, feather: int, block: int = BLOCK) -> None:
+        self._feather, self._block = feather, block
+        self._cached: tuple[bytes, tuple[Mask, npt.NDArray[np.intp], npt.NDArray[np.float32]]] | None = None
+
+    def __call__(self, fidelity: Image, background: Image, blocks: Mask) -> Image:
+        """Composite with the block mask `blocks` ((⌈H/block⌉, ⌈W/block⌉) bool): as `composite`, to the byte."""
+        key = np.packbits(blocks).tobytes() + bytes(str(blocks.shape), "ascii")
+        if self._cached is None or self._cached[0] != key:
+            height, width = fidelity.shape[:2]
+            kept = np.repeat(np.repeat(blocks, self._block, axis=0), self._block, axis=1)[:height, :width]
+            self._cached = key, _weights(kept, self._feather)
+        return _blend(fidelity, background, *self._cached[1])
 
 
 #: x265 refuses pictures under 16 pixels a side (SVT-AV1 under 4): smaller frames are padded up to this.
