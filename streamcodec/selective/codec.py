@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import cv2
@@ -103,6 +104,7 @@ class SelectiveEncoder:
             parallel=True,  # the kinds side by side: masks in about the time of the slowest (the segmenter)
         )
         self._mask_pipeline = MaskPipeline(self.masks)
+        self._plate_pool: ThreadPoolExecutor | None = None
         self._fidelity: FidelityEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
         self._recon: FidelityDecoder | None = None
@@ -202,12 +204,14 @@ class SelectiveEncoder:
             sections[bitstream.MASK] = mask_bytes
         coded = time.perf_counter()
         assert self._fidelity is not None
+        # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
+        background = self._background_pool().submit(self._background_section) if keyframe else None
         sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
         fidelity = time.perf_counter()
         self._reconstruct(sections[bitstream.FIDELITY])
         decoded = time.perf_counter()
-        if keyframe:
-            sections.update(self._background_section())
+        if background is not None:
+            sections.update(background.result())
         else:
             sections[bitstream.REFERENCE] = self._last_packet[-1:]
         self._blocks = blocks
@@ -221,6 +225,11 @@ class SelectiveEncoder:
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return packet
+
+    def _background_pool(self) -> ThreadPoolExecutor:
+        if self._plate_pool is None:
+            self._plate_pool = ThreadPoolExecutor(1, thread_name_prefix="sc-plate")
+        return self._plate_pool
 
     def _reconstruct(self, access_unit: bytes) -> None:
         """Decode our own access unit as the decoder will: the picture the next frame's fill copies."""
@@ -322,6 +331,9 @@ class SelectiveEncoder:
     def close(self) -> None:
         """Close the codecs and the mask worker (idempotent)."""
         self._mask_pipeline.close()
+        if self._plate_pool is not None:
+            self._plate_pool.shutdown(wait=True)
+            self._plate_pool = None
         for coder in (self._fidelity, self._plate_coder):
             if coder is not None:
                 coder.close()
