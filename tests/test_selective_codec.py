@@ -15,7 +15,7 @@ import pytest
 
 from streamcodec import bitstream
 from streamcodec.bitstream import StreamConfig
-from streamcodec.codec import Decoder, Encoder
+from streamcodec.codec import Decoder, Encoder, SelectiveOptions
 from streamcodec.errors import CorruptStreamError, ModelError, OutputError, StreamcodecError, UnsupportedStreamError
 from streamcodec.io.demux import Source, VideoFrame
 from streamcodec.io.mkv_reader import MatroskaReader
@@ -120,9 +120,9 @@ def test_gc_packets_are_unchanged_by_the_mode_dispatch(clip: Path) -> None:
     assert Encoder(160, 96, mode="gc").encode(rgb).packet == GCEncoder(160, 96).encode(rgb).packet
 
 
-def sc_packets(frames: list[np.ndarray], *, ahead: bool) -> list[bytes]:
+def sc_packets(frames: list[np.ndarray], *, ahead: bool, codec_threads: int = 2) -> list[bytes]:
     """Encode in SC (GOP 8); with `ahead`, each frame is given to prepare() one frame early, as a live loop would."""
-    encoder = Encoder(160, 96, gop=GOP)
+    encoder = Encoder(160, 96, gop=GOP, selective=SelectiveOptions(codec_threads=codec_threads))
     if ahead:
         encoder.prepare(frames[0])
     packets = []
@@ -135,12 +135,13 @@ def sc_packets(frames: list[np.ndarray], *, ahead: bool) -> list[bytes]:
 
 
 def test_sc_encoding_is_deterministic_and_masks_found_ahead_change_no_byte(clip: Path) -> None:
-    """The same frames give the same packets twice over, and the same again with the masks found one frame ahead."""
+    """The same frames give the same packets twice over, with the masks found one frame ahead, and with x265 on one thread."""
     frames = [item.rgb for item in source_frames(clip)]
     serial = sc_packets(frames, ahead=False)
     assert len(serial) == FRAMES and bitstream.unpack_frame(serial[1]).sections.get(bitstream.FIDELITY)
     assert sc_packets(frames, ahead=False) == serial
     assert sc_packets(frames, ahead=True) == serial
+    assert sc_packets(frames, ahead=False, codec_threads=1) == serial
 
 
 def test_prepare_refuses_frames_out_of_order(clip: Path) -> None:

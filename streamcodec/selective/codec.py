@@ -158,7 +158,7 @@ class SelectiveEncoder:
             if coder is not None:
                 coder.close()
         width, height = fidelity_size(self.config.width, self.config.height)
-        common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.threads}
+        common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.codec_threads}
         self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
         self._recon = FidelityDecoder(self.options.fidelity, width=width, height=height)
         if not self._synth:

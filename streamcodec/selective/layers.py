@@ -50,7 +50,9 @@ class SelectiveOptions:
         fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
         feather: composite feather in pixels, inside the kept region (0..16).
         frame_rate: frames per second (rate control and `--bitrate`).
-        threads: CPU threads for the masks and codecs.
+        threads: CPU threads per mask model.
+        codec_threads: worker threads of the fidelity and plate encoders (x265 pools: wavefront rows
+            of one frame side by side; SVT-AV1 lp); the bitstream does not depend on it.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -67,6 +69,7 @@ class SelectiveOptions:
     feather: int = FEATHER
     frame_rate: Fraction = Fraction(25)
     threads: int = 1
+    codec_threads: int = 2
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
@@ -84,6 +87,8 @@ class SelectiveOptions:
         for name, crf in (("fg-quality", self.fg_crf), ("bg-quality", self.bg_crf)):
             if crf is not None and not low <= crf <= high:
                 raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
+        if self.threads < 1 or self.codec_threads < 1:
+            raise ValueError(f"selective threads {self.threads} and codec threads {self.codec_threads} must be at least 1")
         if not 0 <= self.feather <= BLOCK:
             raise ValueError(f"feather {self.feather} is outside 0..{BLOCK}")
 
