@@ -144,6 +144,12 @@ def test_sc_encoding_is_deterministic_and_masks_found_ahead_change_no_byte(clip:
     assert sc_packets(frames, ahead=False, codec_threads=1) == serial
 
 
+def test_encode_file_finds_masks_ahead_and_writes_the_serial_packets(clip: Path, tmp_path: Path) -> None:
+    """encode_file gives each frame to prepare() one frame early; the track holds exactly the serial encoder's packets."""
+    encode_file(clip, tmp_path / "sc.mkv", gop=GOP, preview=False)
+    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets([item.rgb for item in source_frames(clip)], ahead=False)
+
+
 def test_prepare_refuses_frames_out_of_order(clip: Path) -> None:
     first, second = (item.rgb for item in source_frames(clip)[:2])
     encoder = Encoder(160, 96, gop=GOP)
