@@ -13,6 +13,10 @@ The decoder composites alpha · fidelity + (1 − alpha) · background (layers.c
 keyframe is self-contained, so seeking and recovery work there. The encoder decodes its own
 fidelity access units in its loop (the fill needs the reconstruction the decoder will have); the
 mask it knows, and plate reuse compares estimates, so nothing else is decoded there.
+
+Threads (all release the GIL; the packets are those of one thread): the mask kinds side by side,
+x265 on its wavefront threads, a keyframe's plate beside its fidelity AU, the loop's decode while
+the next frame's masks are found, and with `prepare` the next frame's masks during this one's x265.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import cv2
@@ -105,6 +109,7 @@ class SelectiveEncoder:
         )
         self._mask_pipeline = MaskPipeline(self.masks)
         self._plate_pool: ThreadPoolExecutor | None = None
+        self._reconstruction: Future[None] | None = None
         self._fidelity: FidelityEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
         self._recon: FidelityDecoder | None = None
@@ -153,6 +158,7 @@ class SelectiveEncoder:
         self._target_kbps = kbps
 
     def _open_coders(self) -> None:
+        self._wait_reconstruction()  # it decodes with the decoder about to be replaced
         fg, bg = self.options.crfs(self.config.quality, self._fg_crf)
         for coder in (self._fidelity, self._plate_coder):
             if coder is not None:
@@ -203,13 +209,15 @@ class SelectiveEncoder:
         if mask_bytes:
             sections[bitstream.MASK] = mask_bytes
         coded = time.perf_counter()
+        self._wait_reconstruction()
+        waited = time.perf_counter()
         assert self._fidelity is not None
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         background = self._background_pool().submit(self._background_section) if keyframe else None
         sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
         fidelity = time.perf_counter()
-        self._reconstruct(sections[bitstream.FIDELITY])
-        decoded = time.perf_counter()
+        # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
+        self._reconstruction = self._background_pool().submit(self._reconstruct, sections[bitstream.FIDELITY])
         if background is not None:
             sections.update(background.result())
         else:
@@ -218,10 +226,10 @@ class SelectiveEncoder:
         frame = Frame(FrameType.SELECTIVE_INTRA if keyframe else FrameType.SELECTIVE_INTER, sections, 0 if keyframe else 1)
         packet = bitstream.pack_frame(frame)
         done = time.perf_counter()
-        for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("fidelity", fidelity - coded)):
+        for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("fidelity", fidelity - waited)):
             self.timings[stage] += took
-        self.timings["decode"] += decoded - fidelity
-        self.timings["plate"] += done - decoded
+        self.timings["decode"] += waited - coded  # waiting for the last frame's reconstruction
+        self.timings["plate"] += done - fidelity
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return packet
@@ -230,6 +238,11 @@ class SelectiveEncoder:
         if self._plate_pool is None:
             self._plate_pool = ThreadPoolExecutor(1, thread_name_prefix="sc-plate")
         return self._plate_pool
+
+    def _wait_reconstruction(self) -> None:
+        if self._reconstruction is not None:
+            self._reconstruction.result()
+            self._reconstruction = None
 
     def _reconstruct(self, access_unit: bytes) -> None:
         """Decode our own access unit as the decoder will: the picture the next frame's fill copies."""
@@ -331,6 +344,7 @@ class SelectiveEncoder:
     def close(self) -> None:
         """Close the codecs and the mask worker (idempotent)."""
         self._mask_pipeline.close()
+        self._reconstruction = None
         if self._plate_pool is not None:
             self._plate_pool.shutdown(wait=True)
             self._plate_pool = None
