@@ -344,6 +344,7 @@ class SelectiveEncoder:
     def close(self) -> None:
         """Close the codecs and the mask worker (idempotent)."""
         self._mask_pipeline.close()
+        self.masks.close()
         self._reconstruction = None
         if self._plate_pool is not None:
             self._plate_pool.shutdown(wait=True)

@@ -84,12 +84,19 @@ class SelectiveMasks:
         """The union of every kind's mask for the next frame, before dilation and holding: (H, W) bool."""
         union = np.zeros(frame.shape[:2], dtype=bool)
         # Each kind sees the frames in order (a kind's next call waits for this one): state over time is as serial.
-        others = [self._pool.submit(kind.mask, frame) for kind in self.kinds[1:]] if self._pool is not None else []
-        for kind in self.kinds if self._pool is None else self.kinds[:1]:
+        pool = self._pool
+        others = [pool.submit(kind.mask, frame) for kind in self.kinds[1:]] if pool is not None else []
+        for kind in self.kinds if pool is None else self.kinds[:1]:
             union |= kind.mask(frame)
         for future in others:
             union |= future.result()
         return union
+
+    def close(self) -> None:
+        """Stop the kinds' threads (later frames are found serially, the same masks); idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def person_mask(self, frame: Frame) -> Mask:
         """Pixels showing a person in one RGB frame (source or decoded): (H, W) bool, undilated."""
