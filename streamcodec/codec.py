@@ -95,6 +95,15 @@ class Encoder:
         """Encode the next frame of the stream."""
         return self.impl.encode(rgb)
 
+    def prepare(self, rgb: npt.NDArray[np.uint8]) -> None:
+        """Optionally give an upcoming frame early, in stream order (e.g. prepare(n + 1), then encode(n)).
+
+        Selective mode finds its keep mask on a worker thread meanwhile; packets do not change. GC ignores it.
+        """
+        prepare = getattr(self.impl, "prepare", None)
+        if prepare is not None:
+            prepare(rgb)
+
     def with_quality(self, quality: int) -> None:
         """Change the quality before the first frame (used by bitrate selection)."""
         self.impl.with_quality(quality)

@@ -15,7 +15,7 @@ import pytest
 
 from streamcodec import bitstream
 from streamcodec.bitstream import StreamConfig
-from streamcodec.codec import Decoder, Encoder
+from streamcodec.codec import Decoder, Encoder, SelectiveOptions
 from streamcodec.errors import CorruptStreamError, ModelError, OutputError, StreamcodecError, UnsupportedStreamError
 from streamcodec.io.demux import Source, VideoFrame
 from streamcodec.io.mkv_reader import MatroskaReader
@@ -118,6 +118,47 @@ def test_gc_packets_are_unchanged_by_the_mode_dispatch(clip: Path) -> None:
 
     rgb = source_frames(clip)[0].rgb
     assert Encoder(160, 96, mode="gc").encode(rgb).packet == GCEncoder(160, 96).encode(rgb).packet
+
+
+def sc_packets(frames: list[np.ndarray], *, ahead: bool, codec_threads: int = 2) -> list[bytes]:
+    """Encode in SC (GOP 8); with `ahead`, each frame is given to prepare() one frame early, as a live loop would."""
+    encoder = Encoder(160, 96, gop=GOP, selective=SelectiveOptions(codec_threads=codec_threads))
+    if ahead:
+        encoder.prepare(frames[0])
+    packets = []
+    for index, rgb in enumerate(frames):
+        if ahead and index + 1 < len(frames):
+            encoder.prepare(frames[index + 1])
+        packets.append(encoder.encode(rgb).packet)
+    encoder.close()
+    return packets
+
+
+def test_sc_encoding_is_deterministic_and_masks_found_ahead_change_no_byte(clip: Path) -> None:
+    """The same frames give the same packets twice over, with the masks found one frame ahead, and with x265 on one thread."""
+    frames = [item.rgb for item in source_frames(clip)]
+    serial = sc_packets(frames, ahead=False)
+    assert len(serial) == FRAMES and bitstream.unpack_frame(serial[1]).sections.get(bitstream.FIDELITY)
+    assert sc_packets(frames, ahead=False) == serial
+    assert sc_packets(frames, ahead=True) == serial
+    assert sc_packets(frames, ahead=False, codec_threads=1) == serial
+
+
+def test_encode_file_finds_masks_ahead_and_writes_the_serial_packets(clip: Path, tmp_path: Path) -> None:
+    """encode_file gives each frame to prepare() one frame early; the track holds exactly the serial encoder's packets."""
+    encode_file(clip, tmp_path / "sc.mkv", gop=GOP, preview=False)
+    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets([item.rgb for item in source_frames(clip)], ahead=False)
+
+
+def test_prepare_refuses_frames_out_of_order(clip: Path) -> None:
+    first, second = (item.rgb for item in source_frames(clip)[:2])
+    encoder = Encoder(160, 96, gop=GOP)
+    encoder.prepare(first)
+    with pytest.raises(ValueError, match="other than the one prepare"):
+        encoder.encode(second)
+    with pytest.raises(ValueError, match="expected \\(96, 160, 3\\)"):
+        encoder.prepare(first[:10])
+    encoder.close()
 
 
 def test_a_damaged_frame_is_concealed_until_the_next_keyframe(encoded: tuple[Path, Path]) -> None:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from streamcodec.errors import CorruptStreamError, ModelError
+from streamcodec.selective import maskcode, sidecode
 from streamcodec.selective.labelcode import decode_labels, encode_labels
 from streamcodec.selective.labels import ColourTextureLabeler, OnnxLabeler, create_labeler
+from streamcodec.selective.layers import Compositor, composite, feather_alpha
 from streamcodec.selective.maskcode import block_mask, decode_mask, encode_mask, expand
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
@@ -50,6 +52,17 @@ def test_mask_round_trips_exactly_and_re_encodes_byte_identically(pair: tuple[np
     decoded = decode_mask(data, blocks.shape, previous)
     assert decoded.dtype == bool and np.array_equal(decoded, blocks)
     assert encode_mask(blocks, previous) == data
+
+
+@given(mask_pairs())
+@settings(max_examples=150, deadline=None)
+def test_bulk_mask_coder_gives_the_step_models_bytes(pair: tuple[np.ndarray, np.ndarray | None]) -> None:
+    """encode_mask/decode_mask compute the contexts in bulk; the bytes are those of the wavefront step model."""
+    blocks, previous = pair
+    reference = None if previous is None else previous.astype(np.int64)
+    stepwise = sidecode.encode_grid(blocks.astype(np.int64), reference, maskcode.MODEL)
+    assert encode_mask(blocks, previous) == stepwise
+    assert np.array_equal(sidecode.decode_grid(stepwise, blocks.shape, reference, maskcode.MODEL), blocks)
 
 
 @given(label_pairs())
@@ -239,3 +252,27 @@ def test_encoders_reject_ids_past_the_class_count() -> None:
         encode_labels(np.full((2, 2), 3, dtype=np.uint8), None, 3)
     with pytest.raises(ValueError, match="out of range"):
         encode_labels(np.zeros((2, 2), dtype=np.uint8), None, 257)
+
+
+@given(
+    st.integers(1, 70),
+    st.integers(1, 70),
+    st.integers(0, 16),
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_decoders_compositor_blends_as_the_composite_formula(height: int, width: int, feather: int, seed: int) -> None:
+    """Compositor (weights kept while the mask stays) gives composite's bytes: 1 inside, a feathered band, 0 outside."""
+    rng = np.random.default_rng(seed)
+    fidelity, background = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
+    blocks = rng.random((-(-height // 16), -(-width // 16))) < rng.random()
+    kept = expand(blocks, height, width)
+    alpha = feather_alpha(kept, feather)[..., None]
+    expected = np.clip(background + alpha * (fidelity.astype(np.float32) - background) + 0.5, 0, 255).astype(np.uint8)
+    compositor = Compositor(feather)
+    for _ in range(2):  # the second call reuses the weights
+        out = compositor(fidelity, background, blocks)
+        assert np.array_equal(out, composite(fidelity, background, kept, feather))
+        assert np.abs(out.astype(int) - expected).max() <= 1
+        assert np.array_equal(out[alpha[..., 0] >= 1], fidelity[alpha[..., 0] >= 1])
+        assert np.array_equal(out[~kept], background[~kept])

@@ -114,6 +114,15 @@ def test_kept_masks_are_the_union_of_the_kinds_per_frame_in_shape() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(kept, again, strict=True))
 
 
+def test_kinds_run_side_by_side_give_the_serial_masks() -> None:
+    """parallel=True (the encoder's default) runs the kinds on threads; MOG2's state over time must not notice."""
+    frames = [np.ascontiguousarray(f) for f in _moving_square(8)]
+    serial = list(create_mask_source(dilate_px=0, block=1, hold=0).kept_masks(iter(frames)))
+    parallel = list(create_mask_source(dilate_px=0, block=1, hold=0, parallel=True).kept_masks(iter(frames)))
+    assert any(m.any() for m in serial)  # the square moves: motion keeps something
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
 def test_evaluation_now_takes_its_masks_from_selective_mode() -> None:
     source = mask_source()
     assert source is not None and unavailable_reason() is None

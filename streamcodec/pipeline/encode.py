@@ -303,7 +303,7 @@ def encode_file(
             if save_masks is not None:
                 save_masks.mkdir(parents=True, exist_ok=True)
                 muxing.masks_to = save_masks
-            for item in _chain(head, items):
+            for item in _prepared(_chain(head, items), encoder):
                 muxing.add(item)
                 if isinstance(item, VideoFrame):
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
@@ -380,3 +380,18 @@ def _summary(
 def _chain(head: list[VideoFrame | AudioPacket], rest: Iterator[VideoFrame | AudioPacket]) -> Iterator[VideoFrame | AudioPacket]:
     yield from head
     yield from rest
+
+
+def _prepared(items: Iterator[VideoFrame | AudioPacket], encoder: Encoder) -> Iterator[VideoFrame | AudioPacket]:
+    """The items in their order, each video frame given to `encoder.prepare` before the one before it is yielded.
+
+    So selective mode finds frame n + 1's keep mask on its worker while frame n is encoded (same packets).
+    """
+    held: list[VideoFrame | AudioPacket] = []
+    for item in items:
+        if isinstance(item, VideoFrame):
+            encoder.prepare(item.rgb)
+            yield from held
+            held = []
+        held.append(item)
+    yield from held

@@ -109,8 +109,9 @@ def rgb_to_frame(rgb: Image) -> Any:
     import av
 
     height, width = rgb.shape[:2]
-    padded = np.pad(rgb, ((0, _even(height) - height), (0, _even(width) - width), (0, 0)), mode="edge")
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
+    if height & 1 or width & 1:  # np.pad copies even when it adds nothing: only pad odd sizes
+        rgb = np.pad(rgb, ((0, _even(height) - height), (0, _even(width) - width), (0, 0)), mode="edge")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     return frame.reformat(format="yuv420p", src_colorspace="ITU601", dst_colorspace="ITU601", **_SWSCALE)
 
 

@@ -50,7 +50,9 @@ class SelectiveOptions:
         fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
         feather: composite feather in pixels, inside the kept region (0..16).
         frame_rate: frames per second (rate control and `--bitrate`).
-        threads: CPU threads for the masks and codecs.
+        threads: CPU threads per mask model.
+        codec_threads: worker threads of the fidelity and plate encoders (x265 pools: wavefront rows
+            of one frame side by side; SVT-AV1 lp); the bitstream does not depend on it.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -67,6 +69,7 @@ class SelectiveOptions:
     feather: int = FEATHER
     frame_rate: Fraction = Fraction(25)
     threads: int = 1
+    codec_threads: int = 2
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
@@ -84,6 +87,8 @@ class SelectiveOptions:
         for name, crf in (("fg-quality", self.fg_crf), ("bg-quality", self.bg_crf)):
             if crf is not None and not low <= crf <= high:
                 raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
+        if self.threads < 1 or self.codec_threads < 1:
+            raise ValueError(f"selective threads {self.threads} and codec threads {self.codec_threads} must be at least 1")
         if not 0 <= self.feather <= BLOCK:
             raise ValueError(f"feather {self.feather} is outside 0..{BLOCK}")
 
@@ -117,15 +122,41 @@ def feather_alpha(kept: Mask, feather: int) -> npt.NDArray[np.float32]:
 
 def composite(fidelity: Image, background: Image, kept: Mask, feather: int) -> Image:
     """alpha · fidelity + (1 − alpha) · background, as (H, W, 3) uint8."""
+    return _blend(fidelity, background, *_weights(kept, feather))
+
+
+def _weights(kept: Mask, feather: int) -> tuple[Mask, npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Where alpha is 1, and the feathered band (flat pixel indices, their alpha): all the blend needs."""
     alpha = feather_alpha(kept, feather)
-    out = background.copy()
     full = alpha >= 1.0
-    out[full] = fidelity[full]
-    part = (alpha > 0) & ~full  # only the feathered band needs arithmetic
-    if part.any():
-        under, over = background[part].astype(np.float32), fidelity[part].astype(np.float32)
-        out[part] = np.clip(under + alpha[part][:, None] * (over - under) + 0.5, 0, 255).astype(np.uint8)
-    return out
+    band = np.flatnonzero((alpha > 0) & ~full)  # only the feathered band needs arithmetic
+    return full, band, alpha.ravel()[band][:, None]
+
+
+def _blend(fidelity: Image, background: Image, full: Mask, band: npt.NDArray[np.intp], alpha: npt.NDArray[np.float32]) -> Image:
+    out = np.where(full[..., None], fidelity, background)
+    if band.size:
+        under = background.reshape(-1, 3)[band].astype(np.float32)
+        over = fidelity.reshape(-1, 3)[band].astype(np.float32)
+        out.reshape(-1, 3)[band] = np.clip(under + alpha * (over - under) + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(out, dtype=np.uint8)
+
+
+class Compositor:
+    """`composite` for a stream: the feathered weights are kept while the block mask stays the same."""
+
+    def __init__(self, feather: int, block: int = BLOCK) -> None:
+        self._feather, self._block = feather, block
+        self._cached: tuple[bytes, tuple[Mask, npt.NDArray[np.intp], npt.NDArray[np.float32]]] | None = None
+
+    def __call__(self, fidelity: Image, background: Image, blocks: Mask) -> Image:
+        """Composite with the block mask `blocks` ((⌈H/block⌉, ⌈W/block⌉) bool): as `composite`, to the byte."""
+        key = np.packbits(blocks).tobytes() + bytes(str(blocks.shape), "ascii")
+        if self._cached is None or self._cached[0] != key:
+            height, width = fidelity.shape[:2]
+            kept = np.repeat(np.repeat(blocks, self._block, axis=0), self._block, axis=1)[:height, :width]
+            self._cached = key, _weights(kept, self._feather)
+        return _blend(fidelity, background, *self._cached[1])
 
 
 #: x265 refuses pictures under 16 pixels a side (SVT-AV1 under 4): smaller frames are padded up to this.

@@ -13,6 +13,7 @@ the evaluation measures x265-roi and the kept-region metrics on the very masks t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,18 @@ def _check_kinds(kinds: Sequence[str]) -> None:
 class SelectiveMasks:
     """The kept region per frame (union of kinds, stabilised) and the person mask, for encoder and evaluation."""
 
-    def __init__(self, kinds: Sequence[FrameMasker], person: FrameMasker, stabilizer: Stabilizer) -> None:
+    def __init__(
+        self, kinds: Sequence[FrameMasker], person: FrameMasker, stabilizer: Stabilizer, *, parallel: bool = False
+    ) -> None:
+        """Unite `kinds` (side by side on threads if `parallel`: their models release the GIL; same masks)."""
         if not kinds:
             raise ModelError("a keep mask needs at least one kind (person, face, motion, text or a mask video)")
         self.kinds = list(kinds)
         self._person = person
         self._stabilizer = stabilizer
         self.name = f"{VERSION}[{'+'.join(k.name for k in self.kinds)}|{stabilizer.name}]"
+        workers = len(self.kinds) - 1 if parallel else 0
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-mask-kind") if workers else None
 
     def kept_masks(self, frames: Iterator[Frame]) -> Iterator[Mask]:
         """The region to keep, per (H, W, 3) uint8 RGB frame of one clip in order: (H, W) bool."""
@@ -77,9 +83,20 @@ class SelectiveMasks:
     def raw_union(self, frame: Frame) -> Mask:
         """The union of every kind's mask for the next frame, before dilation and holding: (H, W) bool."""
         union = np.zeros(frame.shape[:2], dtype=bool)
-        for kind in self.kinds:
+        # Each kind sees the frames in order (a kind's next call waits for this one): state over time is as serial.
+        pool = self._pool
+        others = [pool.submit(kind.mask, frame) for kind in self.kinds[1:]] if pool is not None else []
+        for kind in self.kinds if pool is None else self.kinds[:1]:
             union |= kind.mask(frame)
+        for future in others:
+            union |= future.result()
         return union
+
+    def close(self) -> None:
+        """Stop the kinds' threads (later frames are found serially, the same masks); idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def person_mask(self, frame: Frame) -> Mask:
         """Pixels showing a person in one RGB frame (source or decoded): (H, W) bool, undilated."""
@@ -95,6 +112,7 @@ def create_mask_source(
     block: int = 16,
     hold: int = 4,
     threads: int = 1,
+    parallel: bool = False,
 ) -> SelectiveMasks:
     """Selective mode's mask source: the union of `keep` (and a user's mask video), dilated and held.
 
@@ -106,6 +124,7 @@ def create_mask_source(
         block: the kept region is made of `block`² cells (16 = one macroblock; 1 = per pixel).
         hold: frames a vanished region stays kept (flicker guard).
         threads: CPU threads per model.
+        parallel: run the kinds side by side on threads (the encoder's zero-latency path); the same masks.
     Returns:
         A `SelectiveMasks`, which meets `streamcodec.eval.masks.MaskSource`.
     """
@@ -116,4 +135,4 @@ def create_mask_source(
     kinds = [person if kind == "person" else KINDS[kind](segmenter, threads) for kind in kinds_wanted]
     if mask_video is not None:
         kinds.append(MaskVideo(mask_video))
-    return SelectiveMasks(kinds, person, stabilizer)
+    return SelectiveMasks(kinds, person, stabilizer, parallel=parallel)

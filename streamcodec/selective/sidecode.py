@@ -51,7 +51,9 @@ class GridModel(Protocol):
         ...
 
 
-class _Writer:
+class Writer:
+    """The encoder's `SymbolIO`: writes the true symbols; `payload()` gives the bytes."""
+
     def __init__(self) -> None:
         self._encoder = coder.RangeEncoder()
         self.bits = 0.0
@@ -66,7 +68,9 @@ class _Writer:
         return bytes(self._encoder.get_compressed().astype("<u4").tobytes())
 
 
-class _Reader:
+class Reader:
+    """The decoder's `SymbolIO`: reads symbols from a payload, ignoring the ones it is given."""
+
     def __init__(self, payload: bytes) -> None:
         self._decoder = coder.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
 
@@ -126,7 +130,7 @@ def encode_grid(grid: Grid, reference: Grid | None, model: GridModel) -> bytes:
     """Payload for `grid` (empty when it equals the reference, or is all zeros at a keyframe)."""
     if np.array_equal(grid, reference if reference is not None else np.zeros_like(grid)):
         return b""
-    writer = _Writer()
+    writer = Writer()
     _run(writer, grid, reference, model)
     return writer.payload()
 
@@ -144,7 +148,7 @@ def decode_grid(data: bytes, shape: tuple[int, int], reference: Grid | None, mod
         raise CorruptStreamError(f"{model.what} payload of {len(data)} bytes is not a whole number of words")
     grid = np.zeros(shape, dtype=np.int64)
     try:
-        _run(_Reader(data), grid, reference, model)
+        _run(Reader(data), grid, reference, model)
     except (ValueError, RuntimeError, AssertionError, IndexError, OverflowError) as exc:
         raise CorruptStreamError(f"{model.what} payload does not decode: {exc}") from None
     if encode_grid(grid, reference, model) != data:
