@@ -58,13 +58,18 @@ def _check_kinds(kinds: Sequence[str]) -> None:
 class SelectiveMasks:
     """The kept region per frame (union of kinds, stabilised) and the person mask, for encoder and evaluation."""
 
-    def __init__(self, kinds: Sequence[FrameMasker], person: FrameMasker, stabilizer: Stabilizer) -> None:
+    def __init__(
+        self, kinds: Sequence[FrameMasker], person: FrameMasker, stabilizer: Stabilizer, labels: Sequence[str] | None = None
+    ) -> None:
         if not kinds:
             raise ModelError("a keep mask needs at least one kind (person, face, motion, text or a mask video)")
         self.kinds = list(kinds)
         self._person = person
         self._stabilizer = stabilizer
         self.name = f"{VERSION}[{'+'.join(k.name for k in self.kinds)}|{stabilizer.name}]"
+        #: Each kind's label ("person", "face", ..., "mask") and its raw mask for the last frame (the archive's index).
+        self.labels = list(labels) if labels is not None else [kind.name for kind in self.kinds]
+        self.last_kinds: dict[str, Mask] = {}
 
     def kept_masks(self, frames: Iterator[Frame]) -> Iterator[Mask]:
         """The region to keep, per (H, W, 3) uint8 RGB frame of one clip in order: (H, W) bool."""
@@ -77,8 +82,9 @@ class SelectiveMasks:
     def raw_union(self, frame: Frame) -> Mask:
         """The union of every kind's mask for the next frame, before dilation and holding: (H, W) bool."""
         union = np.zeros(frame.shape[:2], dtype=bool)
-        for kind in self.kinds:
-            union |= kind.mask(frame)
+        for label, kind in zip(self.labels, self.kinds, strict=True):
+            self.last_kinds[label] = kind.mask(frame)
+            union |= self.last_kinds[label]
         return union
 
     def person_mask(self, frame: Frame) -> Mask:
@@ -116,4 +122,4 @@ def create_mask_source(
     kinds = [person if kind == "person" else KINDS[kind](segmenter, threads) for kind in kinds_wanted]
     if mask_video is not None:
         kinds.append(MaskVideo(mask_video))
-    return SelectiveMasks(kinds, person, stabilizer)
+    return SelectiveMasks(kinds, person, stabilizer, [*kinds_wanted, *(["mask"] if mask_video is not None else [])])
