@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,37 @@ def test_archive_on_a_local_ray_instance(tmp_path: Path) -> None:
     assert "2 files: 2 archived" in done.stdout and "ray, 2 CPU" in done.stdout
     assert rows(archive, "SELECT status FROM files") == [("done",), ("done",)]
     assert run("verify", str(archive)).returncode == 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (needs root and mount rights; skipped elsewhere), unmounted afterwards."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {mounted.stderr.strip() or 'mount failed'}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_stops_cleanly_and_the_rerun_continues(tiny_disk: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for start, name in enumerate("abcd"):
+        make_clip(src / f"{name}.mp4", 1.5, start=2.0 * start)
+    stopped = run("archive", str(src), "--out", str(tiny_disk / "archive"))
+    assert stopped.returncode == 1
+    assert "Traceback" not in stopped.stderr
+    assert "stopped: the disk is full; free space and rerun the same command to continue" in stopped.stdout
+    for path in outputs(tiny_disk / "archive"):  # what is in place is whole
+        with MatroskaReader(path) as reader:
+            assert sum(1 for _ in reader.packets()) >= 10
+    moved = tmp_path / "archive"
+    shutil.copytree(tiny_disk / "archive", moved)  # "free space": the same archive on a roomier disk
+    resumed = run("archive", str(src), "--out", str(moved))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [p.name for p in outputs(moved)] == [f"{name}.mkv" for name in "abcd"]
+    checked = run("verify", str(moved))
+    assert checked.returncode == 0 and "verified 4 files" in checked.stdout, checked.stdout

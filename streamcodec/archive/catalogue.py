@@ -14,6 +14,7 @@ a killed run leaves the catalogue as it was after the last file it finished.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -142,6 +143,18 @@ class Catalogue:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write; SQLite's failures (a full disk above all) become OutputError, the transaction undone."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            full = "No space left on device: " if "full" in str(exc) else ""
+            raise OutputError(f"{full}the catalogue cannot be written ({exc})", self.path) from exc
+
     def _rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[FileRow]:
         cursor = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM files WHERE {where} ORDER BY source", params)
         return [FileRow(*row) for row in cursor.fetchall()]
@@ -165,50 +178,54 @@ class Catalogue:
 
     def upsert_source(self, source: str, size: int, mtime_ns: int, sha256: str) -> FileRow:
         """The row for `source`, created pending or reset to pending when its content changed."""
-        row = self.by_source(source)
-        if row is None:
-            self.db.execute(
-                "INSERT INTO files (source, size, mtime_ns, sha256, status) VALUES (?, ?, ?, ?, 'pending')",
-                (source, size, mtime_ns, sha256),
-            )
-        elif row.sha256 != sha256 or row.size != size:
-            self._reset(row.id, size, mtime_ns, sha256)
-        elif row.mtime_ns != mtime_ns:
-            self.db.execute("UPDATE files SET mtime_ns = ? WHERE id = ?", (mtime_ns, row.id))
-        found = self.by_source(source)
-        assert found is not None
-        return found
+        with self._writing():
+            row = self.by_source(source)
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO files (source, size, mtime_ns, sha256, status) VALUES (?, ?, ?, ?, 'pending')",
+                    (source, size, mtime_ns, sha256),
+                )
+            elif row.sha256 != sha256 or row.size != size:
+                self._reset(row.id, size, mtime_ns, sha256)
+            elif row.mtime_ns != mtime_ns:
+                self.db.execute("UPDATE files SET mtime_ns = ? WHERE id = ?", (mtime_ns, row.id))
+            found = self.by_source(source)
+            assert found is not None
+            return found
 
     def _reset(self, file_id: int, size: int, mtime_ns: int, sha256: str) -> None:
         """New content under a known name: a fresh pending row (the old archived copy stays where it is)."""
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM kinds WHERE file_id = ?", (file_id,))
-        blank = ", ".join(f"{name} = NULL" for name in COLUMNS[6:])
-        self.db.execute(
-            f"UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, status = 'pending', {blank} WHERE id = ?",
-            (size, mtime_ns, sha256, file_id),
-        )
-        self.db.execute("COMMIT")
+        with self._writing():
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM kinds WHERE file_id = ?", (file_id,))
+            blank = ", ".join(f"{name} = NULL" for name in COLUMNS[6:])
+            self.db.execute(
+                f"UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, status = 'pending', {blank} WHERE id = ?",
+                (size, mtime_ns, sha256, file_id),
+            )
+            self.db.execute("COMMIT")
 
     def update(self, file_id: int, **values: Any) -> None:
         """Set some columns of one row (one committed transaction)."""
-        unknown = set(values) - set(COLUMNS)
-        if unknown:
-            raise KeyError(f"no catalogue column {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in values)
-        self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
+        with self._writing():
+            unknown = set(values) - set(COLUMNS)
+            if unknown:
+                raise KeyError(f"no catalogue column {sorted(unknown)}")
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
 
     def finish(self, file_id: int, values: dict[str, Any], kinds: KindRows) -> None:
         """Record a finished file and its per-second kinds together, in one transaction."""
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM kinds WHERE file_id = ?", (file_id,))
-        self.db.executemany(
-            "INSERT INTO kinds (file_id, second, kind, regions, area) VALUES (?, ?, ?, ?, ?)",
-            [(file_id, *row) for row in kinds],
-        )
-        assignments = ", ".join(f"{name} = ?" for name in values)
-        self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
-        self.db.execute("COMMIT")
+        with self._writing():
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM kinds WHERE file_id = ?", (file_id,))
+            self.db.executemany(
+                "INSERT INTO kinds (file_id, second, kind, regions, area) VALUES (?, ?, ?, ?, ?)",
+                [(file_id, *row) for row in kinds],
+            )
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
+            self.db.execute("COMMIT")
 
     def counts(self) -> dict[str, int]:
         """Rows per status (every status present, 0 when none)."""
@@ -229,19 +246,21 @@ class Catalogue:
         return [row[0] for row in self.db.execute("SELECT DISTINCT kind FROM kinds ORDER BY kind")]
 
     def start_run(self, command: str, engine: str, jobs: int) -> int:
-        cursor = self.db.execute(
-            "INSERT INTO runs (started, command, engine, jobs, outcome) VALUES (?, ?, ?, ?, 'running')",
-            (time.time(), command, engine, jobs),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        with self._writing():
+            cursor = self.db.execute(
+                "INSERT INTO runs (started, command, engine, jobs, outcome) VALUES (?, ?, ?, ?, 'running')",
+                (time.time(), command, engine, jobs),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
     def end_run(self, run_id: int, outcome: str, **totals: float) -> None:
-        assignments = "".join(f", {name} = ?" for name in totals)
-        self.db.execute(
-            f"UPDATE runs SET finished = ?, outcome = ?{assignments} WHERE id = ?",
-            (time.time(), outcome, *totals.values(), run_id),
-        )
+        with self._writing():
+            assignments = "".join(f", {name} = ?" for name in totals)
+            self.db.execute(
+                f"UPDATE runs SET finished = ?, outcome = ?{assignments} WHERE id = ?",
+                (time.time(), outcome, *totals.values(), run_id),
+            )
 
     def runs(self) -> list[dict[str, Any]]:
         cursor = self.db.execute("SELECT * FROM runs ORDER BY id")

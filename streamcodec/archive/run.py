@@ -28,7 +28,7 @@ from ..errors import OutputError
 from .catalogue import Catalogue, FileRow
 from .pool import local_pool
 from .scan import SourceFile, output_name, sha256_file, walk
-from .task import TEMP_FOLDER, Result, Task, archive_one, publish
+from .task import TEMP_FOLDER, Result, Task, archive_one, disk_full, publish
 
 LOCK_NAME = ".archive.lock"
 #: Test hook: the name of a point where the driver exits at once (as a crash would), e.g. "before-commit".
@@ -120,7 +120,8 @@ def archive(options: ArchiveOptions) -> RunSummary:
         finally:
             summary.seconds = time.perf_counter() - started
             totals = {"done": summary.done, "failed": summary.failed, "footage_s": summary.footage_s}
-            catalogue.end_run(run_id, outcome, bytes_in=summary.bytes_in, bytes_out=summary.bytes_out, **totals)
+            with contextlib.suppress(OutputError):  # a full disk: the run's own record is the one thing we may lose
+                catalogue.end_run(run_id, outcome, bytes_in=summary.bytes_in, bytes_out=summary.bytes_out, **totals)
     return summary
 
 
@@ -271,17 +272,31 @@ class _Driver:
             while queue or running:
                 while queue and len(running) < self.pool.slots and not self.summary.disk_full:
                     task = queue.popleft()
-                    self.catalogue.update(task.file_id, status="running", started=time.time())
-                    running[self.pool.submit(archive_one, task)] = task
+                    with self._disk_full_stops():
+                        self.catalogue.update(task.file_id, status="running", started=time.time())
+                        running[self.pool.submit(archive_one, task)] = task
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
-                    self._commit(task, _result(future, task), sizes[task.file_id])
+                    with self._disk_full_stops():
+                        self._commit(task, _result(future, task), sizes[task.file_id])
                     bar.update(sizes[task.file_id])
         finally:
             bar.close()
+
+    @contextlib.contextmanager
+    def _disk_full_stops(self) -> Iterator[None]:
+        """A catalogue that cannot be written for a full disk stops the run (what is in place is recovered next time)."""
+        try:
+            yield
+        except OutputError as exc:
+            if not disk_full(exc):
+                raise
+            if not self.summary.disk_full:
+                _line(f"disk full: {exc}")
+            self.summary.disk_full = True
 
     def _commit(self, task: Task, result: Result, size: int) -> None:
         record = task.temp(".json")

@@ -114,7 +114,7 @@ def archive_one(task: Task) -> Result:
     except (StreamcodecError, OSError, ValueError, RuntimeError, MemoryError) as exc:
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
-        return Result(task.file_id, error=_one_line(exc).removeprefix(f"{task.source}: "), disk_full=_disk_full(exc))
+        return Result(task.file_id, error=_one_line(exc).removeprefix(f"{task.source}: "), disk_full=disk_full(exc))
 
 
 def _archive(task: Task, temp: Path) -> Result:
@@ -193,7 +193,8 @@ def _limit_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _disk_full(exc: BaseException) -> bool:
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a full disk."""
     seen: BaseException | None = exc
     while seen is not None:
         if getattr(seen, "errno", None) == errno.ENOSPC or "No space left" in str(seen):
