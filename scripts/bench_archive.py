@@ -11,7 +11,8 @@ matched   per clip, the kept-region PSNR of the archived file (decoded, against 
           the encoder's own kept masks) and the smallest x265 (medium, same GOP, CRF search) at
           or above it: bytes compared at matched quality in the kept region
 
-PYTHONPATH=. python scripts/bench_archive.py [--clips 4] [--seconds 8] [--size 640x480] [--work DIR]
+PYTHONPATH=. python scripts/bench_archive.py [--clips 4] [--seconds 8] [--size 640x480] [--quality Q]
+    [--jobs-1-only] [--no-ray] [--work DIR]
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def frames_of(path: Path) -> list[np.ndarray]:
         return [item.rgb for item in source.items(with_audio=False) if isinstance(item, VideoFrame)]
 
 
-def run_config(name: str, footage: Path, out: Path, jobs: int, ray: str | None) -> dict[str, float]:
-    summary = archive(ArchiveOptions([footage], out, jobs=jobs, ray=ray))
+def run_config(name: str, footage: Path, out: Path, jobs: int, ray: str | None, quality: int | None) -> dict[str, float]:
+    summary = archive(ArchiveOptions([footage], out, jobs=jobs, ray=ray, quality=quality))
     cores = min(os.cpu_count() or 1, max(jobs, 1) * max(1, (os.cpu_count() or 1) // jobs))
     speed = summary.footage_s / summary.seconds
     print(
@@ -125,7 +126,7 @@ def matched(footage: list[Path], archive_dir: Path, work: Path) -> None:
     print(
         f"total: sources {total['source'] / 1e6:.2f} MB, archive {total['sc'] / 1e6:.3f} MB "
         f"(ratio {total['source'] / total['sc']:.1f}), x265 at matched kept-region PSNR {total['x265'] / 1e6:.3f} MB "
-        f"(archive is {total['x265'] / total['sc']:.2f}x smaller than x265)"
+        f"(the archive is {total['sc'] / total['x265']:.2f}x the size of x265)"
     )
 
 
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
+    parser.add_argument("--jobs-1-only", action="store_true", help="only the --jobs 1 run (no scaling figures)")
+    parser.add_argument("--quality", type=int, help="archive quality, 1..4 (default: the codec's, the highest)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-archive-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -144,12 +147,15 @@ def main() -> None:
     made = time.perf_counter() - started
     print(f"footage: {args.clips} clips x {args.seconds:g} s, {args.size}, {FPS} fps ({made:.0f} s to make)")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} (other work shares the cores)")
-    configs = [("jobs 1", 1, None), ("jobs 2", 2, None)]
-    if not args.no_ray and importlib.util.find_spec("ray") is not None:
+    configs: list[tuple[str, int, str | None]] = [("jobs 1", 1, None)]
+    if not args.jobs_1_only:
+        configs.append(("jobs 2", 2, None))
+    if not args.no_ray and not args.jobs_1_only and importlib.util.find_spec("ray") is not None:
         configs.append(("ray, 2 CPUs", 2, ""))
     speeds = {}
     for name, jobs, ray in configs:
-        speeds[name] = run_config(name, work / "footage", work / f"archive-{name.replace(' ', '').replace(',', '')}", jobs, ray)
+        out = work / f"archive-{name.replace(' ', '').replace(',', '')}"
+        speeds[name] = run_config(name, work / "footage", out, jobs, ray, args.quality)
     base = speeds["jobs 1"]["speed"]
     print("scaling: " + ", ".join(f"{name} {s['speed'] / base:.2f}x" for name, s in speeds.items()))
     matched(footage, work / "archive-jobs1", work)
