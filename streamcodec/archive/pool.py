@@ -29,6 +29,10 @@ class LocalPool:
         return self._executor.submit(fn, replace(task, threads=self.threads))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not wait:  # interrupted: stop the workers now; whatever they leave, the next run recovers or removes
+            # (ProcessPoolExecutor has no public way to stop running work before Python 3.14's terminate_workers.)
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.terminate()
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
