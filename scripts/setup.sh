@@ -20,7 +20,7 @@ pip="$venv/bin/python -m pip"
 $pip install -q --upgrade pip >/dev/null
 # torch 2.13.0 is the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $venv/bin/python -c "import torch" 2>/dev/null || $pip install -q torch==2.13.0
-$pip install -q -e ".[dev,eval,onnx]"
+$pip install -q -e ".[dev,eval,onnx,cluster]"
 # `--keep text` runs the PP-OCR detector that rapidocr-onnxruntime ships; only its model file is
 # used (in onnxruntime), and its own dependencies would pull the GUI build of OpenCV: --no-deps.
 $pip install -q --no-deps "rapidocr-onnxruntime>=1.3"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_archive import add_archive_commands
 from .cli_engines import add_engine_commands, engine_spec
 from .errors import StreamcodecError
 
@@ -469,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval, add_engine_commands):
+    commands = (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval)
+    for add in (*commands, add_engine_commands, add_archive_commands):
         add(sub)
     return parser
 

@@ -151,6 +151,7 @@ class _Muxing:
         self.first: Fraction | None = None
         self.last = Fraction(0)
         self.masks_to: Path | None = None
+        self.on_frame: Callable[[Fraction, Encoder], None] | None = None
 
     def _write(self, track: int, time: Fraction, data: bytes, keyframe: bool) -> None:
         self.writer.write(track, time, data, keyframe)
@@ -164,6 +165,8 @@ class _Muxing:
         encoded = self.encoder.encode(item.rgb)
         self._write(VIDEO_TRACK, item.time, encoded.packet, encoded.keyframe)
         self.estimate += encoded.estimated_bits
+        if self.on_frame is not None:
+            self.on_frame(item.time, self.encoder)
         if self.masks_to is not None:
             _write_mask(self.masks_to / f"mask_{self.frames:06d}.png", self.encoder.last_mask)
         if self.preview is not None:
@@ -247,6 +250,7 @@ def encode_file(
     bg_quality: int | None = None,
     labels: str = "builtin",
     save_masks: Path | None = None,
+    on_frame: Callable[[Fraction, Encoder], None] | None = None,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
@@ -262,7 +266,8 @@ def encode_file(
     `fidelity` codec's quality and shows a `background` layer elsewhere; `fg_quality`/`bg_quality`
     are CRFs overriding `quality`'s; `labels` is the synth background's labeler (only "builtin" has a
     trained generator); `save_masks` writes each kept mask as a PNG into a new or
-    empty folder. `mode` "gc" ignores these.
+    empty folder. `mode` "gc" ignores these. `on_frame(time, encoder)` is called after each video
+    frame is encoded (the archive reads `encoder.masks.last_kinds` there).
     """
     settings = SelectiveSettings(tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels)
     if save_masks is not None:
@@ -300,6 +305,7 @@ def encode_file(
         app = f"streamcodec {__version__}"
         with MatroskaWriter(output, tracks, writing_app=app, tags=tags, track_tags=track_tags, force=force) as writer:
             muxing = _Muxing(writer, encoder, preview_encoder, audio)
+            muxing.on_frame = on_frame
             if save_masks is not None:
                 save_masks.mkdir(parents=True, exist_ok=True)
                 muxing.masks_to = save_masks

@@ -60,7 +60,13 @@ class SelectiveMasks:
     """The kept region per frame (union of kinds, stabilised) and the person mask, for encoder and evaluation."""
 
     def __init__(
-        self, kinds: Sequence[FrameMasker], person: FrameMasker, stabilizer: Stabilizer, *, parallel: bool = False
+        self,
+        kinds: Sequence[FrameMasker],
+        person: FrameMasker,
+        stabilizer: Stabilizer,
+        labels: Sequence[str] | None = None,
+        *,
+        parallel: bool = False,
     ) -> None:
         """Unite `kinds` (side by side on threads if `parallel`: their models release the GIL; same masks)."""
         if not kinds:
@@ -71,6 +77,9 @@ class SelectiveMasks:
         self.name = f"{VERSION}[{'+'.join(k.name for k in self.kinds)}|{stabilizer.name}]"
         workers = len(self.kinds) - 1 if parallel else 0
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-mask-kind") if workers else None
+        #: Each kind's label ("person", "face", ..., "mask") and its raw mask for the last frame (the archive's index).
+        self.labels = list(labels) if labels is not None else [kind.name for kind in self.kinds]
+        self.last_kinds: dict[str, Mask] = {}
 
     def kept_masks(self, frames: Iterator[Frame]) -> Iterator[Mask]:
         """The region to keep, per (H, W, 3) uint8 RGB frame of one clip in order: (H, W) bool."""
@@ -86,10 +95,11 @@ class SelectiveMasks:
         # Each kind sees the frames in order (a kind's next call waits for this one): state over time is as serial.
         pool = self._pool
         others = [pool.submit(kind.mask, frame) for kind in self.kinds[1:]] if pool is not None else []
-        for kind in self.kinds if pool is None else self.kinds[:1]:
-            union |= kind.mask(frame)
-        for future in others:
-            union |= future.result()
+        first = 1 if pool is not None else len(self.kinds)
+        masks = [kind.mask(frame) for kind in self.kinds[:first]] + [future.result() for future in others]
+        for label, mask in zip(self.labels, masks, strict=True):
+            self.last_kinds[label] = mask
+            union |= mask
         return union
 
     def close(self) -> None:
@@ -135,4 +145,5 @@ def create_mask_source(
     kinds = [person if kind == "person" else KINDS[kind](segmenter, threads) for kind in kinds_wanted]
     if mask_video is not None:
         kinds.append(MaskVideo(mask_video))
-    return SelectiveMasks(kinds, person, stabilizer, parallel=parallel)
+    labels = [*kinds_wanted, *(["mask"] if mask_video is not None else [])]
+    return SelectiveMasks(kinds, person, stabilizer, labels, parallel=parallel)

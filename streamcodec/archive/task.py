@@ -1,0 +1,208 @@
+"""One file's work, the same in a local process pool and on a Ray worker: encode, index, publish.
+
+    source ──encode_file──▶ DIR/.archive-tmp/ID.mkv (complete, fsynced: the writer publishes it so)
+           ──sha256, kinds──▶ DIR/.archive-tmp/ID.json (the result, fsynced)
+           ──link + unlink──▶ DIR/<mirrored path>.mkv (never over an existing file), folder fsynced
+The driver commits the catalogue row after this returns and only then removes ID.json, so a crash
+at any point leaves either nothing, a temporary file the next run removes, or a published file
+whose result record (matched by the file's sha256) lets the next run commit it without redoing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import StreamcodecError
+from ..io.safe_output import publish_file
+from ..selective.masks import DEFAULT_KEEP
+from .scan import sha256_file
+
+TEMP_FOLDER = ".archive-tmp"
+#: A region smaller than this share of the frame is noise (a few motion pixels), not a thing seen.
+MIN_REGION_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs for one file: paths, codec settings, and the thread budget."""
+
+    file_id: int
+    source: str
+    archive: str
+    output: str  # relative to the archive
+    mode: str = "sc"
+    quality: int | None = None
+    backend: str = "auto"
+    keep: tuple[str, ...] | None = None
+    threads: int = 1
+
+    def temp(self, suffix: str) -> Path:
+        return Path(self.archive) / TEMP_FOLDER / f"{self.file_id}{suffix}"
+
+
+@dataclass
+class Result:
+    """A worker's answer: the catalogue values and per-second kinds, or the error and whether the disk is full."""
+
+    file_id: int
+    values: dict[str, Any] = field(default_factory=dict)
+    kinds: list[tuple[int, str, int, float]] = field(default_factory=list)
+    error: str | None = None
+    disk_full: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        data = json.loads(text)
+        data["kinds"] = [tuple(row) for row in data["kinds"]]
+        return cls(**data)
+
+
+class KindIndex:
+    """Per second of footage, per kind: the most regions seen in one frame and the largest area share."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, str], tuple[int, float]] = defaultdict(lambda: (0, 0.0))
+        self.first: Fraction | None = None
+        self.kept: list[float] = []
+
+    def __call__(self, time: Fraction, encoder: Any) -> None:
+        self.first = time if self.first is None else self.first
+        second = int(time - self.first)
+        masks = getattr(encoder, "masks", None)
+        if masks is None or encoder.last_mask is None:
+            return  # gc mode keeps no regions
+        for kind, mask in {**masks.last_kinds, "kept": encoder.last_mask}.items():
+            regions, area = _regions(mask)
+            old = self.cells[(second, kind)]
+            self.cells[(second, kind)] = (max(old[0], regions), max(old[1], area))
+        self.kept.append(float(encoder.last_mask.mean()))
+
+    def rows(self) -> list[tuple[int, str, int, float]]:
+        return [(second, kind, regions, round(area, 4)) for (second, kind), (regions, area) in sorted(self.cells.items())]
+
+
+def _regions(mask: npt.NDArray[np.bool_]) -> tuple[int, float]:
+    """Connected regions of a mask larger than MIN_REGION_SHARE, and the mask's area share."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    smallest = MIN_REGION_SHARE * mask.size
+    return int(np.count_nonzero(stats[1:count, cv2.CC_STAT_AREA] >= smallest)), float(mask.mean())
+
+
+def archive_one(task: Task) -> Result:
+    """Encode, index and publish one file; never raises for a bad input or a full disk (see Result)."""
+    _limit_threads(task.threads)
+    temp = task.temp(".mkv")
+    try:
+        return _archive(task, temp)
+    except (StreamcodecError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        return Result(task.file_id, error=_one_line(exc).removeprefix(f"{task.source}: "), disk_full=disk_full(exc))
+
+
+def _archive(task: Task, temp: Path) -> Result:
+    from ..pipeline.encode import encode_file
+
+    index = KindIndex()
+    summary = encode_file(
+        Path(task.source),
+        temp,
+        mode=task.mode,
+        quality=task.quality,
+        backend=task.backend,
+        preview=False,  # archives are for our own tools; a preview track would only cost bytes
+        keep=task.keep or DEFAULT_KEEP,
+        on_frame=index,
+    )
+    size = temp.stat().st_size
+    values = {
+        "output_size": size,
+        "output_sha256": sha256_file(temp),
+        "ratio": Path(task.source).stat().st_size / size,
+        "duration_s": summary.duration_s,
+        "width": summary.width,
+        "height": summary.height,
+        "frames": summary.frames,
+        "mode": task.mode,
+        "model_id": summary.model_id,
+        "quality": summary.quality,
+        "kbps": summary.file_kbps,
+        "bpp": summary.bpp,
+        "kept_share": float(np.mean(index.kept)) if index.kept else None,
+        "encode_s": summary.seconds,
+        "fps": summary.fps,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+    result = Result(task.file_id, values, index.rows())
+    _write_synced(task.temp(".json"), result.to_json())
+    publish(temp, Path(task.archive) / task.output)
+    return result
+
+
+def publish(temp: Path, target: Path) -> None:
+    """Move a finished file to its place (refusing to replace anything) and make the rename durable."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    publish_file(temp, target, force=False)
+    fsync_folder(target.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse to fsync a folder
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    """Write `path` whole and durable: a temporary name, fsync, rename."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)  # our own temporary folder: nothing of the user's lives here
+    fsync_folder(path.parent)
+
+
+def _limit_threads(threads: int) -> None:
+    """Share the cores between workers instead of every worker claiming them all."""
+    import cv2
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a full disk."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) == errno.ENOSPC or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, StreamcodecError) else f"{type(exc).__name__}: {text}"

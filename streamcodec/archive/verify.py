@@ -1,0 +1,160 @@
+"""`streamcodec verify DIR [--full]` and `streamcodec restore DIR --out RESTORED`.
+
+verify checks, for every archived file: it is there, its size and sha256 are the catalogue's,
+every Cluster's CRC-32 and every V_STREAMCODEC packet's own CRC-32 hold (read with the project's
+Matroska reader, nothing decoded), and with `full` that the whole stream decodes without a
+damaged frame. The catalogue itself gets SQLite's integrity check.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..bitstream import unpack_frame
+from ..errors import CorruptStreamError, OutputExistsError, StreamcodecError
+from ..io.mkv_reader import MatroskaReader
+from ..pipeline.decode import decode_file, stream_track
+from .catalogue import Catalogue, FileRow
+from .scan import sha256_file
+
+#: Problems named per file, at most (a badly damaged file would otherwise fill the screen).
+MAX_PROBLEMS = 3
+
+
+@dataclass
+class VerifyReport:
+    """What verify found: files checked, and each damaged or missing one with its reasons."""
+
+    checked: int = 0
+    bytes: int = 0
+    unfinished: int = 0
+    damaged: dict[str, list[str]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.missing
+
+    def text(self) -> str:
+        lines = [f"missing: {path}" for path in self.missing]
+        lines += [f"damaged: {path}: {'; '.join(reasons)}" for path, reasons in self.damaged.items()]
+        lines.append(
+            f"verified {self.checked} files ({self.bytes / 1e6:.2f} MB): {len(self.damaged)} damaged, "
+            f"{len(self.missing)} missing" + (f"; {self.unfinished} not archived yet (rerun archive)" if self.unfinished else "")
+        )
+        return "\n".join(lines)
+
+
+def verify(folder: Path, *, full: bool = False, backend: str = "auto", progress: bool = False) -> VerifyReport:
+    """Check every archived file of the archive in `folder` (see the module docstring)."""
+    report = VerifyReport()
+    with Catalogue(folder) as catalogue:
+        problem = catalogue.db.execute("PRAGMA integrity_check").fetchone()[0]
+        if problem != "ok":
+            report.damaged[str(catalogue.path)] = [f"SQLite integrity check: {problem}"]
+        rows = catalogue.rows("done")
+        report.unfinished = sum(catalogue.counts()[s] for s in ("pending", "running"))
+    for row in tqdm(rows, unit="file", desc="verify", file=sys.stderr, disable=not progress):
+        assert row.output is not None
+        path = folder / row.output
+        if not path.is_file():
+            report.missing.append(f"{path} (archived from {row.source})")
+            continue
+        report.checked += 1
+        report.bytes += path.stat().st_size
+        reasons = _check_file(path, row) + (_decode_problems(path, backend) if full else [])
+        if reasons:
+            report.damaged[str(path)] = reasons
+    return report
+
+
+def _check_file(path: Path, row: FileRow) -> list[str]:
+    reasons = []
+    size = path.stat().st_size
+    if size != row.output_size:
+        reasons.append(f"{size} bytes, the catalogue says {row.output_size}")
+    elif sha256_file(path) != row.output_sha256:
+        reasons.append("content differs from the catalogue's sha256")
+    return reasons + _crc_problems(path)
+
+
+def _crc_problems(path: Path) -> list[str]:
+    """Every Cluster CRC-32 and every codec packet's CRC-32, read without decoding."""
+    problems: list[str] = []
+    note: Callable[[CorruptStreamError], None] = lambda error: problems.append(_short(error, path))  # noqa: E731
+    try:
+        with MatroskaReader(path) as reader:
+            problems += [_short(error, path) for error in reader.damage]
+            track, _ = stream_track(reader, path)
+            for packet in reader.packets(on_error=note):
+                if packet.track == track.number:
+                    try:
+                        unpack_frame(packet.data)
+                    except CorruptStreamError as exc:
+                        problems.append(f"packet at {float(packet.time):.3f} s: {_short(exc, path)}")
+    except StreamcodecError as exc:
+        problems.append(_short(exc, path))
+    return _bounded(problems)
+
+
+def _decode_problems(path: Path, backend: str) -> list[str]:
+    warnings: list[str] = []
+    try:
+        decode_file(path, None, backend=backend, on_warning=warnings.append)
+    except StreamcodecError as exc:
+        warnings.append(_short(exc, path))
+    return _bounded([f"decode: {_strip(text, path)}" for text in warnings])
+
+
+def _bounded(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"and {len(problems) - MAX_PROBLEMS} more"]
+
+
+def _short(error: Exception, path: Path) -> str:
+    return _strip(str(error), path)
+
+
+def _strip(text: str, path: Path) -> str:
+    """A message without its leading file name (the report names the file once)."""
+    return text.removeprefix(f"{path}: ")
+
+
+@dataclass
+class RestoreReport:
+    """What restore did: files written, skipped because they exist, failed (with reasons)."""
+
+    written: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        lines = [f"failed: {path}: {reason}" for path, reason in self.failed.items()]
+        lines += [f"exists, left as it is: {path}" for path in self.existing]
+        lines.append(f"restored {len(self.written)} files, {len(self.existing)} already there, {len(self.failed)} failed")
+        return "\n".join(lines)
+
+
+def restore(folder: Path, out: Path, *, backend: str = "auto", progress: bool = False) -> RestoreReport:
+    """Decode every archived file into `out` as ordinary video (mirrored layout, .mp4), never replacing a file."""
+    report = RestoreReport()
+    with Catalogue(folder) as catalogue:
+        rows = catalogue.rows("done")
+    for row in tqdm(rows, unit="file", desc="restore", file=sys.stderr, disable=not progress):
+        assert row.output is not None
+        target = out / Path(row.output).with_suffix(".mp4")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            decode_file(folder / row.output, target, backend=backend)
+            report.written.append(str(target))
+        except OutputExistsError:
+            report.existing.append(str(target))
+        except (StreamcodecError, OSError) as exc:
+            report.failed[str(folder / row.output)] = str(exc)
+    return report
