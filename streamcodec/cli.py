@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_live import add_live_commands
 from .errors import StreamcodecError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -458,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval):
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval, add_live_commands):
         add(sub)
     return parser
 
