@@ -1,8 +1,8 @@
 """The live subcommands: `webcam` (all on this machine), `send` and `receive` (two machines).
 
-    streamcodec webcam [--camera DEV | --source FILE|URL] [--size 640x480] [--max-kbps N] [--port 8000] [--record OUT.mkv]
-    streamcodec receive --listen 9000 [--port 8000]           # serves the page
-    streamcodec send --to HOST:9000 [--camera DEV | --source FILE|URL] ...
+streamcodec webcam [--camera DEV | --source FILE|URL] [--size 640x480] [--max-kbps N] [--port 8000] [--record OUT.mkv]
+streamcodec receive --listen 9000 [--port 8000]           # serves the page
+streamcodec send --to HOST:9000 [--camera DEV | --source FILE|URL] ...
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def add_live_commands(sub: Any) -> None:
     p.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
     p.add_argument("--preview", action="store_true", help="also send camera and mask pictures for the page (not counted)")
     p.add_argument("--wait", type=float, default=30.0, metavar="S", help="seconds to try reaching the receiver (default 30)")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the sender's summary as JSON to a new FILE")
     _add_source(p)
     _add_engine(p)
     p.set_defaults(run=run_send)
@@ -102,8 +103,9 @@ def run_send(args: argparse.Namespace) -> int:
 
     if args.camera and args.source:
         raise ValueError("give --camera or --source, not both")
-    if args.record is not None:
-        check_file_target(args.record, args.force)
+    for path, force in ((args.record, args.force), (args.stats_json, False)):
+        if path is not None:
+            check_file_target(path, force)
     size = args.size or (None if args.source else (640, 480))
     capture = Capture(open_input(args.source, args.camera, size, args.fps), size, paced=bool(args.source), loop=args.loop)
     settings = SenderSettings(
@@ -123,6 +125,8 @@ def run_send(args: argparse.Namespace) -> int:
     finally:
         capture.close()
     print(summary.line() + (f" → {args.record}" if args.record else ""), flush=True)
+    if args.stats_json is not None:
+        args.stats_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return 0
 
 

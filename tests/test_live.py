@@ -101,7 +101,9 @@ def stats(page: str) -> dict[str, Any]:
 def png_hashes(folder: Path) -> list[str]:
     hashes = []
     for path in sorted(folder.glob("*.png")):
-        rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert bgr is not None, path
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         hashes.append(hashlib.sha256(rgb.tobytes()).hexdigest())
     return hashes
 
@@ -166,7 +168,8 @@ def test_malformed_messages_and_abrupt_disconnects_do_not_stop_the_receiver(tmp_
     receiver, port, page = start_receiver(tmp_path, "--exit-when-done", "--stats-json", "stats.json")
     _raw(port, b"GET / HTTP/1.1\r\n\r\n" + bytes(64), abort=False)  # not our magic
     _raw(port, pack(Message(MessageType.PACKET, b"x"))[: HEADER.size - 4] + (1 << 30).to_bytes(4, "big"), abort=False)
-    hostile = pack(Message(MessageType.CONFIG, b"not a config")) + pack(Message(MessageType.PACKET, os.urandom(300), keyframe=True))
+    garbage = Message(MessageType.PACKET, os.urandom(300), keyframe=True)
+    hostile = pack(Message(MessageType.CONFIG, b"not a config")) + pack(garbage)
     _raw(port, hostile + pack(Message(MessageType.PACKET, b"\x00" * 10))[:20], abort=True)
     deadline = time.monotonic() + 10
     while stats(page)["disconnects"] < 3 and time.monotonic() < deadline:

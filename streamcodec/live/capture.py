@@ -95,16 +95,20 @@ class Capture:
 
     def _run(self) -> None:
         start_wall: float | None = None
-        first_pts = 0.0
+        first_pts = last = offset = 0.0
         try:
             for index, frame in enumerate(self._frames()):
                 if self._stop.is_set():
                     break
-                when = float(frame.time) if frame.time is not None else index / self.frame_rate
-                if start_wall is None or when < first_pts:  # first frame, or a loop back to the start
+                when = (float(frame.time) if frame.time is not None else index / self.frame_rate) + offset
+                if start_wall is None:
                     start_wall, first_pts = time.monotonic(), when
-                elif self.paced:
+                elif when <= last:  # looped back to the start: carry on one frame after the last
+                    offset += last + 1 / self.frame_rate - when
+                    when = last + 1 / self.frame_rate
+                if self.paced:
                     self._stop.wait(max(0.0, start_wall + (when - first_pts) - time.monotonic()))
+                last = when
                 rgb = frame.reformat(width=self.size[0], height=self.size[1], format="rgb24").to_ndarray()
                 self._put(CapturedFrame(rgb, index, time.time_ns() // 1000))
         except Exception as exc:  # a camera unplugged or a stream cut: the consumer reports it

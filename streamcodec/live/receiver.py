@@ -9,6 +9,7 @@ stream's best is dropped with the rest of its GOP: catching up beats showing the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -161,10 +162,8 @@ class Receiver:
             return
         self._last_request = time.monotonic()
         self.state.count("keyframe_requests")
-        try:
+        with contextlib.suppress(LinkError):  # the read side sees the broken connection next
             send_message(conn, Message(MessageType.KEYFRAME_REQUEST))
-        except LinkError:
-            pass  # the read side sees the broken connection next
 
 
 def _listen(address: tuple[str, int]) -> socket.socket:

@@ -12,7 +12,7 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -162,9 +162,19 @@ class SenderSummary:
     seconds: float = 0.0
     interrupted: bool = False
 
+    @property
+    def fps(self) -> float:
+        return self.encoded / self.seconds if self.seconds else 0.0
+
+    @property
+    def kbps(self) -> float:
+        return 8 * self.bytes / 1000 / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        return {**asdict(self), "fps": self.fps, "kbps": self.kbps}
+
     def line(self) -> str:
-        kbps = 8 * self.bytes / 1000 / self.seconds if self.seconds else 0.0
-        fps = self.encoded / self.seconds if self.seconds else 0.0
+        fps, kbps = self.fps, self.kbps
         return (
             f"sent {self.encoded} frames in {self.seconds:.1f} s ({fps:.1f} fps, {kbps:.1f} kbps, {self.keyframes} keyframes); "
             f"dropped {self.dropped_capture} (encoder busy) + {self.dropped_rate} (rate cap) + {self.dropped_link} (link)"
