@@ -237,7 +237,7 @@ def test_send_without_a_receiver_fails_in_one_line(tmp_path: Path, live_clip: Pa
 
 _PIXELS = """(() => {
   const img = document.getElementById('decoded');
-  if (!img.naturalWidth) return null;
+  if (!img || !img.naturalWidth) return null;  // the page may still be loading
   const canvas = document.createElement('canvas');
   canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
   const context = canvas.getContext('2d');
