@@ -95,6 +95,8 @@ def run(source: Path, seconds: float, max_kbps: float | None, mode: str, folder:
         "kbps": sent["kbps"],
         "latency_ms_median": received["latency_ms_median"],
         "latency_ms_p99": received["latency_ms_p99"],
+        "encode_ms_median": sent["encode_ms_median"],
+        "encode_ms_p99": sent["encode_ms_p99"],
         "frames_sent": sent["encoded"],
         "frames_decoded": received["frames"],
         "dropped_encoder_busy": sent["dropped_capture"],

@@ -250,8 +250,8 @@ _PIXELS = """(() => {
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; scripts/setup.sh does)")
-def test_page_in_headless_chromium_shows_live_frames_and_stats(tmp_path: Path, live_clip: Path) -> None:
-    webcam = Live("webcam", "--source", str(live_clip), "--loop", "--port", "0", cwd=tmp_path)
+def test_webcam_page_in_headless_chromium_shows_live_frames_and_stats_and_records(tmp_path: Path, live_clip: Path) -> None:
+    webcam = Live("webcam", "--source", str(live_clip), "--loop", "--port", "0", "--record", "rec.mkv", cwd=tmp_path)
     page = webcam.wait_line("page: ").split(" ", 1)[1]
     (tmp_path / "profile").mkdir()
     browser = Browser(tmp_path / "profile")
@@ -275,3 +275,7 @@ def test_page_in_headless_chromium_shows_live_frames_and_stats(tmp_path: Path, l
         webcam.stop()
     shot = cv2.imread(str(tmp_path / "page.png"))
     assert shot is not None and shot.shape[0] >= 400 and shot.std() > 10
+    # Stopped as Ctrl-C stops it, the demo leaves a complete recording.
+    assert webcam.process.returncode == 0, webcam.seen
+    decoded = subprocess.run([*CLI, "decode", "rec.mkv", "-o", "dec/"], cwd=tmp_path, capture_output=True, text=True)
+    assert decoded.returncode == 0 and len(list((tmp_path / "dec").glob("*.png"))) >= 10, decoded.stderr

@@ -9,10 +9,11 @@ keyframe, preceded by the stream configuration (sent again before every keyframe
 from __future__ import annotations
 
 import select
+import signal
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -136,6 +137,13 @@ class Link:
                 self.sock = None
 
 
+def _ignore_further_interrupts() -> None:
+    """A second Ctrl-C (the terminal's and `webcam`'s both arrive) must not cut the recording's close short."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _jpeg(rgb: npt.NDArray[np.uint8]) -> bytes:
     import cv2
 
@@ -161,6 +169,7 @@ class SenderSummary:
     bytes: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    encode_ms: list[float] = field(default_factory=list)  # per encoded frame
 
     @property
     def fps(self) -> float:
@@ -171,7 +180,13 @@ class SenderSummary:
         return 8 * self.bytes / 1000 / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, float | int | bool]:
-        return {**asdict(self), "fps": self.fps, "kbps": self.kbps}
+        times = sorted(self.encode_ms) or [0.0]
+        figures = {
+            "encode_ms_median": times[len(times) // 2],
+            "encode_ms_p99": times[min(len(times) - 1, round(0.99 * len(times)))],
+        }
+        fields = {name: value for name, value in asdict(self).items() if name != "encode_ms"}
+        return {**fields, "fps": self.fps, "kbps": self.kbps, **figures}
 
     def line(self) -> str:
         fps, kbps = self.fps, self.kbps
@@ -226,6 +241,7 @@ class Sender:
             self._loop()
         except KeyboardInterrupt:
             self.summary.interrupted = True  # Ctrl-C is how a live stream ends: the recording is kept
+            _ignore_further_interrupts()
         except BaseException:
             if self.recorder is not None:
                 self.recorder.writer.abort()
@@ -277,7 +293,9 @@ class Sender:
         if self.link.keyframe_wanted.is_set():
             self._restart()
         assert self.encoder is not None
+        started = time.perf_counter()
         encoded = self.encoder.encode(frame.rgb)
+        summary.encode_ms.append(1000 * (time.perf_counter() - started))
         if self.recorder is not None:
             self.recorder.write(frame.captured_us, encoded.packet, encoded.keyframe)
         if encoded.keyframe:
