@@ -82,7 +82,7 @@ class Live:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait()
+        self.finish()
 
 
 def start_receiver(tmp_path: Path, *extra: str) -> tuple[Live, int, str]:
@@ -279,3 +279,26 @@ def test_webcam_page_in_headless_chromium_shows_live_frames_and_stats_and_record
     assert webcam.process.returncode == 0, webcam.seen
     decoded = subprocess.run([*CLI, "decode", "rec.mkv", "-o", "dec/"], cwd=tmp_path, capture_output=True, text=True)
     assert decoded.returncode == 0 and len(list((tmp_path / "dec").glob("*.png"))) >= 10, decoded.stderr
+
+
+def test_a_receiver_that_joins_late_gets_a_keyframe_and_decodes(tmp_path: Path, live_clip: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    first = Live("receive", "--listen", str(port), "--port", "0", cwd=tmp_path)
+    page = first.wait_line("page: ").split(" ", 1)[1]
+    sender = Live("send", "--to", f"127.0.0.1:{port}", "--source", str(live_clip), "--loop", cwd=tmp_path)
+    late: Live | None = None
+    try:
+        _wait(lambda: stats(page)["frames"] >= 5, "frames at the first receiver")
+        first.process.kill()  # the sender is mid-GOP now
+        first.finish()
+        late = Live("receive", "--listen", str(port), "--port", "0", cwd=tmp_path)
+        late_page = late.wait_line("page: ").split(" ", 1)[1]
+        _wait(lambda: stats(late_page)["frames"] >= 5, "frames at the late receiver")
+        assert stats(late_page)["corrupt"] == 0 and sender.process.poll() is None
+    finally:
+        sender.stop()
+        if late is not None:
+            late.stop()
+    assert "keyframes" in sender.seen[-1] and int(sender.seen[-1].split("kbps, ")[1].split()[0]) >= 2
