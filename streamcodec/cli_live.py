@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 MODES = ("sc", "gc")
 ENGINES = ("auto", "onnxruntime", "torch", "compile", "cuda")
 DEFAULT_LINK_PORT = 9000
+EXIT_ERROR = 1
 DEFAULT_PAGE_PORT = 8000
 ANY_HOST = "0.0.0.0"
 
@@ -200,6 +202,7 @@ def run_webcam(args: argparse.Namespace) -> int:
     receiver, page, state = _start_receiver(args, "127.0.0.1:0")
     # The encoder runs in its own process: capture and encode then use a core the decoder does not.
     sender = subprocess.Popen(_sender_command(args, receiver.address))
+    threading.Thread(target=_stop_on_failure, args=(sender, receiver), daemon=True).start()
     try:
         receiver.run()
     except KeyboardInterrupt:
@@ -207,7 +210,14 @@ def run_webcam(args: argparse.Namespace) -> int:
     finally:
         _stop_sender(sender)
         _finish(args, page, state)
-    return 0
+    # A failed sender (no camera, unreadable source) has printed its one-line error.
+    return 0 if sender.returncode in (0, -signal.SIGINT) else EXIT_ERROR
+
+
+def _stop_on_failure(sender: subprocess.Popen[bytes], receiver: Receiver) -> None:
+    """The demo ends when its sender fails; a sender that finished its file leaves the page up."""
+    if sender.wait() != 0:
+        receiver.stop()
 
 
 def _stop_sender(sender: subprocess.Popen[bytes]) -> None:

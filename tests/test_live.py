@@ -302,3 +302,11 @@ def test_a_receiver_that_joins_late_gets_a_keyframe_and_decodes(tmp_path: Path, 
         if late is not None:
             late.stop()
     assert "keyframes" in sender.seen[-1] and int(sender.seen[-1].split("kbps, ")[1].split()[0]) >= 2
+
+
+def test_webcam_without_its_camera_ends_with_the_senders_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "webcam", "--camera", str(tmp_path / "video9"), "--port", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"streamcodec send: error: {tmp_path / 'video9'}: no such file\n"
