@@ -220,11 +220,19 @@ class Sender:
         rate = Fraction(self.capture.frame_rate).limit_denominator(1001)
         selective = SelectiveOptions(frame_rate=rate) if self.settings.mode == "sc" else None
         s = self.settings
-        encoder = Encoder(width, height, mode=s.mode, quality=s.quality, gop=s.gop, backend=s.engine, selective=selective)
-        target = getattr(encoder, "with_target", None)  # modes with their own rate target lower quality too
-        if s.max_kbps is not None and target is not None:
-            target(s.max_kbps * TARGET_SHARE)
-        return encoder
+        return Encoder(width, height, mode=s.mode, quality=s.quality, gop=s.gop, backend=s.engine, selective=selective)
+
+    def _aim_quality(self) -> None:
+        """Give a mode with its own rate target (selective: fidelity CRF at keyframes) the cap's share per frame.
+
+        Its target assumes every frame is coded at the nominal rate; with frames dropped, each
+        frame sent may take nominal/actual times more bits, so the target is scaled by that.
+        """
+        target = getattr(self.encoder, "with_target", None)
+        if self.settings.max_kbps is None or target is None:
+            return
+        sent_fps = max(1.0, self.rate.frames_per_second())
+        target(self.settings.max_kbps * TARGET_SHARE * self.capture.frame_rate / sent_fps)
 
     def run(self) -> SenderSummary:
         """Stream until the source ends (or KeyboardInterrupt); the recording is complete only after this returns."""
@@ -293,6 +301,7 @@ class Sender:
         if self.link.keyframe_wanted.is_set():
             self._restart()
         assert self.encoder is not None
+        self._aim_quality()
         started = time.perf_counter()
         encoded = self.encoder.encode(frame.rgb)
         summary.encode_ms.append(1000 * (time.perf_counter() - started))
