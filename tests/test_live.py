@@ -316,19 +316,20 @@ def test_webcam_without_its_camera_ends_with_the_senders_one_line_error(tmp_path
 def test_rate_controller_holds_the_cap_by_refusing_frames_until_the_bucket_refills() -> None:
     now = [0.0]
     rate = RateController(100, clock=lambda: now[0])  # 100 kbit/s, one second's burst
-    assert rate.admit()
-    rate.spend(250_000)  # a keyframe overdraws the bucket by 150 kbit
-    now[0] += 1.0
-    assert not rate.admit()  # 100 kbit back: still 50 short
+    assert rate.admit()  # the bucket starts empty, not in debt
+    rate.spend(250_000)  # a keyframe overdraws it by 250 kbit
+    assert rate.frames_per_second() == 0.5
+    now[0] += 2.0
+    assert not rate.admit()  # 200 kbit paid back: still 50 short
     now[0] += 0.6
-    assert rate.admit() and rate.frames_per_second() == 0.5
+    assert rate.admit() and rate.frames_per_second() == 0.0
     sent, frames = 250_000, 0
     for _ in range(300):  # 10 s of 30 fps frames of 20 kbit offered
         now[0] += 1 / 30
         if rate.admit():
             rate.spend(20_000)
             sent, frames = sent + 20_000, frames + 1
-    assert sent <= 100_000 * (now[0] + 1.0) + 20_000  # the cap over the whole time, plus the burst and one frame
+    assert sent <= 100_000 * now[0] + 20_000  # the cap over the whole time, plus one frame
     assert 45 <= frames <= 55
     with pytest.raises(ValueError, match="-5"):
         RateController(-5)
