@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from .. import __version__
 from ..codec import Encoder, SelectiveOptions
-from ..errors import LinkError, StreamcodecError
+from ..errors import LinkError, StreamcodecError, UnreadableInputError
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
 from .capture import Capture, CapturedFrame
@@ -263,7 +263,7 @@ class Sender:
         if self.recorder is not None:
             self.recorder.close()
         if self.capture.error is not None:
-            raise LinkError(f"the source stopped: {self.capture.error}")
+            raise UnreadableInputError(f"the source stopped: {self.capture.error}")
         return self.summary
 
     def _wait_for_receiver(self) -> None:
