@@ -8,6 +8,8 @@ venv=${VENV:-.venv}
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v mkvinfo >/dev/null || missing+=(mkvtoolnix)
+# The live page's test drives Debian's headless Chromium over the DevTools protocol (tests/test_live.py).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import __version__
 from .cli_archive import add_archive_commands
-from .cli_engines import add_engine_commands, engine_spec
+from .cli_engines import add_engine_argument, add_engine_commands
+from .cli_live import add_live_commands
 from .errors import StreamcodecError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -107,20 +108,6 @@ def _add_encode(sub: Any) -> None:
     p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
-
-
-ENGINE_HELP = (
-    "inference engine of the networks: auto (default: the fastest here, said on stderr: tensorrt > compile on a "
-    "CUDA GPU, onnxruntime > torch on a CPU), torch, compile, onnxruntime, tensorrt; torch and compile take "
-    ":cpu or :cuda (e.g. compile:cuda). --backend is the old name"
-)
-
-
-def add_engine_argument(parser: Any) -> None:
-    """Add `--engine` (alias `--backend`) to a subcommand's parser; the value is in `args.engine`."""
-    parser.add_argument(
-        "--engine", "--backend", dest="engine", type=engine_spec, default="auto", metavar="ENGINE", help=ENGINE_HELP
-    )
 
 
 def _gc_levels() -> int:
@@ -471,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = (_add_encode, _add_decode, _add_info, _add_models, _add_train, _add_eval)
-    for add in (*commands, add_engine_commands, add_archive_commands):
+    for add in (*commands, add_live_commands, add_archive_commands, add_engine_commands):
         add(sub)
     return parser
 

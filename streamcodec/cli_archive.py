@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .cli_engines import add_engine_argument
+
 EXIT_PROBLEM = 1
 
 ARCHIVE_USAGE = """
@@ -75,7 +77,7 @@ def _add_archive(sub: Any) -> None:
         metavar="ADDRESS",
         help="run the files as Ray tasks: on the cluster at ADDRESS, or alone on a local Ray with --jobs CPUs",
     )
-    p.add_argument("--engine", default="auto", help="inference backend, as encode's --backend (default auto)")
+    add_engine_argument(p)
     p.add_argument("--has", metavar="KIND", help="find: the kind to look for")
     p.add_argument("--between", nargs=2, metavar=("T1", "T2"), help="find: seconds or [H:]MM:SS into each file")
     p.set_defaults(run=_run_archive)
@@ -99,7 +101,7 @@ def _add_verify(sub: Any) -> None:
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="the archive folder")
     p.add_argument("--full", action="store_true", help="also decode every file and report any damaged frame")
-    p.add_argument("--engine", default="auto", help="inference backend for --full (default auto)")
+    add_engine_argument(p)
     p.set_defaults(run=_run_verify)
 
 
@@ -111,7 +113,7 @@ def _add_restore(sub: Any) -> None:
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="the archive folder")
     p.add_argument("--out", type=Path, required=True, metavar="RESTORED", help="folder for the restored videos")
-    p.add_argument("--engine", default="auto", help="inference backend (default auto)")
+    add_engine_argument(p)
     p.set_defaults(run=_run_restore)
 
 

@@ -31,6 +31,20 @@ def engine_spec(text: str) -> str:
     return text
 
 
+ENGINE_HELP = (
+    "inference engine of the networks: auto (default: the fastest here, said on stderr: tensorrt > compile on a "
+    "CUDA GPU, onnxruntime > torch on a CPU), torch, compile, onnxruntime, tensorrt; torch and compile take "
+    ":cpu or :cuda (e.g. compile:cuda). --backend is the old name"
+)
+
+
+def add_engine_argument(parser: Any) -> None:
+    """Add `--engine` (alias `--backend`) to a subcommand's parser; the value is in `args.engine`."""
+    parser.add_argument(
+        "--engine", "--backend", dest="engine", type=engine_spec, default="auto", metavar="ENGINE", help=ENGINE_HELP
+    )
+
+
 def size_list(text: str) -> list[tuple[int, int]]:
     return [frame_size(part.strip()) for part in text.split(",") if part.strip()]
 

@@ -69,6 +69,14 @@ class EmptyOutputError(StreamcodecError, ValueError):
     """Nothing to write: the output would hold no frame (e.g. a Matroska file with no Cluster)."""
 
 
+class MalformedMessageError(CorruptStreamError):
+    """A live-link message failed its checks (magic, version, type, size): dropped and counted."""
+
+
+class LinkError(StreamcodecError, ConnectionError):
+    """The live link cannot be opened or was lost (address in use, peer gone)."""
+
+
 @contextlib.contextmanager
 def media_errors(path: str | Path, *, writing: bool = False) -> Iterator[None]:
     """Turn PyAV/FFmpeg failures on `path` into the project's exceptions."""

@@ -1,0 +1,230 @@
+"""The live subcommands: `webcam` (all on this machine), `send` and `receive` (two machines).
+
+streamcodec webcam [--camera DEV | --source FILE|URL] [--size 640x480] [--max-kbps N] [--port 8000] [--record OUT.mkv]
+streamcodec receive --listen 9000 [--port 8000]           # serves the page
+streamcodec send --to HOST:9000 [--camera DEV | --source FILE|URL] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cli_engines import add_engine_argument
+from .io.safe_output import check_file_target
+from .live.protocol import parse_address
+
+if TYPE_CHECKING:
+    from .live.receiver import Receiver
+    from .live.stats import LiveState
+    from .live.web import PageServer
+
+#: codec.MODES, spelled out so that `streamcodec --help` does not import torch (tests/test_live.py checks they agree).
+MODES = ("sc", "gc")
+DEFAULT_LINK_PORT = 9000
+EXIT_ERROR = 1
+DEFAULT_PAGE_PORT = 8000
+ANY_HOST = "0.0.0.0"
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT with both at least 16 (e.g. 640x480)")
+    return int(width), int(height)
+
+
+def _kbps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--max-kbps {text!r} must be a positive number")
+    return value
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", metavar="DEVICE", help="camera device (default: the platform's first camera)")
+    p.add_argument("--source", metavar="FILE|URL", help="play a file or stream at its own frame rate, as if it were a camera")
+    p.add_argument("--loop", action="store_true", help="start --source again at its end")
+    p.add_argument("--size", type=_size, metavar="WxH", help="frame size (default: 640x480 for a camera, a file's own)")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second asked of a camera (default 30)")
+    p.add_argument("--max-kbps", type=_kbps, metavar="N", help="hold the stream under N kbit/s (drops frames, lowers quality)")
+    p.add_argument("--record", type=Path, metavar="OUT.mkv", help="also write the stream to an .mkv `streamcodec decode` reads")
+    p.add_argument("-y", "--force", action="store_true", help="replace an existing --record file")
+    p.add_argument("--mode", choices=list(MODES), default="sc", help="sc (selective, default) or gc")
+    p.add_argument("--quality", type=int, help="starting quality level (default: the mode's highest)")
+    p.add_argument("--gop", type=int, default=60, help="a keyframe every GOP frames (default 60); receivers can ask for more")
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    add_engine_argument(p)
+
+
+def _add_page(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=DEFAULT_PAGE_PORT, help=f"the page's HTTP port (default {DEFAULT_PAGE_PORT})")
+    p.add_argument("--listen-any", action="store_true", help="accept other machines (default: this machine only, 127.0.0.1)")
+    p.add_argument("--dump-frames", type=Path, metavar="DIR", help="write the sha256 of every decoded frame to DIR/frames.txt")
+    p.add_argument("--exit-when-done", action="store_true", help="exit when the sender finishes (tests, benchmarks)")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final statistics as JSON to a new FILE")
+
+
+def add_live_commands(sub: Any) -> None:
+    """Add `webcam`, `send` and `receive` to the CLI's subparsers."""
+    p = sub.add_parser("webcam", help="live demo: camera → encode → decode → a local web page")
+    _add_source(p)
+    _add_engine(p)
+    _add_page(p)
+    p.set_defaults(run=run_webcam)
+    p = sub.add_parser("send", help="stream a camera or file live to `streamcodec receive`")
+    p.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
+    p.add_argument("--preview", action="store_true", help="also send camera and mask pictures for the page (not counted)")
+    p.add_argument("--wait", type=float, default=30.0, metavar="S", help="seconds to try reaching the receiver (default 30)")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the sender's summary as JSON to a new FILE")
+    _add_source(p)
+    _add_engine(p)
+    p.set_defaults(run=run_send)
+    p = sub.add_parser("receive", help="receive a live stream and show it on a local web page")
+    p.add_argument("--listen", default=str(DEFAULT_LINK_PORT), metavar="[HOST:]PORT", help="where senders connect")
+    _add_engine(p)
+    _add_page(p)
+    p.set_defaults(run=run_receive)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    from .live.capture import Capture, open_input
+    from .live.sender import Sender, SenderSettings
+
+    if args.camera and args.source:
+        raise ValueError("give --camera or --source, not both")
+    for path, force in ((args.record, args.force), (args.stats_json, False)):
+        if path is not None:
+            check_file_target(path, force)
+    size = args.size or (None if args.source else (640, 480))
+    capture = Capture(open_input(args.source, args.camera, size, args.fps), size, paced=bool(args.source), loop=args.loop)
+    settings = SenderSettings(
+        to=parse_address(args.to),
+        mode=args.mode,
+        quality=args.quality,
+        gop=args.gop,
+        engine=args.engine,
+        max_kbps=args.max_kbps,
+        record=args.record,
+        force=args.force,
+        preview=args.preview,
+        wait_s=args.wait,
+    )
+    try:
+        summary = Sender(settings, capture).run()
+    finally:
+        capture.close()
+    print(summary.line() + (f" → {args.record}" if args.record else ""), flush=True)
+    if args.stats_json is not None:
+        args.stats_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _link_address(text: str, listen_any: bool) -> tuple[str, int]:
+    host, port = parse_address(text)
+    explicit = ":" in text
+    return (ANY_HOST if listen_any and not explicit else host), port
+
+
+def _start_receiver(args: argparse.Namespace, link: str) -> tuple[Receiver, PageServer, LiveState]:
+    from .live.receiver import Receiver, ReceiverSettings
+    from .live.stats import LiveState
+    from .live.web import PageServer
+
+    if args.stats_json is not None:
+        check_file_target(args.stats_json, False)
+    state = LiveState()
+    settings = ReceiverSettings(_link_address(link, args.listen_any), args.engine, args.dump_frames, args.exit_when_done)
+    receiver = Receiver(settings, state)
+    page = PageServer((ANY_HOST if args.listen_any else "127.0.0.1", args.port), state).start()
+    host, port = receiver.address
+    scope = "this machine only; --listen-any to accept others" if host.startswith("127.") else "reachable from other machines"
+    print(f"listening for a sender on {host}:{port} ({scope})", flush=True)
+    print(f"page: {page.url}", flush=True)
+    return receiver, page, state
+
+
+def _finish(args: argparse.Namespace, page: PageServer, state: LiveState) -> None:
+    page.close()
+    stats = state.snapshot()
+    print(
+        f"received {stats['frames']} frames, latency median {stats['latency_ms_median']:.0f} ms / "
+        f"p99 {stats['latency_ms_p99']:.0f} ms; {stats['malformed']} malformed, {stats['corrupt']} corrupt, "
+        f"{stats['disconnects']} disconnects",
+        flush=True,
+    )
+    if args.stats_json is not None:
+        check_file_target(args.stats_json, False)
+        args.stats_json.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+
+
+def run_receive(args: argparse.Namespace) -> int:
+    receiver, page, state = _start_receiver(args, args.listen)
+    try:
+        receiver.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a receiver is stopped
+    finally:
+        _finish(args, page, state)
+    return 0
+
+
+def _sender_command(args: argparse.Namespace, to: tuple[str, int]) -> list[str]:
+    command = [sys.executable, "-m", "streamcodec.cli", "send", "--to", f"{to[0]}:{to[1]}", "--preview"]
+    command += ["--mode", args.mode, "--gop", str(args.gop), "--engine", args.engine, "--fps", str(args.fps)]
+    for flag, value in (("--camera", args.camera), ("--source", args.source), ("--record", args.record)):
+        if value is not None:
+            command += [flag, str(value)]
+    if args.size:
+        command += ["--size", f"{args.size[0]}x{args.size[1]}"]
+    if args.max_kbps:
+        command += ["--max-kbps", str(args.max_kbps)]
+    if args.quality is not None:
+        command += ["--quality", str(args.quality)]
+    return command + [flag for flag, on in (("--loop", args.loop), ("--force", args.force)) if on]
+
+
+def run_webcam(args: argparse.Namespace) -> int:
+    if args.record is not None:
+        check_file_target(args.record, args.force)
+    receiver, page, state = _start_receiver(args, "127.0.0.1:0")
+    # The encoder runs in its own process: capture and encode then use a core the decoder does not.
+    sender = subprocess.Popen(_sender_command(args, receiver.address))
+    threading.Thread(target=_stop_on_failure, args=(sender, receiver), daemon=True).start()
+    try:
+        receiver.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the demo is stopped
+    finally:
+        _stop_sender(sender)
+        _finish(args, page, state)
+    # A failed sender (no camera, unreadable source) has printed its one-line error.
+    return 0 if sender.returncode in (0, -signal.SIGINT) else EXIT_ERROR
+
+
+def _stop_on_failure(sender: subprocess.Popen[bytes], receiver: Receiver) -> None:
+    """The demo ends when its sender fails; a sender that finished its file leaves the page up."""
+    if sender.wait() != 0:
+        receiver.stop()
+
+
+def _stop_sender(sender: subprocess.Popen[bytes]) -> None:
+    """Ask the sender to stop as Ctrl-C would (so it completes --record), then insist."""
+    if sender.poll() is None:
+        sender.send_signal(signal.SIGINT)
+    try:
+        sender.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        sender.wait()
