@@ -23,11 +23,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, nargs="+", required=True, help="media for the entropy tables (the training set)")
     p.add_argument("--name", required=True, help="model name to register")
     p.add_argument("--to", type=Path, default=WEIGHTS_DIR, help="weights folder (default: the package's)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; run as float32)")
     args = p.parse_args()
     index = args.to / "registry.json"
     if index.exists() and args.name in json.loads(index.read_text()):
         raise SystemExit(f"export_model: {args.name!r} is already registered in {index}; pick another name")
-    print(json.dumps(export_checkpoint(args.checkpoint, args.data, args.name, args.to)))
+    print(json.dumps(export_checkpoint(args.checkpoint, args.data, args.name, args.to, half=args.half)))
 
 
 if __name__ == "__main__":

@@ -68,8 +68,14 @@ def build_tables(model: GCModel, paths: list[Path], max_side: int = 640, max_fra
     )
 
 
-def export_checkpoint(checkpoint: Path, data: list[Path], name: str | None = None, out_dir: Path = WEIGHTS_DIR) -> dict[str, str]:
-    """Write `<name>.npz` into `out_dir` and register it in `out_dir/registry.json`."""
+def export_checkpoint(
+    checkpoint: Path, data: list[Path], name: str | None = None, out_dir: Path = WEIGHTS_DIR, half: bool = False
+) -> dict[str, str]:
+    """Write `<name>.npz` into `out_dir` and register it in `out_dir/registry.json`.
+
+    `half` stores the weights as float16 (half the file; they run as float32): the model is
+    rounded first, so the entropy tables and the identifier are those of the weights shipped.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if state.get("kind") == "sc":
         from ..train_sc import export_sc_checkpoint
@@ -78,10 +84,12 @@ def export_checkpoint(checkpoint: Path, data: list[Path], name: str | None = Non
     cfg = GCConfig.from_dict(state["model_cfg"])
     model = GCModel(cfg)
     model.load_state_dict(state["model"])
+    if half:
+        model.half().float()
     model.eval()
     name = name or str(state["name"])
     tables = build_tables(model, find_media(data))
-    params = {k: v.numpy() for k, v in model.state_dict().items()}
+    params = {k: (v.half() if half else v).numpy() for k, v in model.state_dict().items()}
     path = out_dir / f"{name}.npz"
     model_id = save_weights(path, params, tables, cfg)
     index_path = out_dir / "registry.json"
