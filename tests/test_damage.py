@@ -320,6 +320,12 @@ def test_flipping_any_structure_byte_never_loses_frames(stream: Path, tmp_path: 
     sweep(stream, tmp_path, random.Random(7).sample(positions, min(200, len(positions))))
 
 
+def video_packets(path: Path, errors: list[CorruptStreamError] | None = None) -> list[tuple[Fraction, bytes]]:
+    """(time, payload) of every packet of the video track, read with salvage; errors collected."""
+    with MatroskaReader(path, salvage=True) as reader:
+        return [(p.time, p.data) for p in reader.packets(on_error=None if errors is None else errors.append) if p.track == 1]
+
+
 def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(stream: Path, tmp_path: Path) -> None:
     # Found by scripts/fuzz.py: two files spliced mid-Cluster; the cut Cluster's declared size ran
     # over the next whole Cluster, whose frames were then read (and lost) under the wrong timestamp.
@@ -328,10 +334,40 @@ def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(strea
     cut, resume = clusters[1].offset + 40, clusters[3].offset - 20
     spliced = tmp_path / "spliced.mkv"
     spliced.write_bytes(data[:cut] + data[resume:])
-    with MatroskaReader(stream) as reader:
-        clean = [(p.time, p.data) for p in reader.packets() if p.track == 1]
     errors: list[CorruptStreamError] = []
-    with MatroskaReader(spliced, salvage=True) as reader:
-        got = {(p.time, p.data) for p in reader.packets(on_error=errors.append) if p.track == 1}
+    got = set(video_packets(spliced, errors))
     assert errors  # the cut is reported
-    assert set(clean[3 * GOP :]) <= got  # every frame from the third Cluster on, at its own time
+    assert set(video_packets(stream)[3 * GOP :]) <= got  # every frame from the third Cluster on, at its own time
+
+
+def test_cut_cluster_running_past_the_end_of_the_file_keeps_the_whole_cluster_inside(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (seed 8, `splice a[:53139] + b[47289:]`): the cut Cluster's size ran
+    # past the end of the (shorter) spliced file, so it was read as a truncation to the end and the
+    # whole last Cluster of the second file, inside it, was lost.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = bytearray(stream.read_bytes())
+    cut, resume = clusters[1].offset + 40, clusters[4].offset - 20
+    size_at, size_length = clusters[1].offset + 4, clusters[1].header_size - 4
+    data[size_at : size_at + size_length] = ebml.encode_size(len(data), size_length)  # runs past the spliced file
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[:cut] + data[resume:])
+    errors: list[CorruptStreamError] = []
+    got = video_packets(spliced, errors)
+    assert "Cluster is cut short by the next Cluster" in {str(e).split(": ", 1)[1].split(" at byte")[0] for e in errors}
+    assert got[-GOP:] == video_packets(stream)[-GOP:]  # the last Cluster, whole and at its own times
+
+
+def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
+    # SeekHead, where a SeekID holding the Cues id, followed by the SeekPosition id read as a size,
+    # looks like a Cues element that runs over the second file's first Cluster. Here the first file
+    # is cut between two Clusters, so the reader meets that false element where a Cluster should be.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = stream.read_bytes()
+    seek_id = data.index(ebml.encode_id(ID.CUES) + ebml.encode_id(ID.SEEK_POSITION), 0, clusters[0].offset)
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[: clusters[2].offset] + data[seek_id:])
+    errors: list[CorruptStreamError] = []
+    got = video_packets(spliced, errors)
+    assert any("runs over an intact Cluster" in str(e) for e in errors)
+    assert got[-FRAMES:] == video_packets(stream)  # the whole second file, from its first Cluster on

@@ -59,6 +59,10 @@ class ClusterReader:
         if element.end is None or element.end > self._ebml.size:
             self._cut_reported = element.end is not None
             raise TruncatedStreamError(f"element 0x{element.id:X} runs past the end of the file (truncated)", self.path, pos)
+        inner = self._intact_cluster_within(element.data_offset, element.end)
+        if inner is not None:  # a false element (a top-level id inside a spliced-in SeekHead, say) swallowing a Cluster
+            report(CorruptStreamError(f"element 0x{element.id:X} runs over an intact Cluster; reading on there", self.path, pos))
+            return inner
         return element.end
 
     def _cluster_packets(
@@ -76,6 +80,11 @@ class ClusterReader:
                 end = walked
         data = self._ebml.read(start, min(end, self._ebml.size) - start)
         self._consumed = max(self._consumed, min(end, self._ebml.size))
+        inner = self._intact_cluster_inside(start, data) if end > self._ebml.size else None
+        if inner is not None:  # cut by a splice, not by the end of the file: the next Cluster is whole
+            report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
+            data, end = data[: inner - start], inner
+            self._consumed = inner
         if end > self._ebml.size:
             with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
                 yield from self._blocks(data, start, tracks)
@@ -207,6 +216,16 @@ class ClusterReader:
                 if header.end is not None and self._crc_matches(header.data_offset, header.end):
                     return start + hit
             pos = hit
+        return None
+
+    def _intact_cluster_within(self, start: int, end: int) -> int | None:
+        """File offset of the first Cluster in [start, end) whose own CRC-32 matches, searched in the file."""
+        while (hit := self._ebml.find(_CLUSTER_ID, start)) is not None and hit < end:
+            with contextlib.suppress(CorruptStreamError, IndexError):
+                header = self._ebml.header(hit, self._segment_end)
+                if header.end is not None and self._crc_matches(header.data_offset, header.end):
+                    return hit
+            start = hit + 1
         return None
 
     def _next_cluster_header(self, view: memoryview, raw: bytes, pos: int) -> int | None:
