@@ -371,3 +371,24 @@ def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_
     got = video_packets(spliced, errors)
     assert any("runs over an intact Cluster" in str(e) for e in errors)
     assert got[-FRAMES:] == video_packets(stream)  # the whole second file, from its first Cluster on
+
+
+def test_segment_of_unknown_size_cut_between_clusters_is_a_truncation(stream: Path, tmp_path: Path) -> None:
+    # A Segment of unknown size (as live muxers write it) has no end to miss: cut exactly between
+    # two Clusters, nothing is broken, yet its SeekHead points at Cues past the end of the file.
+    data = bytearray(stream.read_bytes())
+    header = ebml.parse_header(data, 0, 0, stream)
+    assert header.end is not None
+    segment = ebml.parse_header(data, header.end, 0, stream)
+    data[segment.offset + 4 : segment.data_offset] = b"\x01" + b"\xff" * (segment.data_offset - segment.offset - 5)
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    whole.write_bytes(data)
+    cut_at = top_level(stream)[ID.CLUSTER][3].offset
+    cut.write_bytes(data[:cut_at])
+    errors: list[CorruptStreamError] = []
+    assert len(video_packets(whole, errors)) == FRAMES and not errors
+    assert len(video_packets(cut, errors)) == 3 * GOP
+    message = "file ends before the index elements its SeekHead points at (truncated)"
+    assert [str(e) for e in errors] == [f"{cut}: {message} at byte {cut_at}"]
+    with pytest.raises(TruncatedStreamError, match="SeekHead points at"):
+        decode_file(cut, None)
