@@ -377,9 +377,9 @@ def test_segment_of_unknown_size_cut_between_clusters_is_a_truncation(stream: Pa
     # A Segment of unknown size (as live muxers write it) has no end to miss: cut exactly between
     # two Clusters, nothing is broken, yet its SeekHead points at Cues past the end of the file.
     data = bytearray(stream.read_bytes())
-    header = ebml.parse_header(data, 0, 0, stream)
+    header = ebml.parse_header(bytes(data), 0, 0, stream)
     assert header.end is not None
-    segment = ebml.parse_header(data, header.end, 0, stream)
+    segment = ebml.parse_header(bytes(data), header.end, 0, stream)
     data[segment.offset + 4 : segment.data_offset] = b"\x01" + b"\xff" * (segment.data_offset - segment.offset - 5)
     whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
     whole.write_bytes(data)
