@@ -266,7 +266,8 @@ def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: A
             if args.keep is not None:
                 (args.keep / f"seed{args.seed}-case{case}.mkv").write_bytes(data)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines = [f"files tried       {args.files} (seed {args.seed})", f"tracebacks        {sum(tracebacks.values())}"]
+    tried = f"{len(only & set(range(args.files)))} of {args.files} drawn" if only else str(args.files)
+    lines = [f"files tried       {tried} (seed {args.seed})", f"tracebacks        {sum(tracebacks.values())}"]
     lines += [f"  {n:4d} × {s} {t} at {w}\n         e.g. {repro[(s, t, w)]}" for (s, t, w), n in tracebacks.most_common()]
     lines += [f"hangs             {len(hangs)}", *(f"  {h}" for h in hangs[:20])]
     lines.append(f"peak RSS          {peak_mb:.0f} MB")

@@ -218,15 +218,23 @@ class ClusterReader:
             pos = hit
         return None
 
-    def _intact_cluster_within(self, start: int, end: int) -> int | None:
-        """File offset of the first Cluster in [start, end) whose own CRC-32 matches, searched in the file."""
-        while (hit := self._ebml.find(_CLUSTER_ID, start)) is not None and hit < end:
-            with contextlib.suppress(CorruptStreamError, IndexError):
-                header = self._ebml.header(hit, self._segment_end)
-                if header.end is not None and self._crc_matches(header.data_offset, header.end):
-                    return hit
-            start = hit + 1
+    def _intact_cluster_within(self, start: int, end: int, window: int = 1 << 20) -> int | None:
+        """File offset of the first Cluster in [start, end) whose own CRC-32 matches, read a window at a time."""
+        for pos in range(start, end, window):
+            data = self._ebml.read(pos, min(window + len(_CLUSTER_ID) - 1, self._ebml.size - pos, end - pos + 3))
+            hit = data.find(_CLUSTER_ID)
+            while hit >= 0 and pos + hit < end:
+                if self._intact_cluster_at(pos + hit):
+                    return pos + hit
+                hit = data.find(_CLUSTER_ID, hit + 1)
         return None
+
+    def _intact_cluster_at(self, pos: int) -> bool:
+        try:
+            header = self._ebml.header(pos, self._segment_end)
+        except CorruptStreamError:
+            return False
+        return header.end is not None and self._crc_matches(header.data_offset, header.end)
 
     def _next_cluster_header(self, view: memoryview, raw: bytes, pos: int) -> int | None:
         """Offset in `view` of the next Cluster id after `pos` whose payload begins as a Cluster's does."""
