@@ -357,6 +357,22 @@ def test_cut_cluster_running_past_the_end_of_the_file_keeps_the_whole_cluster_in
     assert got[-GOP:] == video_packets(stream)[-GOP:]  # the last Cluster, whole and at its own times
 
 
+def test_cluster_cut_after_its_id_does_not_hide_the_clusters_its_new_size_runs_over(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (GC, `splice a[:11535] + b[4430:]`): the first file is cut just after a
+    # Cluster id, so the second file's bytes give that Cluster its size (running over whole Clusters)
+    # and a payload with no CRC-32 at all; reading on after its end lost the Clusters inside.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = stream.read_bytes()
+    tail = data[clusters[0].offset + 100 :]  # the second file, from the middle of its first Cluster
+    size = ebml.encode_size(clusters[3].offset + 40 - (clusters[0].offset + 100), 8)  # ends inside its fourth
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[: clusters[2].offset + 4] + size + tail)
+    errors: list[CorruptStreamError] = []
+    got, clean = video_packets(spliced, errors), video_packets(stream)
+    assert any("Cluster is cut short by the next Cluster" in str(e) for e in errors)
+    assert got[: 2 * GOP] == clean[: 2 * GOP] and got[-4 * GOP :] == clean[GOP:]
+
+
 def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_path: Path) -> None:
     # Found by scripts/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
     # SeekHead, where a SeekID holding the Cues id, followed by the SeekPosition id read as a size,

@@ -69,6 +69,46 @@ class ClusterReader:
         self, start: int, declared_end: int | None, pos: int, tracks: Container[int] | None, report: ErrorHandler
     ) -> Generator[Packet, None, int | None]:
         """Packets of the Cluster whose payload starts at `start`; returns where the next element starts."""
+        end = self._cluster_end(start, declared_end, pos, report)
+        data = self._ebml.read(start, min(end, self._ebml.size) - start)
+        self._consumed = max(self._consumed, min(end, self._ebml.size))
+        try:
+            intact, mismatch = ebml.check_crc(data, start, self.path, "Cluster"), None
+        except CorruptStreamError as exc:
+            intact, mismatch = False, exc
+        walked = self._unknown_size_end(start) if mismatch is not None and end <= self._ebml.size else end
+        if walked != end and walked <= self._ebml.size and self._crc_matches(start, walked):
+            # The size was hit, not the content: read up to where the children end.
+            report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
+            data, end, intact, mismatch = self._ebml.read(start, walked - start), walked, True, None
+            self._consumed = max(self._consumed, end)
+        # No CRC-32 where our writer puts one, or a wrong one: a splice may have cut this Cluster
+        # and its size run over the next, intact one, which is read on its own.
+        inner = None if intact else self._intact_cluster_inside(start, data)
+        if inner is not None:
+            if mismatch is not None:
+                report(mismatch)
+            report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
+            data, end, mismatch = data[: inner - start], inner, None
+            self._consumed = inner  # that Cluster is still to be read
+            suspect = True
+        elif end > self._ebml.size:
+            with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
+                yield from self._blocks(data, start, tracks)
+            self._cut_reported = True
+            raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
+        else:
+            suspect = mismatch is not None
+            if mismatch is not None:
+                report(mismatch)  # the blocks still come out: per-frame checks tell which are damaged
+        inner = yield from self._blocks(data, start, tracks, suspect, report)
+        if inner is not None:
+            report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
+            return inner
+        return end
+
+    def _cluster_end(self, start: int, declared_end: int | None, pos: int, report: ErrorHandler) -> int:
+        """Where the Cluster whose payload starts at `start` ends: its declared size unless that is damaged."""
         end = declared_end if declared_end is not None else self._unknown_size_end(start)
         if end - start > MAX_CLUSTER_BYTES:
             end = self._unknown_size_end(start)  # a damaged size: the children say where it ends
@@ -78,39 +118,6 @@ class ClusterReader:
             if walked <= self._ebml.size and self._crc_matches(start, walked):  # the size was hit, not the file
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 end = walked
-        data = self._ebml.read(start, min(end, self._ebml.size) - start)
-        self._consumed = max(self._consumed, min(end, self._ebml.size))
-        inner = self._intact_cluster_inside(start, data) if end > self._ebml.size else None
-        if inner is not None:  # cut by a splice, not by the end of the file: the next Cluster is whole
-            report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
-            data, end = data[: inner - start], inner
-            self._consumed = inner
-        if end > self._ebml.size:
-            with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
-                yield from self._blocks(data, start, tracks)
-            self._cut_reported = True
-            raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
-        suspect = False
-        try:
-            ebml.check_crc(data, start, self.path, "Cluster")
-        except CorruptStreamError as exc:
-            walked = self._unknown_size_end(start)
-            suspect = walked == end or walked > self._ebml.size or not self._crc_matches(start, walked)
-            if suspect:
-                report(exc)  # the blocks still come out: per-frame checks tell which are damaged
-                inner = self._intact_cluster_inside(start, data)
-                if inner is not None:  # a cut Cluster whose size runs over the next, intact one (a splice)
-                    report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
-                    data, end = data[: inner - start], inner
-                    self._consumed = inner  # that Cluster is still to be read
-            else:  # the size was hit, not the content: read up to where the children end
-                report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
-                data, end = self._ebml.read(start, walked - start), walked
-                self._consumed = max(self._consumed, end)
-        inner = yield from self._blocks(data, start, tracks, suspect, report)
-        if inner is not None:
-            report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
-            return inner
         return end
 
     def _crc_matches(self, start: int, end: int) -> bool:
