@@ -118,7 +118,20 @@ class ClusterReader:
             if walked <= self._ebml.size and self._crc_matches(start, walked):  # the size was hit, not the file
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 end = walked
+            elif walked < self._ebml.size and self._element_fits(walked):  # its children lead to the next element
+                report(CorruptStreamError("Cluster size is damaged; reading its children", self.path, pos))
+                end = walked
         return end
+
+    def _element_fits(self, pos: int) -> bool:
+        """Whether a whole Segment child starts at `pos`: a Cluster that begins as one does, or another that ends in the file."""
+        try:
+            header = self._ebml.header(pos, self._segment_end)
+            if header.id == ID.CLUSTER:
+                return self._ebml.read(header.data_offset, 1)[0] in (ID.CRC32, ID.CLUSTER_TIMESTAMP)
+        except CorruptStreamError:
+            return False
+        return header.id in _SEGMENT_CHILDREN and header.end is not None and header.end <= self._ebml.size
 
     def _crc_matches(self, start: int, end: int) -> bool:
         if end - start > MAX_CLUSTER_BYTES:
