@@ -373,6 +373,32 @@ def test_cluster_cut_after_its_id_does_not_hide_the_clusters_its_new_size_runs_o
     assert got[: 2 * GOP] == clean[: 2 * GOP] and got[-4 * GOP :] == clean[GOP:]
 
 
+def test_cluster_size_hit_past_the_end_with_every_later_crc_failing_keeps_the_later_clusters(
+    stream: Path, tmp_path: Path
+) -> None:
+    # Found by scripts/fuzz.py (GC, eight flips): a Cluster's size was hit to run past the end of the
+    # file and every later Cluster failed its CRC-32 (a flip in an audio block), so nothing told the
+    # hit size from a cut file and every later GOP was lost although its video blocks were whole.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = bytearray(stream.read_bytes())
+    size_at = clusters[1].offset + 4
+    data[size_at : size_at + clusters[1].header_size - 4] = ebml.encode_size(len(data), clusters[1].header_size - 4)
+    for cluster in clusters[1:]:
+        assert cluster.end is not None
+        payload = bytes(data[cluster.data_offset : cluster.end])
+        audio = [c for c, _ in ebml.iter_children(payload, cluster.data_offset, stream) if c.id == ID.SIMPLE_BLOCK]
+        audio = [c for c in audio if data[c.data_offset] == 0x82]  # track 2
+        last = audio[-1].end
+        assert last is not None
+        data[last - 1] ^= 0xFF
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    errors: list[CorruptStreamError] = []
+    got = video_packets(damaged, errors)
+    assert any("Cluster size is damaged; reading its children" in str(e) for e in errors)
+    assert got == video_packets(stream)  # every video block, at its own time
+
+
 def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_path: Path) -> None:
     # Found by scripts/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
     # SeekHead, where a SeekID holding the Cues id, followed by the SeekPosition id read as a size,
