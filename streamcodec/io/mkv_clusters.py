@@ -3,8 +3,10 @@
 The packet half of `MatroskaReader` (see mkv_reader for the whole story). A Cluster whose header
 was hit is found again by its body (a CRC-32 element, then the Cluster Timestamp, as our writer
 starts one) when that body's CRC-32 matches; a Cluster whose size was hit is re-measured from
-its children; a child that does not parse is skipped up to the next SimpleBlock that fits.
-Every search only moves forward.
+its children; a child that does not parse is skipped up to the next SimpleBlock that fits. A
+Cluster that fails (or lacks) its CRC-32 ends where an intact Cluster starts inside it (a splice
+cut it), and so does any other top-level element that runs over one. Every search only moves
+forward.
 """
 
 from __future__ import annotations
