@@ -12,7 +12,10 @@ its last video block was hit). Damage to the file's head (EBML header, Segment h
 Info, Tracks with the stream configuration) may refuse the whole file by design; GOPs of such files
 are counted apart.
 
-    python scripts/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000]
+Every case that lost an undamaged GOP is listed with its number; `--cases N,M` replays just those
+(the same seed draws the same damage, so a lost case reproduces in seconds).
+
+    python scripts/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000] [--cases N,M]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import hashlib
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +83,7 @@ class Base:
     data: bytes
     gops: list[Gop]
     head_end: int  # end of the Tracks element: damage before it may refuse the file by design
+    mode: str
 
 
 def _head_end(data: bytes) -> int:
@@ -118,7 +123,7 @@ def make_base(work: Path, name: str, source: str, mode: str) -> Base:
             gops.append(Gop(data.rindex(CLUSTER_ID, 0, start), pos, []))
         gops[-1].end = pos
         gops[-1].frames.append((key, out or ""))
-    return Base(data, gops, _head_end(data))
+    return Base(data, gops, _head_end(data), mode)
 
 
 def _video_packets(path: Path) -> list[bytes]:
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="sc,gc", help="comma-separated stream modes to fuzz (default sc,gc)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per file and step")
     parser.add_argument("--memory-mb", type=int, default=3000, help="address space allowed beyond the start")
+    parser.add_argument("--cases", default="", help="comma-separated case numbers to run (the others are drawn, not run)")
+    parser.add_argument("--keep", type=Path, help="folder to copy the damaged files of lost cases into")
     args = parser.parse_args(argv)
     decode_module.Decoder = RecordingDecoder  # type: ignore[misc]
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -211,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         modes = args.modes.split(",")
         bases = [(make_base(work, "a", "testsrc2", mode), make_base(work, "b", "mandelbrot", mode)) for mode in modes]
+        if args.keep is not None:  # the clean files too, to compare with
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for mkv in work.glob("*.mkv"):
+                shutil.copyfile(mkv, args.keep / mkv.name)
         _bound_memory(args.memory_mb)
         report = fuzz(work, bases, rng, args)
     print(report)
@@ -223,12 +234,16 @@ def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: A
     hangs: list[str] = []
     kept_total = decoded_total = head_total = head_decoded = 0
     lost: Counter[str] = Counter()
-    lost_example: dict[str, str] = {}
+    lost_cases: list[str] = []
+    only = {int(n) for n in args.cases.split(",") if n}
     path = work / "fuzzed.mkv"
-    for _ in range(args.files):
-        a, b = rng.choice(bases)
+    for case in range(args.files):
+        pair = rng.choice(bases)
+        a, b = pair
         first, second = (a, b) if rng.random() < 0.5 else (b, a)
         data, what, kept, head_hit = mutate(rng, first, second)
+        if only and case not in only:
+            continue
         path.write_bytes(data)
         RecordingDecoder.log = []
         for step, exc in run_one(path, args.timeout):
@@ -237,7 +252,7 @@ def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: A
                 continue
             key = (step, type(exc).__name__, _where(exc))
             tracebacks[key] += 1
-            repro.setdefault(key, f"{what} (of {'a' if first is a else 'b'}): {str(exc)[:100]}")
+            repro.setdefault(key, f"case {case}: {what} (of {'a' if first is a else 'b'}): {str(exc)[:100]}")
         decoded = _gops_decoded(kept)
         if head_hit:  # the stream configuration or the index it needs may be gone: counted apart
             head_total, head_decoded = head_total + len(kept), head_decoded + decoded
@@ -246,16 +261,21 @@ def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: A
         decoded_total += decoded
         if decoded < len(kept):
             lost[what.split()[0]] += len(kept) - decoded
-            lost_example.setdefault(what.split()[0], what)
+            names = "a=testsrc2, b=mandelbrot" if first is a else "a=mandelbrot, b=testsrc2"
+            lost_cases.append(f"case {case} ({first.mode}, {names}): {len(kept) - decoded} lost after {what}")
+            if args.keep is not None:
+                (args.keep / f"seed{args.seed}-case{case}.mkv").write_bytes(data)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines = [f"files tried       {args.files} (seed {args.seed})", f"tracebacks        {sum(tracebacks.values())}"]
+    tried = f"{len(only & set(range(args.files)))} of {args.files} drawn" if only else str(args.files)
+    lines = [f"files tried       {tried} (seed {args.seed})", f"tracebacks        {sum(tracebacks.values())}"]
     lines += [f"  {n:4d} × {s} {t} at {w}\n         e.g. {repro[(s, t, w)]}" for (s, t, w), n in tracebacks.most_common()]
     lines += [f"hangs             {len(hangs)}", *(f"  {h}" for h in hangs[:20])]
     lines.append(f"peak RSS          {peak_mb:.0f} MB")
     share = decoded_total / kept_total if kept_total else float("nan")
     lines.append(f"undamaged GOPs    {decoded_total} of {kept_total} still decoded exactly ({share:.1%}), head intact")
     lines.append(f"                  {head_decoded} of {head_total} in files whose head (header..Tracks) was hit")
-    lines += [f"  {n:4d} lost after a {k}, e.g. {lost_example[k]}" for k, n in lost.most_common()]
+    lines += [f"  {n:4d} lost after a {k}" for k, n in lost.most_common()]
+    lines += [f"    {line}" for line in lost_cases]
     return "\n".join(lines)
 
 

@@ -199,7 +199,7 @@ def _add_decode(sub: Any) -> None:
     )
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
     p.add_argument(
-        "-o", "--output", type=Path, help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)"
+        "-o", "--output", help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)"
     )
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
     add_engine_argument(p)

@@ -320,6 +320,12 @@ def test_flipping_any_structure_byte_never_loses_frames(stream: Path, tmp_path: 
     sweep(stream, tmp_path, random.Random(7).sample(positions, min(200, len(positions))))
 
 
+def video_packets(path: Path, errors: list[CorruptStreamError] | None = None) -> list[tuple[Fraction, bytes]]:
+    """(time, payload) of every packet of the video track, read with salvage; errors collected."""
+    with MatroskaReader(path, salvage=True) as reader:
+        return [(p.time, p.data) for p in reader.packets(on_error=None if errors is None else errors.append) if p.track == 1]
+
+
 def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(stream: Path, tmp_path: Path) -> None:
     # Found by scripts/fuzz.py: two files spliced mid-Cluster; the cut Cluster's declared size ran
     # over the next whole Cluster, whose frames were then read (and lost) under the wrong timestamp.
@@ -328,10 +334,103 @@ def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(strea
     cut, resume = clusters[1].offset + 40, clusters[3].offset - 20
     spliced = tmp_path / "spliced.mkv"
     spliced.write_bytes(data[:cut] + data[resume:])
-    with MatroskaReader(stream) as reader:
-        clean = [(p.time, p.data) for p in reader.packets() if p.track == 1]
     errors: list[CorruptStreamError] = []
-    with MatroskaReader(spliced, salvage=True) as reader:
-        got = {(p.time, p.data) for p in reader.packets(on_error=errors.append) if p.track == 1}
+    got = set(video_packets(spliced, errors))
     assert errors  # the cut is reported
-    assert set(clean[3 * GOP :]) <= got  # every frame from the third Cluster on, at its own time
+    assert set(video_packets(stream)[3 * GOP :]) <= got  # every frame from the third Cluster on, at its own time
+
+
+def test_cut_cluster_running_past_the_end_of_the_file_keeps_the_whole_cluster_inside(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (seed 8, `splice a[:53139] + b[47289:]`): the cut Cluster's size ran
+    # past the end of the (shorter) spliced file, so it was read as a truncation to the end and the
+    # whole last Cluster of the second file, inside it, was lost.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = bytearray(stream.read_bytes())
+    cut, resume = clusters[1].offset + 40, clusters[4].offset - 20
+    size_at, size_length = clusters[1].offset + 4, clusters[1].header_size - 4
+    data[size_at : size_at + size_length] = ebml.encode_size(len(data), size_length)  # runs past the spliced file
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[:cut] + data[resume:])
+    errors: list[CorruptStreamError] = []
+    got = video_packets(spliced, errors)
+    assert "Cluster is cut short by the next Cluster" in {str(e).split(": ", 1)[1].split(" at byte")[0] for e in errors}
+    assert got[-GOP:] == video_packets(stream)[-GOP:]  # the last Cluster, whole and at its own times
+
+
+def test_cluster_cut_after_its_id_does_not_hide_the_clusters_its_new_size_runs_over(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (GC, `splice a[:11535] + b[4430:]`): the first file is cut just after a
+    # Cluster id, so the second file's bytes give that Cluster its size (running over whole Clusters)
+    # and a payload with no CRC-32 at all; reading on after its end lost the Clusters inside.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = stream.read_bytes()
+    tail = data[clusters[0].offset + 100 :]  # the second file, from the middle of its first Cluster
+    size = ebml.encode_size(clusters[3].offset + 40 - (clusters[0].offset + 100), 8)  # ends inside its fourth
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[: clusters[2].offset + 4] + size + tail)
+    errors: list[CorruptStreamError] = []
+    got, clean = video_packets(spliced, errors), video_packets(stream)
+    assert any("Cluster is cut short by the next Cluster" in str(e) for e in errors)
+    assert got[: 2 * GOP] == clean[: 2 * GOP] and got[-4 * GOP :] == clean[GOP:]
+
+
+def test_cluster_size_hit_past_the_end_with_every_later_crc_failing_keeps_the_later_clusters(
+    stream: Path, tmp_path: Path
+) -> None:
+    # Found by scripts/fuzz.py (GC, eight flips): a Cluster's size was hit to run past the end of the
+    # file and every later Cluster failed its CRC-32 (a flip in an audio block), so nothing told the
+    # hit size from a cut file and every later GOP was lost although its video blocks were whole.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = bytearray(stream.read_bytes())
+    size_at = clusters[1].offset + 4
+    data[size_at : size_at + clusters[1].header_size - 4] = ebml.encode_size(len(data), clusters[1].header_size - 4)
+    for cluster in clusters[1:]:
+        assert cluster.end is not None
+        payload = bytes(data[cluster.data_offset : cluster.end])
+        audio = [c for c, _ in ebml.iter_children(payload, cluster.data_offset, stream) if c.id == ID.SIMPLE_BLOCK]
+        audio = [c for c in audio if data[c.data_offset] == 0x82]  # track 2
+        last = audio[-1].end
+        assert last is not None
+        data[last - 1] ^= 0xFF
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    errors: list[CorruptStreamError] = []
+    got = video_packets(damaged, errors)
+    assert any("Cluster size is damaged; reading its children" in str(e) for e in errors)
+    assert got == video_packets(stream)  # every video block, at its own time
+
+
+def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_path: Path) -> None:
+    # Found by scripts/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
+    # SeekHead, where a SeekID holding the Cues id, followed by the SeekPosition id read as a size,
+    # looks like a Cues element that runs over the second file's first Cluster. Here the first file
+    # is cut between two Clusters, so the reader meets that false element where a Cluster should be.
+    clusters = top_level(stream)[ID.CLUSTER]
+    data = stream.read_bytes()
+    seek_id = data.index(ebml.encode_id(ID.CUES) + ebml.encode_id(ID.SEEK_POSITION), 0, clusters[0].offset)
+    spliced = tmp_path / "spliced.mkv"
+    spliced.write_bytes(data[: clusters[2].offset] + data[seek_id:])
+    errors: list[CorruptStreamError] = []
+    got = video_packets(spliced, errors)
+    assert any("runs over an intact Cluster" in str(e) for e in errors)
+    assert got[-FRAMES:] == video_packets(stream)  # the whole second file, from its first Cluster on
+
+
+def test_segment_of_unknown_size_cut_between_clusters_is_a_truncation(stream: Path, tmp_path: Path) -> None:
+    # A Segment of unknown size (as live muxers write it) has no end to miss: cut exactly between
+    # two Clusters, nothing is broken, yet its SeekHead points at Cues past the end of the file.
+    data = bytearray(stream.read_bytes())
+    header = ebml.parse_header(bytes(data), 0, 0, stream)
+    assert header.end is not None
+    segment = ebml.parse_header(bytes(data), header.end, 0, stream)
+    data[segment.offset + 4 : segment.data_offset] = b"\x01" + b"\xff" * (segment.data_offset - segment.offset - 5)
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    whole.write_bytes(data)
+    cut_at = top_level(stream)[ID.CLUSTER][3].offset
+    cut.write_bytes(data[:cut_at])
+    errors: list[CorruptStreamError] = []
+    assert len(video_packets(whole, errors)) == FRAMES and not errors
+    assert len(video_packets(cut, errors)) == 3 * GOP
+    message = "file ends before the index elements its SeekHead points at (truncated)"
+    assert [str(e) for e in errors] == [f"{cut}: {message} at byte {cut_at}"]
+    with pytest.raises(TruncatedStreamError, match="SeekHead points at"):
+        decode_file(cut, None)

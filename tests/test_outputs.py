@@ -116,6 +116,18 @@ def test_decode_writes_frames_into_a_new_folder(encoded: Path, tmp_path: Path) -
     assert names(tmp_path) == ["frames"]
 
 
+def test_decode_to_a_dotted_name_with_a_trailing_slash_writes_frames(
+    encoded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "frames.v2"
+    line = cli_error(capsys, "decode", str(encoded), "-o", str(folder))  # no slash: a file of an unknown type
+    assert line == f"streamcodec decode: error: {folder}: unsupported output type '.v2' (use .mp4, .mkv, .mov, .y4m or a folder/)"
+    assert cli.main(["decode", str(encoded), "-o", f"{folder}/", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 12
+    assert len(names(folder)) == 12 and all(name.endswith(".png") for name in names(folder))
+    assert names(tmp_path) == ["frames.v2"]
+
+
 def test_encode_refuses_an_existing_output_until_force(
     clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,8 +3,10 @@
 The packet half of `MatroskaReader` (see mkv_reader for the whole story). A Cluster whose header
 was hit is found again by its body (a CRC-32 element, then the Cluster Timestamp, as our writer
 starts one) when that body's CRC-32 matches; a Cluster whose size was hit is re-measured from
-its children; a child that does not parse is skipped up to the next SimpleBlock that fits.
-Every search only moves forward.
+its children; a child that does not parse is skipped up to the next SimpleBlock that fits. A
+Cluster that fails (or lacks) its CRC-32 ends where an intact Cluster starts inside it (a splice
+cut it), and so does any other top-level element that runs over one. Every search only moves
+forward.
 """
 
 from __future__ import annotations
@@ -59,12 +61,56 @@ class ClusterReader:
         if element.end is None or element.end > self._ebml.size:
             self._cut_reported = element.end is not None
             raise TruncatedStreamError(f"element 0x{element.id:X} runs past the end of the file (truncated)", self.path, pos)
+        inner = self._intact_cluster_within(element.data_offset, element.end)
+        if inner is not None:  # a false element (a top-level id inside a spliced-in SeekHead, say) swallowing a Cluster
+            report(CorruptStreamError(f"element 0x{element.id:X} runs over an intact Cluster; reading on there", self.path, pos))
+            return inner
         return element.end
 
     def _cluster_packets(
         self, start: int, declared_end: int | None, pos: int, tracks: Container[int] | None, report: ErrorHandler
     ) -> Generator[Packet, None, int | None]:
         """Packets of the Cluster whose payload starts at `start`; returns where the next element starts."""
+        end = self._cluster_end(start, declared_end, pos, report)
+        data = self._ebml.read(start, min(end, self._ebml.size) - start)
+        self._consumed = max(self._consumed, min(end, self._ebml.size))
+        try:
+            intact, mismatch = ebml.check_crc(data, start, self.path, "Cluster"), None
+        except CorruptStreamError as exc:
+            intact, mismatch = False, exc
+        walked = self._unknown_size_end(start) if mismatch is not None and end <= self._ebml.size else end
+        if walked != end and walked <= self._ebml.size and self._crc_matches(start, walked):
+            # The size was hit, not the content: read up to where the children end.
+            report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
+            data, end, intact, mismatch = self._ebml.read(start, walked - start), walked, True, None
+            self._consumed = max(self._consumed, end)
+        # No CRC-32 where our writer puts one, or a wrong one: a splice may have cut this Cluster
+        # and its size run over the next, intact one, which is read on its own.
+        inner = None if intact else self._intact_cluster_inside(start, data)
+        if inner is not None:
+            if mismatch is not None:
+                report(mismatch)
+            report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
+            data, end, mismatch = data[: inner - start], inner, None
+            self._consumed = inner  # that Cluster is still to be read
+            suspect = True
+        elif end > self._ebml.size:
+            with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
+                yield from self._blocks(data, start, tracks)
+            self._cut_reported = True
+            raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
+        else:
+            suspect = mismatch is not None
+            if mismatch is not None:
+                report(mismatch)  # the blocks still come out: per-frame checks tell which are damaged
+        inner = yield from self._blocks(data, start, tracks, suspect, report)
+        if inner is not None:
+            report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
+            return inner
+        return end
+
+    def _cluster_end(self, start: int, declared_end: int | None, pos: int, report: ErrorHandler) -> int:
+        """Where the Cluster whose payload starts at `start` ends: its declared size unless that is damaged."""
         end = declared_end if declared_end is not None else self._unknown_size_end(start)
         if end - start > MAX_CLUSTER_BYTES:
             end = self._unknown_size_end(start)  # a damaged size: the children say where it ends
@@ -74,35 +120,20 @@ class ClusterReader:
             if walked <= self._ebml.size and self._crc_matches(start, walked):  # the size was hit, not the file
                 report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
                 end = walked
-        data = self._ebml.read(start, min(end, self._ebml.size) - start)
-        self._consumed = max(self._consumed, min(end, self._ebml.size))
-        if end > self._ebml.size:
-            with contextlib.suppress(CorruptStreamError):  # the cut-off block is the truncation itself
-                yield from self._blocks(data, start, tracks)
-            self._cut_reported = True
-            raise TruncatedStreamError("Cluster runs past the end of the file (truncated)", self.path, pos)
-        suspect = False
-        try:
-            ebml.check_crc(data, start, self.path, "Cluster")
-        except CorruptStreamError as exc:
-            walked = self._unknown_size_end(start)
-            suspect = walked == end or walked > self._ebml.size or not self._crc_matches(start, walked)
-            if suspect:
-                report(exc)  # the blocks still come out: per-frame checks tell which are damaged
-                inner = self._intact_cluster_inside(start, data)
-                if inner is not None:  # a cut Cluster whose size runs over the next, intact one (a splice)
-                    report(CorruptStreamError("Cluster is cut short by the next Cluster", self.path, pos))
-                    data, end = data[: inner - start], inner
-                    self._consumed = inner  # that Cluster is still to be read
-            else:  # the size was hit, not the content: read up to where the children end
-                report(CorruptStreamError("Cluster size is damaged; its content is intact", self.path, pos))
-                data, end = self._ebml.read(start, walked - start), walked
-                self._consumed = max(self._consumed, end)
-        inner = yield from self._blocks(data, start, tracks, suspect, report)
-        if inner is not None:
-            report(CorruptStreamError("Cluster size runs into the next element", self.path, pos))
-            return inner
+            elif walked < self._ebml.size and self._element_fits(walked):  # its children lead to the next element
+                report(CorruptStreamError("Cluster size is damaged; reading its children", self.path, pos))
+                end = walked
         return end
+
+    def _element_fits(self, pos: int) -> bool:
+        """Whether a whole Segment child starts at `pos`: a Cluster that begins as one does, or another that ends in the file."""
+        try:
+            header = self._ebml.header(pos, self._segment_end)
+            if header.id == ID.CLUSTER:
+                return self._ebml.read(header.data_offset, 1)[0] in (ID.CRC32, ID.CLUSTER_TIMESTAMP)
+        except CorruptStreamError:
+            return False
+        return header.id in _SEGMENT_CHILDREN and header.end is not None and header.end <= self._ebml.size
 
     def _crc_matches(self, start: int, end: int) -> bool:
         if end - start > MAX_CLUSTER_BYTES:
@@ -208,6 +239,24 @@ class ClusterReader:
                     return start + hit
             pos = hit
         return None
+
+    def _intact_cluster_within(self, start: int, end: int, window: int = 1 << 20) -> int | None:
+        """File offset of the first Cluster in [start, end) whose own CRC-32 matches, read a window at a time."""
+        for pos in range(start, end, window):
+            data = self._ebml.read(pos, min(window + len(_CLUSTER_ID) - 1, self._ebml.size - pos, end - pos + 3))
+            hit = data.find(_CLUSTER_ID)
+            while hit >= 0 and pos + hit < end:
+                if self._intact_cluster_at(pos + hit):
+                    return pos + hit
+                hit = data.find(_CLUSTER_ID, hit + 1)
+        return None
+
+    def _intact_cluster_at(self, pos: int) -> bool:
+        try:
+            header = self._ebml.header(pos, self._segment_end)
+        except CorruptStreamError:
+            return False
+        return header.end is not None and self._crc_matches(header.data_offset, header.end)
 
     def _next_cluster_header(self, view: memoryview, raw: bytes, pos: int) -> int | None:
         """Offset in `view` of the next Cluster id after `pos` whose payload begins as a Cluster's does."""

@@ -119,7 +119,15 @@ class MatroskaReader(ClusterReader):
         if self._truncated and ID.CUES in self._loaded and self._cues_end == self._ebml.size:
             self._truncated = False  # our files end with their Cues: the Segment size is what broke
             self.damage.append(CorruptStreamError("Segment size runs past the end of a complete file", self.path, segment.offset))
+        self._cut_message = "file ends before its Segment does (truncated)"
+        if segment.size is None and not self._unfinished and self._index_past_end():
+            # A Segment of unknown size has no end to miss: its index tells that the file was cut.
+            self._truncated, self._cut_message = True, "file ends before the index elements its SeekHead points at (truncated)"
         self._resolve_index()
+
+    def _index_past_end(self) -> bool:
+        """Whether a SeekHead points at an index element at or past the end of the file."""
+        return any(i in _INDEX_NAMES and self._segment_start + at >= self._ebml.size for i, at in self._seeks[:MAX_SEEKS])
 
     def _note(self, error: CorruptStreamError) -> None:
         self.damage.append(error)
@@ -368,7 +376,7 @@ class MatroskaReader(ClusterReader):
                 report(exc)
                 pos = self._resync(max(start + 1, self._consumed))
         if self._truncated and not self._cut_reported:
-            report(TruncatedStreamError("file ends before its Segment does (truncated)", self.path, self._ebml.size))
+            report(TruncatedStreamError(self._cut_message, self.path, self._ebml.size))
 
     def close(self) -> None:
         """Close the file."""

@@ -79,7 +79,7 @@ def stream_track(reader: MatroskaReader, path: Path) -> tuple[TrackInfo, StreamC
 
 def decode_file(
     input: Path,
-    output: Path | None,
+    output: Path | str | None,
     *,
     reference: Path | None = None,
     backend: str = "auto",
@@ -90,7 +90,8 @@ def decode_file(
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
-    `output` may be None to decode without writing (for measuring). A truncated file is refused
+    `output` may be None to decode without writing (for measuring); a name ending in a slash
+    (text, not a Path, which drops it) is a folder of frames whatever its suffix. A truncated file is refused
     (TruncatedStreamError) unless `salvage` is set: then everything before the cut is decoded
     and the truncation is reported through `on_warning`. An existing output file is refused
     (OutputExistsError, before any work) unless `force` is set; a folder of frames is written
@@ -144,7 +145,7 @@ class _Decoding:
         if self.on_warning:
             self.on_warning(message)
 
-    def open_sink(self, output: Path, reference: Path | None, force: bool) -> VideoSink:
+    def open_sink(self, output: Path | str, reference: Path | None, force: bool) -> VideoSink:
         config, audio_from = self.config, self.input if self.audio else None
         self.reference = _reference_frames(reference, config) if reference else None
         sink = VideoSink(output, config.width, config.height, audio_from, _frame_rate(self.track), force)
@@ -209,7 +210,7 @@ class _Decoding:
         self.frames += 1
         self.bar.update(1)
 
-    def summary(self, output: Path | None, elapsed: float) -> DecodeSummary:
+    def summary(self, output: Path | str | None, elapsed: float) -> DecodeSummary:
         return DecodeSummary(
             input=str(self.input),
             output=str(output) if output else None,

@@ -31,15 +31,17 @@ CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 MS = Fraction(1, 1000)
 
 
-def _is_frames_folder(output: Path) -> bool:
-    return output.suffix == "" or output.is_dir() or str(output).endswith(os.sep)
+def _is_frames_folder(output: Path | str) -> bool:
+    # A name given as text keeps its trailing slash (Path drops it): `clip.v2/` is a folder, suffix or not.
+    return str(output).endswith(("/", os.sep)) or Path(output).suffix == "" or Path(output).is_dir()
 
 
-def check_output(output: Path, force: bool) -> None:
+def check_output(output: Path | str, force: bool) -> None:
     """Refuse a decode output before any work: wrong type, existing file without `force`, non-empty folder."""
     if _is_frames_folder(output):
-        check_frames_folder(output)
+        check_frames_folder(Path(output))
         return
+    output = Path(output)
     if output.suffix.lower() not in CONTAINER_SUFFIXES and output.suffix.lower() != ".y4m":
         raise OutputError(f"unsupported output type {output.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
     check_file_target(output, force)
@@ -54,15 +56,15 @@ class VideoSink:
     """
 
     def __init__(
-        self, output: Path, width: int, height: int, audio_from: Path | None, frame_rate: Fraction, force: bool = False
+        self, output: Path | str, width: int, height: int, audio_from: Path | None, frame_rate: Fraction, force: bool = False
     ) -> None:
-        self.output, self.force = output, force
-        self.target = absolute(output)
+        self.is_folder = _is_frames_folder(output)  # before Path(): `name.v2/` is a folder
+        check_output(output, force)
+        self.output, self.force = Path(output), force
+        self.target = absolute(self.output)
         # Nominal rate for the codec's rate control (and the y4m header); every frame keeps its own timestamp.
         self.frame_rate = frame_rate
-        self.suffix = output.suffix.lower()
-        self.is_folder = _is_frames_folder(output)
-        check_output(output, force)
+        self.suffix = self.output.suffix.lower()
         remove_stale_partials(self.target)
         # An existing (empty) folder is filled from inside: renaming over it would move the
         # user's working directory or a mount point.
