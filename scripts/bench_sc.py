@@ -20,12 +20,11 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-import av
 import numpy as np
 
 from streamcodec.codec import Decoder, Encoder, SelectiveOptions
+from streamcodec.engines.bench import standard_fps
 from streamcodec.io.demux import first_frames
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 
@@ -52,17 +51,7 @@ def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: i
 
 def reference_fps(frames: list[np.ndarray], codec: str, options: dict[str, str]) -> float:
     """Whole-frame encode speed of a standard codec on the same frames (PyAV), for a ratio that holds across machines."""
-    context: Any = av.CodecContext.create(codec, "w")
-    height, width = frames[0].shape[:2]
-    context.width, context.height, context.pix_fmt = width, height, "yuv420p"
-    context.time_base, context.options = Fraction(1, 25), options
-    started = time.perf_counter()
-    for index, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-        frame.pts = index
-        context.encode(frame)
-    context.encode(None)
-    return len(frames) / (time.perf_counter() - started)
+    return standard_fps(frames, codec, options)
 
 
 def encode_all(

@@ -22,6 +22,8 @@ from streamcodec.engines.tensorrt import export_program, input_shapes
 from streamcodec.io.demux import first_frames
 from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
 
+from .conftest import ffmpeg
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "bbb_640x360.mp4"
 
@@ -149,25 +151,14 @@ def test_tensorrt_input_shapes_span_16x16_to_the_maximum_with_720p_as_optimum() 
     assert input_shapes(model, "synthesize", (640, 480))["max"] == (1, 16, 30, 40)
 
 
-def test_tensorrt_without_torch_tensorrt_says_how_to_install_it_in_one_line(tmp_path: Path) -> None:
+def _tiny_clip(tmp_path: Path) -> Path:
     source = tmp_path / "in.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=32x32:rate=5",
-            "-frames:v",
-            "2",
-            "-c:v",
-            "ffv1",
-            str(source),
-        ],
-        check=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=32x32:rate=5", "-frames:v", "2", "-c:v", "ffv1", str(source))
+    return source
+
+
+def test_tensorrt_without_torch_tensorrt_says_how_to_install_it_in_one_line(tmp_path: Path) -> None:
+    source = _tiny_clip(tmp_path)
     result = run_cli("encode", str(source), "--mode", "gc", "--engine", "tensorrt", "--no-preview")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
@@ -180,24 +171,7 @@ def test_tensorrt_without_torch_tensorrt_says_how_to_install_it_in_one_line(tmp_
 def test_auto_says_which_engine_it_chose_and_backend_still_works_as_an_alias(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = tmp_path / "in.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=32x32:rate=5",
-            "-frames:v",
-            "2",
-            "-c:v",
-            "ffv1",
-            str(source),
-        ],
-        check=True,
-    )
+    source = _tiny_clip(tmp_path)
     auto = run_cli("encode", str(source), "-o", str(tmp_path / "a.mkv"), "--mode", "gc", "--no-preview")
     assert auto.returncode == 0 and auto.stderr == "streamcodec: engine auto → onnxruntime (ONNX Runtime on the CPU)\n"
     assert (
