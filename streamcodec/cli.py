@@ -272,6 +272,7 @@ def _codec_list(text: str) -> list[str]:
 EVAL_EPILOG = """codecs:
   streamcodec-gc   our GC mode; its rate points are the model's quality levels
   streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
+  streamcodec-sc-learned  selective mode with --fidelity learned (masked GC latents; only when named)
   x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)
 
@@ -421,12 +422,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     import shlex
 
     from .eval import EvalConfig, run_eval
-    from .eval.codecs import CODECS
+    from .eval.codecs import DEFAULT_CODECS
     from .models.registry import DEFAULT_MODEL
 
     config = EvalConfig(
         clips=args.clips,
-        codecs=args.codecs or list(CODECS),
+        codecs=args.codecs or list(DEFAULT_CODECS),
         points=args.points,
         out=args.out,
         anchor=args.anchor,
