@@ -89,7 +89,8 @@ class SelectiveOptions:
         ):
             if value not in allowed:
                 raise ValueError(f"selective {name} {value!r} is not one of {', '.join(allowed)}")
-        for name, crf, (low, high) in (("fg-quality", self.fg_crf, self._fg_range()), ("bg-quality", self.bg_crf, self._bg_range())):
+        ranges = (("fg-quality", self.fg_crf, self._fg_range()), ("bg-quality", self.bg_crf, self._bg_range()))
+        for name, crf, (low, high) in ranges:
             if crf is not None and not low <= crf <= high:
                 raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
         if self.threads < 1 or self.codec_threads < 1:
