@@ -46,6 +46,10 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
                    keyframe, unchanged between)
     0x04 FIDELITY  one HEVC (Annex B) or AV1 (low-overhead OBU) access unit of the frame; IDR with
                    parameter sets at keyframes
+                   With fidelity "learned" (new streams only): the LATENTS layout
+                   (channel count u8 + range-coded GC symbols, intra tables at keyframes, inter
+                   against the previous frame's symbols between), zero (center) outside the kept
+                   cells; `extra` fg_crf then holds the GC quality level, and the PLATE is HEVC
     0x05 PLATE     keyframes with background "plate": the background picture as one intra access
                    unit of the same codec; the same bytes again while the background is unchanged
     0x01 LATENTS   keyframes with background "synth": GC latents (as in a GC intra frame, at the
@@ -102,7 +106,7 @@ MAX_NAME = 200  # characters of model_id, model_name, mode
 KNOWN_MODES = frozenset({"gc", "sc"})
 # Selective mode's `extra`: each key's allowed values (a set) or integer range (a tuple).
 SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
-    "fidelity": frozenset({"hevc", "av1"}),
+    "fidelity": frozenset({"hevc", "av1", "learned"}),
     "background": frozenset({"plate", "synth"}),
     "block": (16, 16),
     "fill": frozenset({"recon"}),

@@ -146,7 +146,12 @@ def _add_selective(p: Any) -> None:
         "--mask", type=Path, metavar="MASKVIDEO", help="also keep a mask video's white pixels (luma > 127), frame by frame"
     )
     g.add_argument("--segmenter", metavar="onnx:PATH", help="person segmenter: selfie (built in, default) or onnx:PATH")
-    g.add_argument("--fidelity", choices=["hevc", "av1"], help="codec of the kept region: hevc (x265, default) or av1 (SVT-AV1)")
+    g.add_argument(
+        "--fidelity",
+        choices=["hevc", "av1", "learned"],
+        help="codec of the kept region: hevc (x265, default), av1 (SVT-AV1) or learned (the GC model's latents "
+        "inside the mask, zeroed outside; --model picks it; far below hevc in quality today)",
+    )
     g.add_argument(
         "--background",
         choices=["plate", "synth"],
@@ -159,7 +164,9 @@ def _add_selective(p: Any) -> None:
         help="labeler of --background synth: builtin (default; the one sc-small is trained on) or onnx:PATH "
         "(needs a synthesis model trained for it)",
     )
-    g.add_argument("--fg-quality", type=_crf, metavar="CRF", help="CRF of the kept region, overriding --quality's")
+    g.add_argument(
+        "--fg-quality", type=_crf, metavar="CRF", help="CRF of the kept region, overriding --quality's (learned: GC level 1..4)"
+    )
     g.add_argument(
         "--bg-quality",
         type=_crf,
@@ -265,6 +272,7 @@ def _codec_list(text: str) -> list[str]:
 EVAL_EPILOG = """codecs:
   streamcodec-gc   our GC mode; its rate points are the model's quality levels
   streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
+  streamcodec-sc-learned  selective mode with --fidelity learned (masked GC latents; only when named)
   x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)
 
@@ -414,12 +422,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     import shlex
 
     from .eval import EvalConfig, run_eval
-    from .eval.codecs import CODECS
+    from .eval.codecs import DEFAULT_CODECS
     from .models.registry import DEFAULT_MODEL
 
     config = EvalConfig(
         clips=args.clips,
-        codecs=args.codecs or list(CODECS),
+        codecs=args.codecs or list(DEFAULT_CODECS),
         points=args.points,
         out=args.out,
         anchor=args.anchor,

@@ -145,11 +145,13 @@ def _streamcodec_frames(path: Path) -> Iterator[Frame]:
 class StreamcodecCodec(Codec):
     """streamcodec in GC mode (whole frame generated) or selective mode (kept region coded)."""
 
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.name = f"streamcodec-{mode}"
+    def __init__(self, mode: str, fidelity: str | None = None) -> None:
+        self.mode, self.fidelity = mode, fidelity
+        self.name = f"streamcodec-{mode}" + (f"-{fidelity}" if fidelity else "")
         self.needs_masks = mode == "sc"
         self.description = {"gc": "streamcodec, global generative compression", "sc": "streamcodec, selective mode"}[mode]
+        if fidelity:
+            self.description += f", {fidelity} fidelity layer"
 
     def unavailable(self, masks_reason: str | None) -> str | None:
         if self.needs_masks and masks_reason is None and "mode" not in inspect.signature(encode_file).parameters:
@@ -164,6 +166,7 @@ class StreamcodecCodec(Codec):
         model_id = REGISTRY.entry(ctx.model).model_id
         return {
             "mode": self.mode,
+            **({"fidelity": self.fidelity} if self.fidelity else {}),
             "model": ctx.model,
             "model_id": model_id,
             "gop": ctx.gop,
@@ -173,7 +176,7 @@ class StreamcodecCodec(Codec):
 
     def encode(self, clip: Path, point: RatePoint, out_dir: Path, ctx: EncodeContext) -> Encoded:
         out = out_dir / f"{self.name}-{point.label}.mkv"
-        extra: dict[str, Any] = {"mode": self.mode}
+        extra: dict[str, Any] = {"mode": self.mode, **({"fidelity": self.fidelity} if self.fidelity else {})}
         # No preview track and an audio-free input: the file holds only what our decoder needs.
         summary = encode_file(clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, **extra)
         return Encoded(out, summary.seconds, [])
@@ -273,6 +276,7 @@ def _registry() -> dict[str, Codec]:
     x265 = {"preset": "medium", "x265-params": "log-level=error:info=0"}
     codecs: list[Codec] = [
         StreamcodecCodec("sc"),
+        StreamcodecCodec("sc", "learned"),  # the kept region as masked GC latents (Agustsson et al.'s own SC)
         StreamcodecCodec("gc"),
         FfmpegCodec("x264", "libx264", "H.264 (x264 medium, 2-pass)", options={"preset": "medium"}, two_pass="x264"),
         FfmpegCodec("x265", "libx265", "HEVC (x265 medium, 2-pass)", options=x265, two_pass="x265"),
@@ -290,3 +294,5 @@ def _registry() -> dict[str, Codec]:
 
 
 CODECS: dict[str, Codec] = _registry()
+#: What `streamcodec eval` runs without --codecs: all but the measured-only learned fidelity layer.
+DEFAULT_CODECS: list[str] = [name for name in CODECS if name != "streamcodec-sc-learned"]

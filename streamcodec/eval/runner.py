@@ -25,7 +25,7 @@ from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from .cache import CellCache, file_digest
 from .clip import PreparedClip, prepare_clip
-from .codecs import CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
+from .codecs import CODECS, DEFAULT_CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
 from .ffmpeg_tools import system_ffmpeg
 from .masks import MaskSource, mask_source, unavailable_reason
 from .measure import measure_cell
@@ -43,7 +43,7 @@ class EvalConfig:
     """
 
     clips: list[Path]
-    codecs: list[str] = field(default_factory=lambda: list(CODECS))
+    codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
     points: int = 4
     out: Path = Path("eval-results")
     anchor: str | None = None  # None: x265 when it runs, else the first codec given

@@ -3,7 +3,9 @@
 Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
     MASK      the 16-px block keep mask (maskcode; intra at keyframes, against the previous frame's between)
     FIDELITY  one HEVC/AV1 access unit of the frame, outside the kept blocks filled with the fidelity
-              decoder's previous reconstruction (flat at keyframes): unchanged blocks cost a skip
+              decoder's previous reconstruction (flat at keyframes): unchanged blocks cost a skip;
+              or, with fidelity "learned", the frame's GC latents zeroed outside the kept cells
+              (`learned.py`), the kept region then coming from the GC generator's picture
     PLATE     keyframes, background "plate": the background picture as one intra access unit
     LATENTS   keyframes, background "synth": GC latents of the background at the lowest quality
     LABELS    keyframes, background "synth": the built-in labeler's map of the same background; the
@@ -42,7 +44,8 @@ from .ahead import MaskPipeline
 from .background import SynthDecoder, SynthEncoder, check_labels_spec, gc_config
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import fill_outside
-from .layers import BLOCK, SC_QUALITY_LEVELS, Compositor, SelectiveOptions, fidelity_frame, fidelity_size
+from .layers import BLOCK, PLATE_CODEC, SC_QUALITY_LEVELS, Compositor, SelectiveOptions, fidelity_frame, fidelity_size
+from .learned import LearnedDecoder, LearnedEncoder
 from .maskcode import block_mask, decode_mask, encode_mask, expand
 from .masks import create_mask_source
 
@@ -80,6 +83,7 @@ class SelectiveEncoder:
             raise ValueError(f"gop {gop} must be at least 1")
         self.options = options or SelectiveOptions()
         self.options.check()
+        self._backend = backend
         check_labels_spec(self.options.labels, self.options.synth_model)
         self.model = REGISTRY.load(model)
         quality = SC_QUALITY_LEVELS if quality is None else quality
@@ -110,7 +114,7 @@ class SelectiveEncoder:
         self._mask_pipeline = MaskPipeline(self.masks)
         self._plate_pool: ThreadPoolExecutor | None = None
         self._reconstruction: Future[None] | None = None
-        self._fidelity: FidelityEncoder | None = None
+        self._fidelity: FidelityEncoder | LearnedEncoder | None = None
         self._plate_coder: FidelityEncoder | None = None
         self._recon: FidelityDecoder | None = None
         self._last_fidelity: Image | None = None
@@ -129,6 +133,10 @@ class SelectiveEncoder:
     @property
     def _synth(self) -> bool:
         return self.options.background == "synth"
+
+    @property
+    def _learned(self) -> bool:
+        return self.options.fidelity == "learned"
 
     def _extra(self, fg: int, bg: int) -> dict[str, object]:
         o = self.options
@@ -164,9 +172,14 @@ class SelectiveEncoder:
             if coder is not None:
                 coder.close()
         width, height = fidelity_size(self.config.width, self.config.height)
-        common = {"codec": self.options.fidelity, "preset": self.options.preset, "threads": self.options.codec_threads}
-        self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
-        self._recon = FidelityDecoder(self.options.fidelity, width=width, height=height)
+        plate = PLATE_CODEC[self.options.fidelity]
+        common = {"codec": plate, "preset": self.options.preset, "threads": self.options.codec_threads}
+        if self._learned:
+            self._fidelity = LearnedEncoder(self.config.width, self.config.height, self.config.model_name, fg, self._backend)
+            self._recon = None  # G's picture is not needed in the loop: no fill, the reference is the symbols
+        else:
+            self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
+            self._recon = FidelityDecoder(self.options.fidelity, width=width, height=height)
         if not self._synth:
             self._plate_coder = FidelityEncoder(width, height, self.options.frame_rate, crf=bg, **common)  # type: ignore[arg-type]
 
@@ -214,10 +227,14 @@ class SelectiveEncoder:
         assert self._fidelity is not None
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         background = self._background_pool().submit(self._background_section) if keyframe else None
-        sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
+        if isinstance(self._fidelity, LearnedEncoder):
+            sections[bitstream.FIDELITY] = self._fidelity.encode(rgb, blocks, keyframe)
+        else:
+            sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
         fidelity = time.perf_counter()
-        # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
-        self._reconstruction = self._background_pool().submit(self._reconstruct, sections[bitstream.FIDELITY])
+        if self._recon is not None:
+            # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
+            self._reconstruction = self._background_pool().submit(self._reconstruct, sections[bitstream.FIDELITY])
         if background is not None:
             sections.update(background.result())
         else:
@@ -282,7 +299,7 @@ class SelectiveEncoder:
 
     def _adapt_rate(self) -> None:
         """`--bitrate`: after each GOP, move the fidelity CRF toward the target (±RATE_STEP, bounded)."""
-        if self._target_kbps is None:
+        if self._target_kbps is None or self._learned:  # learned: --bitrate picks the level once, at the start
             return
         kbps = self._gop_bits * float(self.options.frame_rate) / self.config.gop / 1000
         self._gop_bits = 0
@@ -321,6 +338,8 @@ class SelectiveEncoder:
 
     def _probe(self, frames: list[Image], kept: list[Mask], crf: int) -> list[int]:
         """Access unit sizes of the frames at `crf`, filled as the encoder fills them (previous input for the recon)."""
+        if self._learned:
+            return self._probe_learned(frames, kept, crf)
         width, height = fidelity_size(self.config.width, self.config.height)
         coder = FidelityEncoder(
             width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset
@@ -334,11 +353,17 @@ class SelectiveEncoder:
                 sizes.append(len(coder.encode(fidelity_frame(previous), len(sizes) == 0)))
         return sizes
 
+    def _probe_learned(self, frames: list[Image], kept: list[Mask], level: int) -> list[int]:
+        """FIDELITY section sizes of the frames at GC quality `level` (intra first, then inter)."""
+        coder = LearnedEncoder(self.config.width, self.config.height, self.config.model_name, level, self._backend)
+        blocks = [block_mask(mask, BLOCK) for mask in kept]
+        return [len(coder.encode(rgb, b, i == 0)) for i, (rgb, b) in enumerate(zip(frames, blocks, strict=True))]
+
     def _probe_background(self, rgb: Image, crf: int) -> int:
         if self._synth_coder is not None:
             return sum(len(data) for data in self._synth_coder.sections(rgb).values())
         width, height = fidelity_size(self.config.width, self.config.height)
-        with FidelityEncoder(width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf) as coder:
+        with FidelityEncoder(width, height, self.options.frame_rate, codec=PLATE_CODEC[self.options.fidelity], crf=crf) as coder:
             return len(coder.encode(fidelity_frame(rgb), True))
 
     def close(self) -> None:
@@ -386,8 +411,12 @@ class SelectiveDecoder:
             _check_gc_fields(gc_config(config))
         width, height = fidelity_size(config.width, config.height)
         codec = str(extra["fidelity"])
-        self._fidelity = FidelityDecoder(codec, width=width, height=height)
-        self._plate = FidelityDecoder(codec, width=width, height=height)
+        self._fidelity: FidelityDecoder | LearnedDecoder
+        if codec == "learned":
+            self._fidelity = LearnedDecoder(config.model_id, int(extra["fg_crf"]), (config.width, config.height), backend)  # type: ignore[call-overload]
+        else:
+            self._fidelity = FidelityDecoder(codec, width=width, height=height)
+        self._plate = FidelityDecoder(PLATE_CODEC[codec], width=width, height=height)
         self._background: tuple[tuple[bytes, ...], Image] | None = None
         self._blocks: Mask | None = None
         self._crc: int | None = None
@@ -423,7 +452,10 @@ class SelectiveDecoder:
             raise CorruptStreamError("selective inter frame before any keyframe")
         layers = time.perf_counter()
         height, width = self.config.height, self.config.width
-        fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
+        if isinstance(self._fidelity, LearnedDecoder):
+            fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY], frame.is_key)
+        else:
+            fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
         decoded = time.perf_counter()
         out = self._compositor(fidelity, background, blocks) if self.compose else fidelity
         self.timings["layers"] += layers - started

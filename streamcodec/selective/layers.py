@@ -24,9 +24,14 @@ Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 
 SC_QUALITY_LEVELS = 4
-#: Fidelity CRF per quality (q1 = lowest rate) and the background's offset from it.
-FG_CRF: dict[str, tuple[int, ...]] = {"hevc": (38, 34, 30, 26), "av1": (50, 44, 38, 32)}
+#: Fidelity CRF per quality (q1 = lowest rate) and the background's offset from it; for "learned",
+#: the GC quality level (transmitted latent channels) per quality, the plate's CRF coming from hevc's.
+FG_CRF: dict[str, tuple[int, ...]] = {"hevc": (38, 34, 30, 26), "av1": (50, 44, 38, 32), "learned": (1, 2, 3, 4)}
 BG_OFFSET: dict[str, int] = {"hevc": 8, "av1": 10}
+#: The codec of the background plate per fidelity layer: learned has none of its own, so hevc.
+PLATE_CODEC: dict[str, str] = {"hevc": "hevc", "av1": "av1", "learned": "hevc"}
+#: `--fg-quality` range of the learned layer (GC quality levels of the registered models).
+LEARNED_LEVELS = (1, 4)
 BACKGROUNDS = ("plate", "synth")
 FILLS = ("recon", "flat", "blur")
 BLOCK = 16
@@ -41,11 +46,12 @@ class SelectiveOptions:
         keep: mask kinds to keep (see masks.KINDS); may be empty with `mask_video`.
         mask_video: a user's mask video (luma > 127 kept), added to the kinds.
         segmenter: person model, "selfie" or "onnx:PATH".
-        fidelity: the kept region's codec, "hevc" or "av1".
+        fidelity: the kept region's codec, "hevc", "av1" or "learned" (masked GC latents, `learned.py`).
         background: "plate" (a coded background picture per keyframe) or "synth" (GC latents and a label map, generated).
         labels: the synth background's labeler, "builtin" (the only one a registered generator is trained on) or "onnx:PATH".
         synth_model: the synth background's SC generator (registry name).
-        fg_crf, bg_crf: CRFs of the fidelity layer and the plate (default: from the quality).
+        fg_crf, bg_crf: CRFs of the fidelity layer and the plate (default: from the quality); with
+            "learned", fg_crf is the GC quality level 1..4.
         preset: the fidelity codec's speed preset (default the codec's).
         fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
         feather: composite feather in pixels, inside the kept region (0..16).
@@ -83,8 +89,8 @@ class SelectiveOptions:
         ):
             if value not in allowed:
                 raise ValueError(f"selective {name} {value!r} is not one of {', '.join(allowed)}")
-        low, high = CODECS[self.fidelity].crf_range
-        for name, crf in (("fg-quality", self.fg_crf), ("bg-quality", self.bg_crf)):
+        ranges = (("fg-quality", self.fg_crf, self._fg_range()), ("bg-quality", self.bg_crf, self._bg_range()))
+        for name, crf, (low, high) in ranges:
             if crf is not None and not low <= crf <= high:
                 raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
         if self.threads < 1 or self.codec_threads < 1:
@@ -95,14 +101,23 @@ class SelectiveOptions:
     def crfs(self, quality: int, fg_crf: int | None = None) -> tuple[int, int]:
         """(fidelity CRF, background CRF) at `quality`, or around a given fidelity CRF; overrides win."""
         fg = fg_crf if fg_crf is not None else self.fg_crf if self.fg_crf is not None else FG_CRF[self.fidelity][quality - 1]
-        low, high = CODECS[self.fidelity].crf_range
-        bg = self.bg_crf if self.bg_crf is not None else min(high, fg + BG_OFFSET[self.fidelity])
+        plate = PLATE_CODEC[self.fidelity]
+        # learned: the plate is hevc at the CRF hevc's fidelity layer would use at this quality, plus its offset.
+        base = fg if plate == self.fidelity else FG_CRF[plate][quality - 1]
+        low, high = self._fg_range()
+        bg = self.bg_crf if self.bg_crf is not None else min(self._bg_range()[1], base + BG_OFFSET[plate])
         return max(low, min(high, fg)), bg
+
+    def _fg_range(self) -> tuple[int, int]:
+        return LEARNED_LEVELS if self.fidelity == "learned" else CODECS[self.fidelity].crf_range
+
+    def _bg_range(self) -> tuple[int, int]:
+        return CODECS[PLATE_CODEC[self.fidelity]].crf_range
 
     def crf_bounds(self) -> tuple[int, int]:
         """How far `--bitrate` may move the fidelity CRF."""
         levels = FG_CRF[self.fidelity]
-        low, high = CODECS[self.fidelity].crf_range
+        low, high = self._fg_range()
         return max(low, levels[-1] - 6), min(high, levels[0] + 12)
 
     def kept_names(self) -> list[str]:

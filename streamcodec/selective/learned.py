@@ -1,0 +1,156 @@
+"""Selective mode's `learned` fidelity layer: Agustsson et al. 2019's SC, the GC latents kept inside the mask.
+
+    RGB ─pad to /16─▶ E (backend.analyze) ─▶ symbols (C, h, w), first K channels (K from the quality)
+        ─▶ every cell outside the keep cells set to the center symbol (value 0)
+        ─▶ range-coded with the GC model's frozen context tables (intra at keyframes, inter against
+           the previous frame's symbols between) ─▶ FIDELITY section = LATENTS layout (K, payload)
+    FIDELITY ─▶ symbols ─▶ centers, untransmitted channels 0 ─▶ G (backend.synthesize) ─crop─▶ (H, W, 3)
+
+The keep cells are the 16-px block mask (one block = one latent cell, the GC models' factor is 16)
+dilated by one cell, so the generator's receptive field at the kept region's edge still sees real
+latents. The zeroed cells cost almost nothing: the context tables make a center surrounded by
+centers nearly certain. The stream config's `fg_crf` holds the GC quality level (1..levels).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from .. import bitstream
+from ..backends import Backend, create_backend
+from ..entropy import context
+from ..errors import CorruptStreamError
+from ..gc import GCEncoder
+from ..models.registry import REGISTRY, LoadedModel
+
+__all__ = ["LearnedDecoder", "LearnedEncoder", "keep_cells"]
+
+Image = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
+Symbols = npt.NDArray[np.int64]
+
+
+def keep_cells(blocks: Mask, shape: tuple[int, int]) -> Mask:
+    """The latent cells kept: the block mask dilated by one cell, on the (h, w) latent grid.
+
+    Args:
+        blocks: the stream's (⌈H/16⌉, ⌈W/16⌉) block keep mask.
+        shape: the latent grid (coded_height/16, coded_width/16).
+    Returns:
+        (h, w) bool.
+    """
+    if blocks.shape != shape:
+        raise ValueError(f"block mask {blocks.shape} does not match the latent grid {shape}")
+    grown = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.asarray(grown, dtype=bool)
+
+
+def center_symbol(model: LoadedModel) -> int:
+    """The symbol whose center is 0 (levels 5: symbol 2)."""
+    return int(np.argmin(np.abs(np.asarray(model.config.centers))))
+
+
+def check_level(model: LoadedModel, level: int) -> int:
+    """The transmitted channel count of GC quality `level`; ValueError outside 1..levels."""
+    levels = model.config.quality_channels
+    if not 1 <= level <= len(levels):
+        raise ValueError(f"learned fidelity quality {level} is outside 1..{len(levels)} for model {model.entry.name!r}")
+    return levels[level - 1]
+
+
+class LearnedEncoder:
+    """Codes the kept region of each frame as masked GC latents; one FIDELITY section per frame."""
+
+    def __init__(self, width: int, height: int, model: str, level: int, backend: str | Backend = "auto") -> None:
+        """Load the GC model.
+
+        Args:
+            width, height: source frame size.
+            model: registered GC model name (gc-small, gc-gpu).
+            level: GC quality level 1..levels: how many latent channels are sent.
+            backend: inference backend (see backends.create_backend).
+        """
+        self.gc = GCEncoder(width, height, model=model, gop=1, backend=backend)
+        self.channels = check_level(self.gc.model, level)
+        self._center = center_symbol(self.gc.model)
+        self._reference: Symbols | None = None
+        self.last_symbols: Symbols | None = None
+
+    def symbols(self, rgb: Image, blocks: Mask) -> Symbols:
+        """The frame's transmitted symbols, (K, h, w) int64, center outside the keep cells."""
+        sym = self.gc.analyze(rgb)[: self.channels].copy()
+        sym[:, ~keep_cells(blocks, sym.shape[1:])] = self._center
+        return sym
+
+    def encode(self, rgb: Image, blocks: Mask, keyframe: bool) -> bytes:
+        """One frame's FIDELITY section (LATENTS layout); intra tables at keyframes, inter ones against the last frame."""
+        sym = self.symbols(rgb, blocks)
+        reference = None if keyframe else self._reference
+        if not keyframe and reference is None:
+            raise ValueError("learned fidelity: the first frame of a stream must be a keyframe")
+        payload, _ = context.encode_frame(sym, reference, self.gc.model.tables)
+        self._reference = self.last_symbols = sym
+        return bitstream.pack_latents(self.channels, payload)
+
+    def close(self) -> None:
+        """Nothing to close (the FidelityEncoder interface)."""
+
+
+class LearnedDecoder:
+    """Decodes FIDELITY sections of a learned stream to G's picture; drops its reference on damage."""
+
+    def __init__(self, model_id: str, level: int, size: tuple[int, int], backend: str | Backend = "auto") -> None:
+        """Load the stream's GC model.
+
+        Args:
+            model_id: the stream config's model id.
+            level: the GC quality level (the config's `fg_crf`).
+            size: the stream's (width, height).
+            backend: inference backend.
+        Raises:
+            CorruptStreamError: `level` is outside the model's levels.
+        """
+        self.model = REGISTRY.load(REGISTRY.by_id(model_id).name)
+        try:
+            self.channels = check_level(self.model, level)
+        except ValueError as exc:
+            raise CorruptStreamError(f"selective stream configuration fg_crf: {exc}") from None
+        self.width, self.height = size
+        factor = self.model.config.factor
+        self.shape = (self.channels, -(-self.height // factor), -(-self.width // factor))
+        self.backend = backend if isinstance(backend, Backend) else create_backend(backend, self.model)
+        self._centers = np.asarray(self.model.config.centers, dtype=np.float32)
+        self._reference: Symbols | None = None
+        self.last_symbols: Symbols | None = None
+
+    def decode_symbols(self, section: bytes, keyframe: bool) -> Symbols:
+        """The (K, h, w) symbols of one FIDELITY section; CorruptStreamError for damage or a missing reference."""
+        try:
+            return self._decode_symbols(section, keyframe)
+        except CorruptStreamError:
+            self._reference = None
+            raise
+
+    def _decode_symbols(self, section: bytes, keyframe: bool) -> Symbols:
+        channels, payload = bitstream.unpack_latents(section)
+        if channels != self.channels:
+            raise CorruptStreamError(f"learned fidelity section has {channels} channels, the stream {self.channels}")
+        if not keyframe and self._reference is None:
+            raise CorruptStreamError("learned fidelity inter frame without its reference (an earlier frame was lost)")
+        sym, exact = context.decode_frame(payload, self.shape, None if keyframe else self._reference, self.model.tables)
+        if not exact:
+            raise CorruptStreamError("learned fidelity payload was not consumed exactly")
+        self._reference = self.last_symbols = sym
+        return sym
+
+    def synthesize(self, sym: Symbols) -> Image:
+        """G of the symbols (untransmitted channels zero, as in training), cropped to (height, width, 3)."""
+        w_hat = np.zeros((1, self.model.config.channels, *sym.shape[1:]), dtype=np.float32)
+        w_hat[0, : sym.shape[0]] = self._centers[sym]
+        return np.ascontiguousarray(self.backend.synthesize(w_hat)[0][: self.height, : self.width])
+
+    def decode(self, section: bytes, keyframe: bool) -> Image:
+        """One FIDELITY section → G's (height, width, 3) uint8 picture of the whole frame."""
+        return self.synthesize(self.decode_symbols(section, keyframe))
