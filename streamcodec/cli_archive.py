@@ -35,6 +35,7 @@ ARCHIVE_EPILOG = """forms:
                              text, mask, kept) was seen, from the catalogue: nothing is decoded.
 examples:
   streamcodec archive /srv/cctv --out /archive/cctv --jobs 2
+  streamcodec archive /srv/cctv --out /archive/cctv --jobs 8 --threads-per-job 2   # 16 cores: 8 files at once
   streamcodec archive /srv/cctv --out /archive/cctv --ray                   # a local Ray instance
   streamcodec archive /srv/cctv --out /archive/cctv --ray ray://head:10001  # a Ray cluster (shared filesystem)
   streamcodec archive find /archive/cctv --has person --between 0:30 2:00

@@ -134,6 +134,16 @@ def test_threads_per_job_reaches_the_encoder_and_changes_no_byte(
         assert packets(first / output) == packets(again / other), source  # the codec's bytes, frame by frame
 
 
+def test_gc_mode_gives_the_same_packets_with_one_thread_or_two(tmp_path: Path) -> None:
+    make_clip(tmp_path / "src" / "a.mp4", 0.5)
+    for threads in ("1", "2"):  # torch's threads and ONNX Runtime's intra-op threads follow the budget
+        out = tmp_path / threads
+        done = run("archive", str(tmp_path / "src"), "--out", str(out), "--mode", "gc", "--threads-per-job", threads)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert rows(out, "SELECT mode, threads FROM files") == [("gc", int(threads))]
+    assert packets(tmp_path / "1" / "src" / "a.mkv") == packets(tmp_path / "2" / "src" / "a.mkv")
+
+
 def test_threads_column_is_added_to_an_older_catalogue(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()

@@ -1,7 +1,7 @@
 """The archive's catalogue: one SQLite file inside the archive folder, written by the driver only.
 
     files   one row per source file: what it is (path, size, sha256), where its archived copy is and
-            how it came out (size, ratio, model, quality, timings), status and error
+            how it came out (size, ratio, model, quality, timings, the threads it had), status and error
     kinds   per file and per second of footage: how many kept regions of each kind were seen
             (person, face, motion, text, mask, and "kept" for their union), so `archive find` answers
             without decoding anything

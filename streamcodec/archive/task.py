@@ -201,9 +201,12 @@ def _limit_threads(threads: int) -> None:
     import cv2
     import torch
 
+    from ..engines.onnx import set_session_threads
+
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    set_session_threads(threads)  # gc's ONNX Runtime engine (the selective mask models have 1 thread each)
 
 
 def disk_full(exc: BaseException) -> bool:
