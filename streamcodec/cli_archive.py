@@ -76,8 +76,9 @@ def _add_archive(sub: Any) -> None:
         "--threads-per-job",
         type=_positive_int,
         metavar="T",
-        help="CPU threads each job uses (x265, mask models, torch) and, on Ray, the CPUs each task asks for "
-        "(default: the cores divided between the jobs; 1 per task on a Ray cluster); the output is the same",
+        help="CPU threads each job uses (x265's pool, torch, OpenCV, ONNX Runtime; 1: sc's mask kinds and look-ahead "
+        "in turn, not beside) and, on Ray, the CPUs each task asks for (default: the cores divided between the jobs; "
+        "1 per task on a Ray cluster); the output is the same whatever T is",
     )
     p.add_argument(
         "--ray",

@@ -3,9 +3,8 @@
 With an ADDRESS (or RAY_ADDRESS) the run joins that cluster; `--ray` alone starts a local Ray
 with `--jobs` × T CPUs. Each task asks for one GPU when the cluster has any, else T CPUs, and
 uses T threads (T = `--threads-per-job`; by default the machine's cores // `--jobs` on a local
-Ray, 1 on a cluster). Workers
-read the sources and write into the archive folder by the same paths as the driver, so on a
-cluster both must be on a shared filesystem. Ray is the optional extra `streamcodec[cluster]`.
+Ray, 1 on a cluster). Workers read the sources and write into the archive folder by the same
+paths as the driver, so on a cluster both must be on a shared filesystem. Ray is the optional extra `streamcodec[cluster]`.
 """
 
 from __future__ import annotations
