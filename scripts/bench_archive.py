@@ -4,15 +4,19 @@
 footage   scripts/make_still_camera_clip.py (a fixed camera, two people walking), retimed to
           10 fps and cut into --clips clips of --seconds each, written as H.264 CRF 23 (what a
           camera stores); 640x480 by default
-runs      the same set archived (selective mode) with --jobs 1, --jobs 2, and on a local Ray with
-          2 CPUs (when Ray is installed), each into a fresh folder; throughput is hours of footage
-          per hour of wall clock (= x real time), whole run included (start-up, hashing, commits)
+runs      the same set archived (selective mode), each into a fresh folder: the default (--jobs 1,
+          the worker given every core), then one thread per worker (--threads-per-job 1) with
+          --jobs 1 and --jobs 2, and on a local Ray 1 and 2 tasks of 1 CPU each (when Ray is
+          installed); throughput is hours of footage per hour of wall clock (= x real time), whole
+          run included (start-up, hashing, commits); per worker = throughput / workers. With the
+          workers' threads summed no higher than the cores, N workers at 1 thread should reach
+          about N times one worker's throughput if the cores are free (the load average is printed)
 matched   per clip, the kept-region PSNR of the archived file (decoded, against the source, on
           the encoder's own kept masks) and the smallest x265 (medium, same GOP, CRF search) at
           or above it: bytes compared at matched quality in the kept region
 
 PYTHONPATH=. python scripts/bench_archive.py [--clips 4] [--seconds 8] [--size 640x480] [--quality Q]
-    [--jobs-1-only] [--no-ray] [--work DIR]
+    [--jobs-1-only] [--no-ray] [--no-match] [--work DIR]
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,17 +72,44 @@ def frames_of(path: Path) -> list[np.ndarray]:
         return [item.rgb for item in source.items(with_audio=False) if isinstance(item, VideoFrame)]
 
 
-def run_config(name: str, footage: Path, out: Path, jobs: int, ray: str | None, quality: int | None) -> dict[str, float]:
-    summary = archive(ArchiveOptions([footage], out, jobs=jobs, ray=ray, quality=quality))
-    cores = min(os.cpu_count() or 1, max(jobs, 1) * max(1, (os.cpu_count() or 1) // jobs))
+@dataclass(frozen=True)
+class Config:
+    """One archive run: its label, workers, threads per worker (None: the cores shared) and Ray or not."""
+
+    name: str
+    jobs: int
+    threads: int | None
+    ray: str | None = None
+
+    @property
+    def folder(self) -> str:
+        return "archive-" + "".join(c for c in self.name if c.isalnum())
+
+
+def run_config(config: Config, footage: Path, out: Path, quality: int | None) -> float:
+    """Archive `footage` into `out` as `config` says; print and return the throughput (h footage per h)."""
+    options = ArchiveOptions([footage], out, jobs=config.jobs, threads=config.threads, ray=config.ray, quality=quality)
+    load = os.getloadavg()[0]
+    cpu = cpu_seconds()
+    summary = archive(options)
+    cpu = cpu_seconds() - cpu
+    threads = config.threads or max(1, (os.cpu_count() or 1) // config.jobs)
     speed = summary.footage_s / summary.seconds
+    # CPU time counts this process and its reaped children: the local pool's workers, not Ray's (the raylet's).
+    per_cpu = "n/a (Ray's workers are not our children)" if config.ray is not None else f"{summary.footage_s / cpu:.2f}"
     print(
-        f"{name:<14} {summary.done} files, {summary.footage_s:.0f} s footage in {summary.seconds:.1f} s: "
-        f"{speed:.2f} h footage/h ({speed / cores:.2f} per core, {cores} cores), "
-        f"ratio vs sources {summary.bytes_in / summary.bytes_out:.1f}",
+        f"{config.name:<22} {summary.done} files, {summary.footage_s:.0f} s footage in {summary.seconds:5.1f} s: "
+        f"{speed:.2f} h footage/h, {speed / config.jobs:.2f} per worker ({config.jobs} x {threads} thread"
+        f"{'s' if threads > 1 else ''}; {summary.engine}); footage per CPU hour {per_cpu}; load before {load:.1f}",
         flush=True,
     )
-    return {"speed": speed, "seconds": summary.seconds}
+    return speed
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def kept_psnr(source: list[np.ndarray], decoded: list[np.ndarray], kept: list[np.ndarray]) -> float:
@@ -138,6 +171,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
     parser.add_argument("--jobs-1-only", action="store_true", help="only the --jobs 1 run (no scaling figures)")
+    parser.add_argument("--no-match", action="store_true", help="skip the x265 comparison at matched kept-region PSNR")
     parser.add_argument("--quality", type=int, help="archive quality, 1..4 (default: the codec's, the highest)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-archive-"))
@@ -147,18 +181,25 @@ def main() -> None:
     made = time.perf_counter() - started
     print(f"footage: {args.clips} clips x {args.seconds:g} s, {args.size}, {FPS} fps ({made:.0f} s to make)")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} (other work shares the cores)")
-    configs: list[tuple[str, int, str | None]] = [("jobs 1", 1, None)]
+    configs = [Config("default, jobs 1", 1, None)]
     if not args.jobs_1_only:
-        configs.append(("jobs 2", 2, None))
+        configs += [Config("jobs 1 x 1 thread", 1, 1), Config("jobs 2 x 1 thread", 2, 1)]
     if not args.no_ray and not args.jobs_1_only and importlib.util.find_spec("ray") is not None:
-        configs.append(("ray, 2 CPUs", 2, ""))
-    speeds = {}
-    for name, jobs, ray in configs:
-        out = work / f"archive-{name.replace(' ', '').replace(',', '')}"
-        speeds[name] = run_config(name, work / "footage", out, jobs, ray, args.quality)
-    base = speeds["jobs 1"]["speed"]
-    print("scaling: " + ", ".join(f"{name} {s['speed'] / base:.2f}x" for name, s in speeds.items()))
-    matched(footage, work / "archive-jobs1", work)
+        configs += [Config("ray 1 x 1 CPU", 1, 1, ""), Config("ray 2 x 1 CPU", 2, 1, "")]
+    speeds = {config.name: run_config(config, work / "footage", work / config.folder, args.quality) for config in configs}
+    print_scaling(speeds)
+    if not args.no_match:
+        matched(footage, work / configs[0].folder, work)
+
+
+def print_scaling(speeds: dict[str, float]) -> None:
+    """N workers at one thread each against one: near N when the cores are free."""
+    for one, two in (("jobs 1 x 1 thread", "jobs 2 x 1 thread"), ("ray 1 x 1 CPU", "ray 2 x 1 CPU")):
+        if one in speeds and two in speeds:
+            print(f"scaling, 1 thread per worker: {two} / {one} = {speeds[two] / speeds[one]:.2f}x (2 workers; 2.00x is linear)")
+    if "jobs 2 x 1 thread" in speeds:
+        default = speeds["default, jobs 1"]
+        print(f"jobs 2 x 1 thread / default jobs 1 (both use every core) = {speeds['jobs 2 x 1 thread'] / default:.2f}x")
 
 
 if __name__ == "__main__":

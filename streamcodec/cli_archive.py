@@ -20,7 +20,8 @@ from .cli_engines import add_engine_argument
 EXIT_PROBLEM = 1
 
 ARCHIVE_USAGE = """
-  streamcodec archive SRC... --out DIR [--mode sc|gc] [--quality Q] [--jobs N] [--ray [ADDRESS]] [--engine E]
+  streamcodec archive SRC... --out DIR [--mode sc|gc] [--quality Q] [--jobs N] [--threads-per-job T]
+                                [--ray [ADDRESS]] [--engine E]
   streamcodec archive status DIR
   streamcodec archive find DIR --has KIND [--between T1 T2]"""
 
@@ -34,6 +35,7 @@ ARCHIVE_EPILOG = """forms:
                              text, mask, kept) was seen, from the catalogue: nothing is decoded.
 examples:
   streamcodec archive /srv/cctv --out /archive/cctv --jobs 2
+  streamcodec archive /srv/cctv --out /archive/cctv --jobs 8 --threads-per-job 2   # 16 cores: 8 files at once
   streamcodec archive /srv/cctv --out /archive/cctv --ray                   # a local Ray instance
   streamcodec archive /srv/cctv --out /archive/cctv --ray ray://head:10001  # a Ray cluster (shared filesystem)
   streamcodec archive find /archive/cctv --has person --between 0:30 2:00
@@ -70,6 +72,14 @@ def _add_archive(sub: Any) -> None:
     p.add_argument("--quality", type=_positive_int, help="rate point, 1 (smallest) to 4 for sc (default: the highest)")
     p.add_argument("--keep", type=_keep_list, help="sc: kinds to keep, e.g. person,face,motion,text (default person,face,motion)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="files encoded at once by local processes (default 1)")
+    p.add_argument(
+        "--threads-per-job",
+        type=_positive_int,
+        metavar="T",
+        help="CPU threads each job uses (x265's pool, torch, OpenCV, ONNX Runtime; 1: sc's mask kinds and look-ahead "
+        "in turn, not beside) and, on Ray, the CPUs each task asks for (default: the cores divided between the jobs; "
+        "1 per task on a Ray cluster); the output is the same whatever T is",
+    )
     p.add_argument(
         "--ray",
         nargs="?",
@@ -136,6 +146,7 @@ def _run_archive(args: argparse.Namespace) -> int:
         backend=args.engine,
         keep=args.keep,
         jobs=args.jobs,
+        threads=args.threads_per_job,
         ray=args.ray,
         progress=sys.stderr.isatty(),
         command=shlex.join(["streamcodec", *sys.argv[1:]]),

@@ -51,6 +51,12 @@ def rows(archive: Path, query: str = "SELECT source, status, output, error FROM 
         return db.execute(query).fetchall()
 
 
+def packets(path: Path) -> list[tuple[int, object, bytes]]:
+    """Every packet of a file: (track, time, bytes); the file's own random UIDs left out."""
+    with MatroskaReader(path) as reader:
+        return [(packet.track, packet.time, packet.data) for packet in reader.packets()]
+
+
 def outputs(archive: Path) -> list[Path]:
     return sorted(p for p in archive.rglob("*.mkv") if ".archive-tmp" not in p.parts)
 
@@ -108,6 +114,49 @@ def test_find_lists_files_and_times_of_a_kind(archived: tuple[Path, subprocess.C
     assert box not in early.stdout  # the box appears at 1.5 s
     nothing = run("archive", "find", str(archive), "--has", "unicorn")
     assert nothing.returncode == 1 and "kinds indexed: face, kept, motion, person" in nothing.stderr
+
+
+def test_threads_per_job_reaches_the_encoder_and_changes_no_byte(
+    archived: tuple[Path, subprocess.CompletedProcess[str]], sources: Path, tmp_path: Path
+) -> None:
+    first, _ = archived  # --jobs 2, the default budget: the cores shared between the two jobs
+    again = tmp_path / "again"
+    done = run("archive", str(sources), "--out", str(again), "--jobs", "1", "--threads-per-job", "3")
+    assert done.returncode == 1, done.stderr[-2000:]  # notes.txt fails, as in the first run
+    assert "processes, 3 threads each" in done.stdout
+    assert re.search(r"archived .*b\.mp4 .*\(.*x real time, 3 threads\)", done.stderr), done.stderr[-2000:]
+    query = "SELECT source, output, threads FROM files WHERE status = 'done' ORDER BY source"
+    shared = max(1, (os.cpu_count() or 1) // 2)
+    assert [row[2] for row in rows(first, query)] == [shared] * 3  # the x265 threads the encoder was built with
+    assert [row[2] for row in rows(again, query)] == [3] * 3
+    for (source, output, _), (same_source, other, _) in zip(rows(first, query), rows(again, query), strict=True):
+        assert source == same_source and output == other
+        assert packets(first / output) == packets(again / other), source  # the codec's bytes, frame by frame
+
+
+def test_gc_mode_gives_the_same_packets_with_one_thread_or_two(tmp_path: Path) -> None:
+    make_clip(tmp_path / "src" / "a.mp4", 0.5)
+    for threads in ("1", "2"):  # torch's threads and ONNX Runtime's intra-op threads follow the budget
+        out = tmp_path / threads
+        done = run("archive", str(tmp_path / "src"), "--out", str(out), "--mode", "gc", "--threads-per-job", threads)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert rows(out, "SELECT mode, threads FROM files") == [("gc", int(threads))]
+    assert packets(tmp_path / "1" / "src" / "a.mkv") == packets(tmp_path / "2" / "src" / "a.mkv")
+
+
+def test_threads_column_is_added_to_an_older_catalogue(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    with sqlite3.connect(archive / "catalogue.sqlite") as db:  # the files table as the first release wrote it
+        db.execute("CREATE TABLE files (id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, "
+                   "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, status TEXT NOT NULL, output TEXT, output_size INTEGER, "
+                   "output_sha256 TEXT, ratio REAL, duration_s REAL, width INTEGER, height INTEGER, frames INTEGER, mode TEXT, "
+                   "model_id TEXT, quality INTEGER, kbps REAL, bpp REAL, kept_share REAL, encode_s REAL, fps REAL, "
+                   "worker TEXT, started REAL, finished REAL, error TEXT)")  # fmt: skip
+    make_clip(tmp_path / "src" / "a.mp4", 0.5)
+    done = run("archive", str(tmp_path / "src"), "--out", str(archive), "--threads-per-job", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert rows(archive, "SELECT status, threads FROM files") == [("done", 1)]
 
 
 def test_verify_passes_a_good_archive(archived: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -267,8 +316,9 @@ def test_archive_on_a_local_ray_instance(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     done = run("archive", str(src), "--out", str(archive), "--ray", "--jobs", "2")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "2 files: 2 archived" in done.stdout and "ray, 2 CPU" in done.stdout
-    assert rows(archive, "SELECT status FROM files") == [("done",), ("done",)]
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert "2 files: 2 archived" in done.stdout and f"ray, {2 * share} CPU, {share} per task" in done.stdout
+    assert rows(archive, "SELECT status, threads FROM files") == [("done", share), ("done", share)]
     assert run("verify", str(archive)).returncode == 0
 
 

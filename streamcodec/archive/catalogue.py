@@ -1,7 +1,7 @@
 """The archive's catalogue: one SQLite file inside the archive folder, written by the driver only.
 
     files   one row per source file: what it is (path, size, sha256), where its archived copy is and
-            how it came out (size, ratio, model, quality, timings), status and error
+            how it came out (size, ratio, model, quality, timings, the threads it had), status and error
     kinds   per file and per second of footage: how many kept regions of each kind were seen
             (person, face, motion, text, mask, and "kept" for their union), so `archive find` answers
             without decoding anything
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS files (
     encode_s REAL,
     fps REAL,
     worker TEXT,
+    threads INTEGER,
     started REAL,
     finished REAL,
     error TEXT
@@ -109,12 +110,15 @@ class FileRow:
     encode_s: float | None = None
     fps: float | None = None
     worker: str | None = None
+    threads: int | None = None
     started: float | None = None
     finished: float | None = None
     error: str | None = None
 
 
 COLUMNS = [f.name for f in fields(FileRow)]
+#: Columns added after the first release, with their SQL types (older catalogues are given them on open).
+NEW_COLUMNS = (("threads", "INTEGER"),)
 #: (second, kind, regions, area share) rows of one file.
 KindRows = Sequence[tuple[int, str, int, float]]
 
@@ -131,8 +135,16 @@ class Catalogue:
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self.db.execute("PRAGMA synchronous = FULL")  # a commit is on disk before the next file starts
             self.db.executescript(SCHEMA)
+            self._add_new_columns()
         except sqlite3.DatabaseError as exc:
             raise OutputError(f"catalogue is unusable ({exc})", self.path) from exc
+
+    def _add_new_columns(self) -> None:
+        """A catalogue written by an older streamcodec gets the columns added since (empty for its rows)."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
+        for name, kind in NEW_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()

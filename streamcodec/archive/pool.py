@@ -13,13 +13,12 @@ from .task import Result, Task
 
 
 class LocalPool:
-    """`jobs` spawned worker processes; each task gets cores // jobs threads (at least 1)."""
+    """`jobs` spawned worker processes; each task gets `threads` threads (default cores // jobs, at least 1)."""
 
-    engine = "processes"
-
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, threads: int | None = None) -> None:
         self.slots = jobs
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = threads or thread_share(jobs)
+        self.engine = f"processes, {self.threads} thread{'s' if self.threads > 1 else ''} each"
         context = multiprocessing.get_context("spawn")  # no forked copies of torch/ONNX thread pools
         self._executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_started)
 
@@ -36,10 +35,15 @@ class LocalPool:
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
+def thread_share(jobs: int) -> int:
+    """This machine's cores shared between `jobs` workers: the threads each may use (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 @contextlib.contextmanager
-def local_pool(jobs: int) -> Iterator[LocalPool]:
+def local_pool(jobs: int, threads: int | None = None) -> Iterator[LocalPool]:
     """A LocalPool, shut down on the way out (pending work cancelled if the driver is interrupted)."""
-    pool = LocalPool(jobs)
+    pool = LocalPool(jobs, threads)
     try:
         yield pool
     except BaseException:

@@ -58,6 +58,7 @@ class ArchiveOptions:
     backend: str = "auto"
     keep: tuple[str, ...] | None = None
     jobs: int = 1
+    threads: int | None = None  # per job; None: the cores shared between the jobs (see pool.thread_share)
     ray: str | None = None  # None: local processes; "" : a local Ray; else a cluster address
     progress: bool = False
     command: str = ""
@@ -143,10 +144,10 @@ def _pool(options: ArchiveOptions) -> Iterator[Pool]:
     if options.ray is not None:
         from .ray_runner import ray_pool
 
-        with ray_pool(options.ray, options.jobs) as pool:
+        with ray_pool(options.ray, options.jobs, options.threads) as pool:
             yield pool
     else:
-        with local_pool(options.jobs) as local:
+        with local_pool(options.jobs, options.threads) as local:
             yield local
 
 
@@ -324,8 +325,12 @@ class _Driver:
         _line(
             f"archived {task.source} → {task.output}: {values['duration_s']:.1f} s, "
             f"{size / 1e6:.2f} → {values['output_size'] / 1e6:.3f} MB (ratio {values['ratio']:.1f}), "
-            f"{values['encode_s']:.1f} s ({speed:.2f}x real time)"
+            f"{values['encode_s']:.1f} s ({speed:.2f}x real time, {_threads(values.get('threads'))})"
         )
+
+
+def _threads(count: int | None) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
 
 
 def _result(future: Future[Result], task: Task) -> Result:

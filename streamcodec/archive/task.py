@@ -79,9 +79,14 @@ class KindIndex:
         self.cells: dict[tuple[int, str], tuple[int, float]] = defaultdict(lambda: (0, 0.0))
         self.first: Fraction | None = None
         self.kept: list[float] = []
+        #: The CPU threads the encoder was given (sc: its x265 threads), read from the encoder itself.
+        self.threads: int | None = None
 
     def __call__(self, time: Fraction, encoder: Any) -> None:
-        self.first = time if self.first is None else self.first
+        if self.first is None:
+            self.first = time
+            options = getattr(encoder, "options", None)
+            self.threads = options.codec_threads if options is not None else _torch_threads()
         second = int(time - self.first)
         masks = getattr(encoder, "masks", None)
         if masks is None or encoder.last_mask is None:
@@ -94,6 +99,12 @@ class KindIndex:
 
     def rows(self) -> list[tuple[int, str, int, float]]:
         return [(second, kind, regions, round(area, 4)) for (second, kind), (regions, area) in sorted(self.cells.items())]
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _regions(mask: npt.NDArray[np.bool_]) -> tuple[int, float]:
@@ -130,6 +141,7 @@ def _archive(task: Task, temp: Path) -> Result:
         preview=False,  # archives are for our own tools; a preview track would only cost bytes
         keep=task.keep or DEFAULT_KEEP,
         on_frame=index,
+        threads=task.threads,
     )
     size = temp.stat().st_size
     values = {
@@ -149,6 +161,7 @@ def _archive(task: Task, temp: Path) -> Result:
         "encode_s": summary.seconds,
         "fps": summary.fps,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "threads": index.threads,
     }
     result = Result(task.file_id, values, index.rows())
     _write_synced(task.temp(".json"), result.to_json())
@@ -188,9 +201,12 @@ def _limit_threads(threads: int) -> None:
     import cv2
     import torch
 
+    from ..engines.onnx import set_session_threads
+
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    set_session_threads(threads)  # gc's ONNX Runtime engine (the selective mask models have 1 thread each)
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -63,6 +63,16 @@ def export_onnx(
     return paths
 
 
+#: Intra-op threads of the sessions made from now on; 0: ONNX Runtime's default (one per physical core).
+_intra_op_threads = 0
+
+
+def set_session_threads(threads: int) -> None:
+    """Give sessions made from now on `threads` intra-op threads (an archive worker's share of the cores)."""
+    global _intra_op_threads
+    _intra_op_threads = threads
+
+
 def ort_session(path: Path) -> Any:
     """An ONNX Runtime CPU session, or BackendUnavailableError saying how to install it."""
     try:
@@ -71,6 +81,7 @@ def ort_session(path: Path) -> Any:
         raise BackendUnavailableError("engine 'onnxruntime' needs `pip install streamcodec[onnx]`") from None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = _intra_op_threads
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

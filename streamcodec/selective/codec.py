@@ -19,15 +19,17 @@ mask it knows, and plate reuse compares estimates, so nothing else is decoded th
 Threads (all release the GIL; the packets are those of one thread): the mask kinds side by side,
 x265 on its wavefront threads, a keyframe's plate beside its fidelity AU, the loop's decode while
 the next frame's masks are found, and with `prepare` the next frame's masks during this one's x265.
+SelectiveOptions(parallel=False, codec_threads=1) keeps all of it on the caller's thread (one core).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -53,6 +55,7 @@ __all__ = ["SC_QUALITY_LEVELS", "SelectiveDecoder", "SelectiveEncoder", "Selecti
 
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
+T = TypeVar("T")
 
 #: Re-send the last plate's bytes while the background estimate stays this close to the one it was coded from (dB).
 PLATE_REUSE_DB = 38.0
@@ -109,7 +112,7 @@ class SelectiveEncoder:
             mask_video=self.options.mask_video,
             segmenter=self.options.segmenter,
             threads=self.options.threads,
-            parallel=True,  # the kinds side by side: masks in about the time of the slowest (the segmenter)
+            parallel=self.options.parallel,  # the kinds side by side: masks in about the time of the slowest
         )
         self._mask_pipeline = MaskPipeline(self.masks)
         self._plate_pool: ThreadPoolExecutor | None = None
@@ -196,7 +199,8 @@ class SelectiveEncoder:
         then encode(n)). The packets are the same as without it; each `encode` still returns its own frame's.
         """
         self._check_frame(rgb)
-        self._mask_pipeline.prepare(rgb)
+        if self.options.parallel:  # serial (one core's budget): the mask is found in `encode`, the same mask
+            self._mask_pipeline.prepare(rgb)
 
     def encode(self, rgb: Image) -> EncodedFrame:
         """Encode the next frame of the stream."""
@@ -226,7 +230,7 @@ class SelectiveEncoder:
         waited = time.perf_counter()
         assert self._fidelity is not None
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
-        background = self._background_pool().submit(self._background_section) if keyframe else None
+        background = self._beside(self._background_section) if keyframe else None
         if isinstance(self._fidelity, LearnedEncoder):
             sections[bitstream.FIDELITY] = self._fidelity.encode(rgb, blocks, keyframe)
         else:
@@ -234,7 +238,7 @@ class SelectiveEncoder:
         fidelity = time.perf_counter()
         if self._recon is not None:
             # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
-            self._reconstruction = self._background_pool().submit(self._reconstruct, sections[bitstream.FIDELITY])
+            self._reconstruction = self._beside(self._reconstruct, sections[bitstream.FIDELITY])
         if background is not None:
             sections.update(background.result())
         else:
@@ -250,6 +254,14 @@ class SelectiveEncoder:
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return packet
+
+    def _beside(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """`fn(*args)` on the plate worker, or here and now when the encoder is serial (the same result)."""
+        if self.options.parallel:
+            return self._background_pool().submit(fn, *args)
+        done: Future[T] = Future()
+        done.set_result(fn(*args))
+        return done
 
     def _background_pool(self) -> ThreadPoolExecutor:
         if self._plate_pool is None:

@@ -59,6 +59,9 @@ class SelectiveOptions:
         threads: CPU threads per mask model.
         codec_threads: worker threads of the fidelity and plate encoders (x265 pools: wavefront rows
             of one frame side by side; SVT-AV1 lp); the bitstream does not depend on it.
+        parallel: work beside the caller's thread: the mask kinds side by side, the next frame's masks
+            ahead (`prepare`), a keyframe's plate and the reconstruction on a worker; off, one frame's
+            work runs in turn on the caller's thread (one core); the bitstream is the same either way.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -76,6 +79,7 @@ class SelectiveOptions:
     frame_rate: Fraction = Fraction(25)
     threads: int = 1
     codec_threads: int = 2
+    parallel: bool = True
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
