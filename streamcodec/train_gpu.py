@@ -99,15 +99,17 @@ class TimedTrainer(Trainer):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.budget_s, self.warmup_fraction = minutes * 60.0, warmup_fraction
         self.started = time.monotonic()
+        self.warmup_saved = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def gan_on(self) -> bool:
         on = self.elapsed() >= self.warmup_fraction * self.budget_s
-        if on and not (self.out / "model_warmup.pt").exists():
+        if on and not self.warmup_saved:
             # The distortion-only model is kept too: if the GAN phase diverges, it is the fallback.
             self.save_weights_only("model_warmup.pt")
+            self.warmup_saved = True
         return on
 
     def done(self) -> bool:
