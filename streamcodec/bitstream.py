@@ -109,11 +109,13 @@ SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
     "fidelity": frozenset({"hevc", "av1", "learned"}),
     "background": frozenset({"plate", "synth"}),
     "block": (16, 16),
-    "fill": frozenset({"recon"}),
+    "fill": frozenset({"recon", "hold", "flat", "blur"}),  # the encoder's business; recorded for `info`
     "fg_crf": (0, 63),
     "bg_crf": (0, 63),
     "feather": (0, 16),
 }
+# Optional, absent in zero-latency streams (the decoder does not need it): how the fidelity codec ran.
+SC_OPTIONAL_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {"latency": frozenset({"zero", "offline"})}
 MAX_KEEP = 16
 # Background "synth" since the SC generator: all of these or (older streams) none; never with "plate".
 SC_SYNTH_EXTRA: dict[str, frozenset[str] | tuple[int, int] | type] = {
@@ -366,7 +368,7 @@ def _check_types(fields: dict[str, Any]) -> None:
 
 def _check_sc_extra(extra: dict[str, Any]) -> None:
     """Selective mode's `extra`: exactly the keys of SC_EXTRA plus "keep", each of its type and range."""
-    unknown = sorted(set(extra) - set(SC_EXTRA) - set(SC_SYNTH_EXTRA) - {"keep"})
+    unknown = sorted(set(extra) - set(SC_EXTRA) - set(SC_SYNTH_EXTRA) - set(SC_OPTIONAL_EXTRA) - {"keep"})
     if unknown:
         raise UnsupportedStreamError(f"selective stream configuration has unknown field(s) {_show(unknown)}")
     missing = sorted(set(SC_EXTRA) - set(extra))
@@ -374,6 +376,9 @@ def _check_sc_extra(extra: dict[str, Any]) -> None:
         raise CorruptStreamError(f"selective stream configuration lacks {', '.join(missing)}")
     for name, allowed in SC_EXTRA.items():
         _check_extra_field(name, extra[name], allowed)
+    for name, optional in SC_OPTIONAL_EXTRA.items():
+        if name in extra:
+            _check_extra_field(name, extra[name], optional)
     _check_synth_extra(extra)
     keep = extra.get("keep", [])
     if type(keep) is not list or len(keep) > MAX_KEEP or any(type(k) is not str or not 0 < len(k) <= MAX_NAME for k in keep):

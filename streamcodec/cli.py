@@ -133,6 +133,13 @@ def _crf(text: str) -> int:
     return value
 
 
+def _feather(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"feather {value} is outside 0..16 px")
+    return value
+
+
 def _add_selective(p: Any) -> None:
     g = p.add_argument_group("selective mode (--mode sc)")
     g.add_argument(
@@ -151,6 +158,13 @@ def _add_selective(p: Any) -> None:
         choices=["hevc", "av1", "learned"],
         help="codec of the kept region: hevc (x265, default), av1 (SVT-AV1) or learned (the GC model's latents "
         "inside the mask, zeroed outside; --model picks it; far below hevc in quality today)",
+    )
+    g.add_argument(
+        "--latency",
+        choices=["offline", "zero"],
+        help="offline (default): the kept region's codec looks ahead (x265 lookahead and cu-tree; SVT-AV1 "
+        "hierarchical mini-GOPs), fewer bits for the same quality; zero: each frame coded at once, as `webcam` does. "
+        "Decoding is the same either way",
     )
     g.add_argument(
         "--background",
@@ -174,6 +188,13 @@ def _add_selective(p: Any) -> None:
         help="CRF of the background plate (default: the kept region's + 8 hevc, + 10 av1)",
     )
     g.add_argument(
+        "--feather",
+        type=_feather,
+        metavar="PX",
+        help="width of the blend between kept region and background, inside the kept region, 0..16 px (default 1; "
+        "wider hides seams when the background moves, but mixes the coarser plate into the kept region)",
+    )
+    g.add_argument(
         "--save-masks",
         type=Path,
         metavar="DIR",
@@ -181,7 +202,18 @@ def _add_selective(p: Any) -> None:
     )
 
 
-SELECTIVE_FLAGS = ("keep", "mask", "segmenter", "fidelity", "background", "labels", "fg_quality", "bg_quality", "save_masks")
+SELECTIVE_FLAGS = (
+    "keep",
+    "mask",
+    "segmenter",
+    "fidelity",
+    "latency",
+    "background",
+    "labels",
+    "fg_quality",
+    "bg_quality",
+    "save_masks",
+)
 
 
 def _selective_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,9 +237,7 @@ def _add_decode(sub: Any) -> None:
         ),
     )
     p.add_argument("input", type=Path, help="a .mkv made by streamcodec encode")
-    p.add_argument(
-        "-o", "--output", help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)"
-    )
+    p.add_argument("-o", "--output", help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)")
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
     add_engine_argument(p)
     p.add_argument(
@@ -272,6 +302,7 @@ def _codec_list(text: str) -> list[str]:
 EVAL_EPILOG = """codecs:
   streamcodec-gc   our GC mode; its rate points are the model's quality levels
   streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
+  streamcodec-sc-av1      selective mode with --fidelity av1 (SVT-AV1; only when named)
   streamcodec-sc-learned  selective mode with --fidelity learned (masked GC latents; only when named)
   x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)

@@ -95,6 +95,20 @@ class Encoder:
         """Encode the next frame of the stream."""
         return self.impl.encode(rgb)
 
+    def push(self, rgb: npt.NDArray[np.uint8]) -> list[EncodedFrame]:
+        """Give the next frame; the frames whose packets are complete come back, oldest first.
+
+        Always exactly this frame's, except for selective mode with latency "offline", whose fidelity codec
+        looks ahead and holds frames back: then `flush` at the end returns the rest. Works for every mode.
+        """
+        push = getattr(self.impl, "push", None)
+        return push(rgb) if push is not None else [self.impl.encode(rgb)]
+
+    def flush(self) -> list[EncodedFrame]:
+        """The packets still held back after the last `push` (none but for an offline selective encoder)."""
+        flush = getattr(self.impl, "flush", None)
+        return flush() if flush is not None else []
+
     def prepare(self, rgb: npt.NDArray[np.uint8]) -> None:
         """Optionally give an upcoming frame early, in stream order (e.g. prepare(n + 1), then encode(n)).
 

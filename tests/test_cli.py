@@ -135,7 +135,7 @@ def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
     out = tmp_path / "keep.mkv"
     out.write_bytes(b"previous contents")
     calls = {"n": 0}
-    real = encode_module.Encoder.encode
+    real = encode_module.Encoder.push
 
     def failing(self: Encoder, rgb: object) -> object:
         calls["n"] += 1
@@ -143,7 +143,7 @@ def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
             raise KeyboardInterrupt
         return real(self, rgb)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(encode_module.Encoder, "encode", failing)
+    monkeypatch.setattr(encode_module.Encoder, "push", failing)
     assert cli.main(["encode", str(clip_with_audio), "-o", str(out), "--force"]) == cli.EXIT_INTERRUPTED
     assert out.read_bytes() == b"previous contents"
     assert _only(tmp_path) == ["keep.mkv"]

@@ -19,7 +19,7 @@ from streamcodec.codec import Decoder, Encoder, SelectiveOptions
 from streamcodec.errors import CorruptStreamError, ModelError, OutputError, StreamcodecError, UnsupportedStreamError
 from streamcodec.io.demux import Source, VideoFrame
 from streamcodec.io.mkv_reader import MatroskaReader
-from streamcodec.metrics import psnr_from_mse
+from streamcodec.metrics import psnr, psnr_from_mse
 from streamcodec.pipeline.decode import decode_file, stream_track
 from streamcodec.pipeline.encode import encode_file
 from streamcodec.selective.synth import SynthesisModel
@@ -120,16 +120,20 @@ def test_gc_packets_are_unchanged_by_the_mode_dispatch(clip: Path) -> None:
     assert Encoder(160, 96, mode="gc").encode(rgb).packet == GCEncoder(160, 96).encode(rgb).packet
 
 
-def sc_packets(frames: list[np.ndarray], *, ahead: bool, codec_threads: int = 2) -> list[bytes]:
+def sc_packets(
+    frames: list[np.ndarray], *, ahead: bool, codec_threads: int = 2, latency: str = "zero", fidelity: str = "hevc"
+) -> list[bytes]:
     """Encode in SC (GOP 8); with `ahead`, each frame is given to prepare() one frame early, as a live loop would."""
-    encoder = Encoder(160, 96, gop=GOP, selective=SelectiveOptions(codec_threads=codec_threads))
+    options = SelectiveOptions(codec_threads=codec_threads, latency=latency, fidelity=fidelity)
+    encoder = Encoder(160, 96, gop=GOP, selective=options)
     if ahead:
         encoder.prepare(frames[0])
     packets = []
     for index, rgb in enumerate(frames):
         if ahead and index + 1 < len(frames):
             encoder.prepare(frames[index + 1])
-        packets.append(encoder.encode(rgb).packet)
+        packets += [encoded.packet for encoded in encoder.push(rgb)]
+    packets += [encoded.packet for encoded in encoder.flush()]
     encoder.close()
     return packets
 
@@ -147,7 +151,8 @@ def test_sc_encoding_is_deterministic_and_masks_found_ahead_change_no_byte(clip:
 def test_encode_file_finds_masks_ahead_and_writes_the_serial_packets(clip: Path, tmp_path: Path) -> None:
     """encode_file gives each frame to prepare() one frame early; the track holds exactly the serial encoder's packets."""
     encode_file(clip, tmp_path / "sc.mkv", gop=GOP, preview=False)
-    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets([item.rgb for item in source_frames(clip)], ahead=False)
+    frames = [item.rgb for item in source_frames(clip)]
+    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets(frames, ahead=False, latency="offline")
 
 
 def test_prepare_refuses_frames_out_of_order(clip: Path) -> None:
@@ -280,11 +285,12 @@ def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
         "fidelity": "av1",
         "background": "synth",
         "block": 16,
-        "fill": "recon",
+        "fill": "hold",
+        "latency": "offline",
         "keep": ["motion"],
         "fg_crf": 40,
         "bg_crf": 50,
-        "feather": 4,
+        "feather": 1,
         "synth_model": "sc-small",
         "synth_model_id": SynthesisModel("sc-small").model_id,
         "labeler": "builtin",
@@ -429,3 +435,41 @@ def test_cli_refuses_an_onnx_labeler_in_one_line(clip: Path, tmp_path: Path) -> 
         "streamcodec encode: error: --labels onnx:x: no synthesis model is trained for that labeler (sc-small was "
         'trained on the built-in one); train one with streamcodec train (kind = "sc", labels = "onnx:x") first'
     ]
+
+
+@pytest.mark.parametrize("fidelity", ["hevc", "av1"])
+def test_offline_latency_packets_are_deterministic_one_per_frame_and_decode_one_in_one_out(clip: Path, fidelity: str) -> None:
+    """Offline (lookahead; AV1 mini-GOPs): packets come out late but one per frame, in order, the same with
+    masks found ahead and on one codec thread; the decoder gives each packet's picture at once."""
+    frames = [item.rgb for item in source_frames(clip)]
+    offline = sc_packets(frames, ahead=False, latency="offline", fidelity=fidelity)
+    assert len(offline) == FRAMES
+    assert sc_packets(frames, ahead=True, latency="offline", fidelity=fidelity) == offline
+    assert sc_packets(frames, ahead=False, latency="offline", fidelity=fidelity, codec_threads=1) == offline
+    assert offline != sc_packets(frames, ahead=False, fidelity=fidelity)  # the codec really ran differently
+    keys = [bitstream.unpack_frame(packet).is_key for packet in offline]
+    assert keys == [index % GOP == 0 for index in range(FRAMES)]
+    config = Encoder(160, 96, gop=GOP, selective=SelectiveOptions(latency="offline", fidelity=fidelity)).config
+    assert config.extra["latency"] == "offline" and config.extra["fill"] == "hold"
+    decoder = Decoder(config)
+    pictures = [decoder.decode(packet) for packet in offline]
+    quality = [psnr(picture, rgb) for picture, rgb in zip(pictures, frames, strict=True)]
+    assert min(quality) > 18, quality
+
+
+def test_offline_encoder_refuses_encode_and_learned_has_no_offline_mode() -> None:
+    encoder = Encoder(160, 96, gop=GOP, selective=SelectiveOptions(latency="offline"))
+    with pytest.raises(ValueError, match="push"):
+        encoder.encode(np.zeros((96, 160, 3), np.uint8))
+    encoder.close()
+    with pytest.raises(ValueError, match="no offline latency"):
+        SelectiveOptions(fidelity="learned", latency="offline").check()
+
+
+def test_offline_bitrate_restarts_the_coder_at_keyframes_and_loses_no_frame(clip: Path, tmp_path: Path) -> None:
+    """--bitrate with an offline coder drains it at each keyframe to count the GOP: still one packet per frame."""
+    summary = encode_file(clip, tmp_path / "rate.mkv", gop=GOP, preview=False, bitrate_kbps=40)
+    config, packets, _ = packets_of(tmp_path / "rate.mkv")
+    assert summary.frames == len(packets) == FRAMES and config.extra["latency"] == "offline"
+    decoder = Decoder(config)
+    assert all(decoder.decode(packet).shape == (96, 160, 3) for packet in packets)

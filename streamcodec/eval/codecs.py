@@ -38,6 +38,7 @@ from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
 from ..pipeline.encode import encode_file
+from ..selective.layers import FEATHER
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
 from .roi import ROI_QOFFSET, roi_rectangles
@@ -167,6 +168,8 @@ class StreamcodecCodec(Codec):
         return {
             "mode": self.mode,
             **({"fidelity": self.fidelity} if self.fidelity else {}),
+            # encode_file's default latency for files: "offline" since 0.x (lookahead); older cells were zero latency.
+            **({"latency": "zero" if self.fidelity == "learned" else "offline", "feather": FEATHER} if self.mode == "sc" else {}),
             "model": ctx.model,
             "model_id": model_id,
             "gop": ctx.gop,
@@ -276,6 +279,7 @@ def _registry() -> dict[str, Codec]:
     x265 = {"preset": "medium", "x265-params": "log-level=error:info=0"}
     codecs: list[Codec] = [
         StreamcodecCodec("sc"),
+        StreamcodecCodec("sc", "av1"),  # the kept region by SVT-AV1 instead of x265
         StreamcodecCodec("sc", "learned"),  # the kept region as masked GC latents (Agustsson et al.'s own SC)
         StreamcodecCodec("gc"),
         FfmpegCodec("x264", "libx264", "H.264 (x264 medium, 2-pass)", options={"preset": "medium"}, two_pass="x264"),
@@ -294,5 +298,5 @@ def _registry() -> dict[str, Codec]:
 
 
 CODECS: dict[str, Codec] = _registry()
-#: What `streamcodec eval` runs without --codecs: all but the measured-only learned fidelity layer.
-DEFAULT_CODECS: list[str] = [name for name in CODECS if name != "streamcodec-sc-learned"]
+#: What `streamcodec eval` runs without --codecs: all but the other fidelity layers (run when named).
+DEFAULT_CODECS: list[str] = [name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-av1")]

@@ -7,6 +7,7 @@ grow with the length of the clip.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..bitstream import FORMAT_VERSION, StreamConfig
-from ..codec import DEFAULT_GOP, DEFAULT_MODE, Encoder, SelectiveOptions
+from ..codec import DEFAULT_GOP, DEFAULT_MODE, EncodedFrame, Encoder, SelectiveOptions
 from ..errors import OutputError, UnreadableInputError
 from ..io.demux import AudioPacket, Source, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
@@ -25,6 +26,7 @@ from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
+from ..selective.layers import FEATHER
 from ..selective.masks import DEFAULT_KEEP
 from .audio import AudioRoute
 from .rate import choose_quality, estimate_rates, preview_budget
@@ -147,7 +149,8 @@ class _Muxing:
     ) -> None:
         self.writer, self.encoder, self.preview, self.audio = writer, encoder, preview, audio
         self.sizes = {VIDEO_TRACK: 0, AUDIO_TRACK: 0, PREVIEW_TRACK: 0}
-        self.frames, self.estimate = 0, 0.0
+        self.frames, self.written, self.estimate = 0, 0, 0.0
+        self._times: deque[Fraction] = deque()  # frames given to the encoder whose packets have not come out
         self.first: Fraction | None = None
         self.last = Fraction(0)
         self.masks_to: Path | None = None
@@ -162,24 +165,35 @@ class _Muxing:
             for packet in self.audio.packets(item) if self.audio else ():
                 self._write(AUDIO_TRACK, *packet)
             return
-        encoded = self.encoder.encode(item.rgb)
-        self._write(VIDEO_TRACK, item.time, encoded.packet, encoded.keyframe)
-        self.estimate += encoded.estimated_bits
+        keyframe = self.frames % self.encoder.config.gop == 0
+        self._times.append(item.time)
+        for encoded in self.encoder.push(item.rgb):  # an offline selective encoder returns packets some frames late
+            self._video(encoded)
         if self.on_frame is not None:
             self.on_frame(item.time, self.encoder)
         if self.masks_to is not None:
             _write_mask(self.masks_to / f"mask_{self.frames:06d}.png", self.encoder.last_mask)
         if self.preview is not None:
-            for pts, data, key in self.preview.encode(item.rgb, round(item.time / MS), encoded.keyframe):
+            for pts, data, key in self.preview.encode(item.rgb, round(item.time / MS), keyframe):
                 self._write(PREVIEW_TRACK, pts * MS, data, key)
         self.first = item.time if self.first is None else self.first
         self.last = item.time
         self.frames += 1
 
+    def _video(self, encoded: EncodedFrame) -> None:
+        """One packet of our track, at the time of the oldest frame still waiting for its packet."""
+        self._write(VIDEO_TRACK, self._times.popleft(), encoded.packet, encoded.keyframe)
+        self.estimate += encoded.estimated_bits
+        self.written += 1
+
     def duration(self, frame_rate: Fraction) -> float:
         return float(self.last - (self.first or 0)) + 1.0 / float(frame_rate)
 
     def finish(self) -> int:
+        for encoded in self.encoder.flush():
+            self._video(encoded)
+        if self.written != self.frames:  # never lose a frame silently
+            raise RuntimeError(f"the encoder returned {self.written} packets for {self.frames} frames")
         for packet in self.audio.flush() if self.audio else ():
             self._write(AUDIO_TRACK, *packet)
         for pts, data, key in self.preview.flush() if self.preview else ():
@@ -213,6 +227,8 @@ class SelectiveSettings:
     bg_quality: int | None = None
     labels: str = "builtin"
     threads: int | None = None
+    latency: str = "offline"
+    feather: int = FEATHER
 
     def options(self, frame_rate: Fraction) -> SelectiveOptions:
         options = SelectiveOptions(
@@ -225,6 +241,8 @@ class SelectiveSettings:
             bg_crf=self.bg_quality,
             labels=self.labels,
             frame_rate=frame_rate,
+            latency=self.latency,
+            feather=self.feather,
         )
         if self.threads is None:
             return options
@@ -257,6 +275,8 @@ def encode_file(
     save_masks: Path | None = None,
     on_frame: Callable[[Fraction, Encoder], None] | None = None,
     threads: int | None = None,
+    latency: str = "offline",
+    feather: int = FEATHER,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
@@ -275,10 +295,14 @@ def encode_file(
     empty folder. `mode` "gc" ignores these. `on_frame(time, encoder)` is called after each video
     frame is encoded (the archive reads `encoder.masks.last_kinds` there). `threads` is sc's CPU
     budget (x265 threads; 1: masks, plate and reconstruction in turn on this thread); None: the
-    defaults (two x265 threads, work side by side). The bytes are the same whatever it is.
+    defaults (two x265 threads, work side by side). The bytes are the same whatever it is. `latency`
+    "offline" (the default for files) lets sc's fidelity codec look ahead, for fewer bits; "zero" codes
+    each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
+    `feather` is the composite's blend width in pixels inside the kept region.
     """
+    latency = "zero" if fidelity == "learned" else latency
     settings = SelectiveSettings(
-        tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels, threads
+        tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels, threads, latency, feather
     )
     if save_masks is not None:
         if mode != "sc":

@@ -25,7 +25,7 @@ SelectiveOptions(parallel=False, codec_threads=1) keeps all of it on the caller'
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -125,6 +125,7 @@ class SelectiveEncoder:
         self._background_sections: dict[int, bytes] = {}
         self._background_source: Image | None = None
         self._blocks: Mask | None = None
+        self._pending: deque[tuple[dict[int, bytes], Future[dict[int, bytes]] | None, bool]] = deque()
         self._last_packet = b""
         self._index = 0
         self._fg_crf = fg
@@ -141,13 +142,19 @@ class SelectiveEncoder:
     def _learned(self) -> bool:
         return self.options.fidelity == "learned"
 
+    @property
+    def offline(self) -> bool:
+        """Whether the fidelity codec looks ahead (`push`/`flush`; packets come out some frames late)."""
+        return self.options.latency == "offline"
+
     def _extra(self, fg: int, bg: int) -> dict[str, object]:
         o = self.options
         return {
             "fidelity": o.fidelity,
             "background": o.background,
             "block": BLOCK,
-            "fill": o.fill,
+            "fill": "hold" if o.fill == "recon" and self.offline else o.fill,
+            **({"latency": "offline"} if self.offline else {}),
             "keep": o.kept_names(),
             "fg_crf": fg,
             "bg_crf": bg,
@@ -177,12 +184,15 @@ class SelectiveEncoder:
         width, height = fidelity_size(self.config.width, self.config.height)
         plate = PLATE_CODEC[self.options.fidelity]
         common = {"codec": plate, "preset": self.options.preset, "threads": self.options.codec_threads}
+        self._pending.clear()
         if self._learned:
             self._fidelity = LearnedEncoder(self.config.width, self.config.height, self.config.model_name, fg, self._backend)
             self._recon = None  # G's picture is not needed in the loop: no fill, the reference is the symbols
         else:
-            self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, **common)  # type: ignore[arg-type]
-            self._recon = FidelityDecoder(self.options.fidelity, width=width, height=height)
+            latency = self.options.latency
+            self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, latency=latency, **common)  # type: ignore[arg-type]
+            # Offline, the fill holds the previous input instead: the reconstruction comes too late to wait for.
+            self._recon = None if self.offline else FidelityDecoder(self.options.fidelity, width=width, height=height)
         if not self._synth:
             self._plate_coder = FidelityEncoder(width, height, self.options.frame_rate, crf=bg, **common)  # type: ignore[arg-type]
 
@@ -203,18 +213,72 @@ class SelectiveEncoder:
             self._mask_pipeline.prepare(rgb)
 
     def encode(self, rgb: Image) -> EncodedFrame:
-        """Encode the next frame of the stream."""
+        """Encode the next frame of the stream (latency "zero"; offline, use `push` and `flush`)."""
+        if self.offline:
+            raise ValueError("an offline selective encoder takes push() and flush(), not encode()")
         self._check_frame(rgb)
+        keyframe = self._start(rgb)
+        sections, background, filled = self._front(rgb, keyframe)
+        assert self._fidelity is not None
+        started = time.perf_counter()
+        if isinstance(self._fidelity, LearnedEncoder):
+            assert self._blocks is not None  # set by _front
+            access_unit = self._fidelity.encode(rgb, self._blocks, keyframe)
+        else:
+            access_unit = self._fidelity.encode(filled, keyframe)
+        self.timings["fidelity"] += time.perf_counter() - started
+        if self._recon is not None:
+            # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
+            self._reconstruction = self._beside(self._reconstruct, access_unit)
+        return self._finish(sections, background, keyframe, access_unit)
+
+    def push(self, rgb: Image) -> list[EncodedFrame]:
+        """Give the next frame; returns the frames whose packets are complete, oldest first.
+
+        Zero latency: always this frame's. Offline: the fidelity codec holds frames while it looks ahead,
+        so often none, later several; `flush` returns the rest at the end. Packets come in stream order.
+        """
+        if not self.offline:
+            return [self.encode(rgb)]
+        self._check_frame(rgb)
+        ready: list[EncodedFrame] = []
+        restart = self._index % self.config.gop == 0 and self._index > 0 and self._target_kbps is not None
+        if restart:  # --bitrate: count the whole last GOP, then a fresh coder starts at this (closed) keyframe
+            ready, crf = self.flush(), self._fg_crf
+            self._adapt_rate()
+            if self._fg_crf == crf:
+                self._open_coders()
+        keyframe = self._start(rgb, adapt=not restart)
+        sections, background, filled = self._front(rgb, keyframe)
+        self._pending.append((sections, background, keyframe))
+        assert isinstance(self._fidelity, FidelityEncoder)
+        started = time.perf_counter()
+        units = self._fidelity.send(filled, keyframe)
+        self.timings["fidelity"] += time.perf_counter() - started
+        return ready + [self._finish(*self._pending.popleft(), unit) for unit in units]
+
+    def flush(self) -> list[EncodedFrame]:
+        """The packets an offline encoder still holds, oldest first (none for zero latency); push no more after."""
+        if not self.offline or self._fidelity is None:
+            return []
+        assert isinstance(self._fidelity, FidelityEncoder)
+        units = self._fidelity.drain()
+        if len(units) != len(self._pending):
+            raise RuntimeError(f"fidelity codec returned {len(units)} access units for {len(self._pending)} held frames")
+        return [self._finish(*self._pending.popleft(), unit) for unit in units]
+
+    def _start(self, rgb: Image, adapt: bool = True) -> bool:
+        """Open the coders, or adapt them at a keyframe, for the next frame; whether it is a keyframe."""
         keyframe = self._index % self.config.gop == 0
         if self._fidelity is None:
             self._open_coders()
-        elif keyframe:
+        elif keyframe and adapt:
             self._adapt_rate()
-        packet = self._packet(rgb, keyframe)
-        self._last_packet, self._index, self._gop_bits = packet, self._index + 1, self._gop_bits + 8 * len(packet)
-        return EncodedFrame(packet, keyframe, 8.0 * len(packet))
+        self._index += 1
+        return keyframe
 
-    def _packet(self, rgb: Image, keyframe: bool) -> bytes:
+    def _front(self, rgb: Image, keyframe: bool) -> tuple[dict[int, bytes], Future[dict[int, bytes]] | None, Image]:
+        """Masks, the mask section, the keyframe's background (started beside) and the filled fidelity input."""
         started = time.perf_counter()
         self.last_mask = self._mask_pipeline.next(rgb)
         blocks = block_mask(self.last_mask, BLOCK)
@@ -225,35 +289,39 @@ class SelectiveEncoder:
         mask_bytes = encode_mask(blocks, None if keyframe else self._blocks)
         if mask_bytes:
             sections[bitstream.MASK] = mask_bytes
+        self._blocks = blocks
         coded = time.perf_counter()
         self._wait_reconstruction()
         waited = time.perf_counter()
-        assert self._fidelity is not None
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         background = self._beside(self._background_section) if keyframe else None
-        if isinstance(self._fidelity, LearnedEncoder):
-            sections[bitstream.FIDELITY] = self._fidelity.encode(rgb, blocks, keyframe)
-        else:
-            sections[bitstream.FIDELITY] = self._fidelity.encode(fidelity_frame(self._filled(rgb, kept, keyframe)), keyframe)
-        fidelity = time.perf_counter()
-        if self._recon is not None:
-            # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
-            self._reconstruction = self._beside(self._reconstruct, sections[bitstream.FIDELITY])
+        filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
+        if not self._learned:
+            raw = self._filled(rgb, kept, keyframe)
+            filled = fidelity_frame(raw)
+            if self.offline:
+                self._last_fidelity = raw  # the next fill holds this input where nothing is kept
+        for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("decode", waited - coded)):
+            self.timings[stage] += took  # "decode": waiting for the last frame's reconstruction
+        if self._mask_pipeline.worker_seconds:
+            self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
+        return sections, background, filled
+
+    def _finish(
+        self, sections: dict[int, bytes], background: Future[dict[int, bytes]] | None, keyframe: bool, access_unit: bytes
+    ) -> EncodedFrame:
+        """The frame's packet, in stream order: its fidelity access unit, and its plate or its link to the last packet."""
+        started = time.perf_counter()
+        sections[bitstream.FIDELITY] = access_unit
         if background is not None:
             sections.update(background.result())
         else:
             sections[bitstream.REFERENCE] = self._last_packet[-1:]
-        self._blocks = blocks
         frame = Frame(FrameType.SELECTIVE_INTRA if keyframe else FrameType.SELECTIVE_INTER, sections, 0 if keyframe else 1)
         packet = bitstream.pack_frame(frame)
-        done = time.perf_counter()
-        for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("fidelity", fidelity - waited)):
-            self.timings[stage] += took
-        self.timings["decode"] += waited - coded  # waiting for the last frame's reconstruction
-        self.timings["plate"] += done - fidelity
-        if self._mask_pipeline.worker_seconds:
-            self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
-        return packet
+        self.timings["plate"] += time.perf_counter() - started
+        self._last_packet, self._gop_bits = packet, self._gop_bits + 8 * len(packet)
+        return EncodedFrame(packet, keyframe, 8.0 * len(packet))
 
     def _beside(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """`fn(*args)` on the plate worker, or here and now when the encoder is serial (the same result)."""
@@ -353,17 +421,19 @@ class SelectiveEncoder:
         if self._learned:
             return self._probe_learned(frames, kept, crf)
         width, height = fidelity_size(self.config.width, self.config.height)
+        latency, fidelity = self.options.latency, self.options.fidelity
         coder = FidelityEncoder(
-            width, height, self.options.frame_rate, codec=self.options.fidelity, crf=crf, preset=self.options.preset
+            width, height, self.options.frame_rate, codec=fidelity, crf=crf, preset=self.options.preset, latency=latency
         )
-        sizes: list[int] = []
+        units: list[bytes] = []
         previous: Image | None = None
         with coder:
-            for rgb, mask in zip(frames, kept, strict=True):
+            for index, (rgb, mask) in enumerate(zip(frames, kept, strict=True)):
                 how = "flat" if previous is None else "background"
                 previous = fill_outside(rgb, mask, how, previous, block=BLOCK)
-                sizes.append(len(coder.encode(fidelity_frame(previous), len(sizes) == 0)))
-        return sizes
+                units += coder.send(fidelity_frame(previous), index == 0)
+            units += coder.drain()
+        return [len(unit) for unit in units]
 
     def _probe_learned(self, frames: list[Image], kept: list[Mask], level: int) -> list[int]:
         """FIDELITY section sizes of the frames at GC quality `level` (intra first, then inter)."""

@@ -4,10 +4,18 @@
         ─▶ one access unit (bytes) per frame, a section of our frame packet
     access unit ─▶ FFmpeg hevc │ libdav1d ─▶ yuv420p ─▶ RGB ─crop─▶ (H, W, 3)
 
-Zero latency, for live use: no lookahead, no B-frames, no frame threads, so each frame in gives its
-access unit back at once. Keyframes come only when the caller asks (our packet's keyframe flag), never
-from the codec's own GOP or scene-cut logic; each keyframe access unit repeats the parameter sets
-(VPS/SPS/PPS, or the AV1 sequence header), so a decoder can start or recover there. The decoders run
+Two latencies, the same bitstream rules for the decoder:
+    zero     for live use: no lookahead, no B-frames, no frame threads, so each frame in gives its
+             access unit back at once (`encode`).
+    offline  for files: the codec looks ahead and keeps its access units until it has decided (`send`,
+             then `drain` at the end). SVT-AV1 codes hierarchical mini-GOPs (pred-struct 2), x265 adds
+             lookahead and cu-tree but still no B-frames. Either way every access unit still carries
+             exactly one shown picture, in display order (AV1 shows a frame coded earlier with a 5-byte
+             show-existing-frame unit), so the decoder below stays zero-delay, one picture per unit.
+
+Keyframes come only when the caller asks (our packet's keyframe flag), never from the codec's own GOP
+or scene-cut logic; each keyframe access unit repeats the parameter sets (VPS/SPS/PPS, or the AV1
+sequence header), so a decoder can start or recover there. The decoders run
 without frame threading (slice/tile threads only, or dav1d's max_frame_delay 1): one picture out per
 access unit, and pixels that do not depend on the thread count.
 
@@ -28,7 +36,7 @@ import numpy.typing as npt
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
 
-__all__ = ["CODECS", "FidelityDecoder", "FidelityEncoder", "is_random_access"]
+__all__ = ["CODECS", "LATENCIES", "FidelityDecoder", "FidelityEncoder", "is_random_access"]
 
 Image = npt.NDArray[np.uint8]
 
@@ -42,13 +50,15 @@ class CodecSpec:
     default_crf: int
     default_preset: str
     crf_range: tuple[int, int]
+    offline_preset: str
 
 
 #: The fidelity codecs by the name recorded in a stream's config.
 CODECS: dict[str, CodecSpec] = {
-    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51)),
-    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63)),
+    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "fast"),
+    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "6"),
 }
+LATENCIES = ("zero", "offline")
 
 
 def _spec(codec: str) -> CodecSpec:
@@ -57,14 +67,15 @@ def _spec(codec: str) -> CodecSpec:
     return CODECS[codec]
 
 
-def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int) -> dict[str, str]:
+def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int, offline: bool = False) -> dict[str, str]:
     # keyint=-1: no periodic keyframes, only the forced ones (forced-idr makes them IDR, not CRA).
+    # Offline keeps bframes=0: B-frames would reorder pictures, and the decoder is one-in-one-out.
     params = [
         "keyint=-1",
         "min-keyint=1",
         "scenecut=0",
         "bframes=0",
-        "rc-lookahead=0",
+        "rc-lookahead=20" if offline else "rc-lookahead=0",
         "frame-threads=1",
         "open-gop=0",
         "repeat-headers=1",
@@ -74,16 +85,20 @@ def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int) ->
     ]
     if qp is not None:
         params.append(f"qp={qp}")
-    options = {"preset": preset, "tune": "zerolatency", "forced-idr": "1", "x265-params": ":".join(params)}
+    options = {"preset": preset, "forced-idr": "1", "x265-params": ":".join(params)}
+    if not offline:
+        options["tune"] = "zerolatency"
     if qp is None:
         options["crf"] = str(crf)
     return options
 
 
-def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int) -> dict[str, str]:
-    # pred-struct=1 is SVT-AV1's low-delay structure; rtc=1 its real-time tuning; keyint=-1 and scd=0
-    # leave keyframes to the caller.
-    params = ["pred-struct=1", "rtc=1", "lookahead=0", "keyint=-1", "scd=0", f"lp={threads}"]
+def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int, offline: bool = False) -> dict[str, str]:
+    # pred-struct=1 is SVT-AV1's low-delay structure, rtc=1 its real-time tuning; pred-struct=2 its
+    # random-access one (hierarchical mini-GOPs), every key frame closed (irefresh-type=2). keyint=-1
+    # and scd=0 leave keyframes to the caller.
+    structure = ["pred-struct=2", "irefresh-type=2"] if offline else ["pred-struct=1", "rtc=1", "lookahead=0"]
+    params = [*structure, "keyint=-1", "scd=0", f"lp={threads}"]
     if qp is not None:
         params += ["rc=0", "aq-mode=0", f"qp={qp}"]
     options = {"preset": preset, "svtav1-params": ":".join(params)}
@@ -140,6 +155,7 @@ class FidelityEncoder:
         qp: int | None = None,
         preset: str | None = None,
         threads: int = 1,
+        latency: str = "zero",
     ) -> None:
         """Open the codec.
 
@@ -151,6 +167,8 @@ class FidelityEncoder:
             qp: constant quantiser instead of CRF.
             preset: the codec's speed preset (x265 "ultrafast".."placebo", SVT-AV1 "0".."13").
             threads: encoder worker threads (x265 pools, SVT-AV1 lp); the bitstream does not depend on it.
+            latency: "zero" (`encode`: one access unit back per frame) or "offline" (`send` and `drain`:
+                lookahead, and for AV1 hierarchical prediction; the default preset is then `offline_preset`).
         """
         spec = _spec(codec)
         if crf is not None and qp is not None:
@@ -158,16 +176,18 @@ class FidelityEncoder:
         rate = crf if qp is None else qp
         rate = spec.default_crf if rate is None else rate
         low, high = spec.crf_range
-        if not low <= rate <= high or width < 2 or height < 2 or threads < 1:
-            raise ValueError(f"fidelity {codec}: crf/qp {rate} (allowed {low}..{high}), size {width}x{height}, threads {threads}")
-        self.codec, self.width, self.height = codec, width, height
-        self.config = {"codec": codec, "crf" if qp is None else "qp": rate, "preset": preset or spec.default_preset}
-        self._context = self._open(
-            spec,
-            Fraction(frame_rate),
-            _OPTIONS[codec](None if qp is not None else rate, qp, preset or spec.default_preset, threads),
-        )
+        if not low <= rate <= high or width < 2 or height < 2 or threads < 1 or latency not in LATENCIES:
+            raise ValueError(
+                f"fidelity {codec}: crf/qp {rate} (allowed {low}..{high}), size {width}x{height}, threads {threads}, "
+                f"latency {latency!r} (one of {', '.join(LATENCIES)})"
+            )
+        self.codec, self.width, self.height, self.offline = codec, width, height, latency == "offline"
+        preset = preset or (spec.offline_preset if self.offline else spec.default_preset)
+        self.config = {"codec": codec, "crf" if qp is None else "qp": rate, "preset": preset}
+        options = _OPTIONS[codec](None if qp is not None else rate, qp, preset, threads, self.offline)
+        self._context = self._open(spec, Fraction(frame_rate), options)
         self._index = 0
+        self._keyframes: list[bool] = []  # offline: the asked keyframe flag of each frame sent and not yet out
 
     def _open(self, spec: CodecSpec, frame_rate: Fraction, options: dict[str, str]) -> Any:
         import av
@@ -181,7 +201,7 @@ class FidelityEncoder:
         return context
 
     def encode(self, rgb: Image, keyframe: bool) -> bytes:
-        """Code the next frame.
+        """Code the next frame (latency "zero").
 
         Args:
             rgb: (height, width, 3) uint8 RGB, its outside already filled (`fill_outside`).
@@ -190,25 +210,57 @@ class FidelityEncoder:
         Returns:
             This frame's access unit (Annex-B HEVC or AV1 low-overhead OBUs), never empty.
         """
+        if self.offline:
+            raise ValueError("fidelity layer: an offline encoder takes send() and drain(), not encode()")
+        units = self.send(rgb, keyframe)
+        if len(units) != 1:
+            # The options above make this impossible; if a codec build ignores them, say so loudly.
+            raise RuntimeError(f"{self.codec} gave {len(units)} access units for frame {self._index - 1} (want 1)")
+        return units[0]
+
+    def send(self, rgb: Image, keyframe: bool) -> list[bytes]:
+        """Give the next frame; returns the access units the codec has finished, oldest first (offline: often none).
+
+        Args:
+            rgb, keyframe: as for `encode`.
+        Returns:
+            Access units of the frames sent so far and not yet returned, in display order.
+        """
         import av
 
         if self._context is None:
-            raise ValueError("fidelity layer: encode() after close()")
+            raise ValueError("fidelity layer: send() after close()")
         _check_rgb(rgb, self.width, self.height)
         if self._index == 0 and not keyframe:
             raise ValueError("fidelity layer: the first frame of a stream must be a keyframe")
         frame = rgb_to_frame(rgb)
         frame.pts = self._index
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
-        packets = self._context.encode(frame)
+        self._keyframes.append(keyframe)
         self._index += 1
-        if len(packets) != 1 or packets[0].is_keyframe != keyframe:
-            # The options above make this impossible; if a codec build ignores them, say so loudly.
-            raise RuntimeError(f"{self.codec} gave {len(packets)} packets for frame {self._index - 1} (want 1, key={keyframe})")
-        return bytes(packets[0])
+        return self._checked(self._context.encode(frame))
+
+    def drain(self) -> list[bytes]:
+        """End the stream: the access units still held back (offline), oldest first; the encoder is then closed."""
+        if self._context is None:
+            return []
+        units = self._checked(self._context.encode(None))
+        self._context = None
+        return units
+
+    def _checked(self, packets: list[Any]) -> list[bytes]:
+        """The packets' bytes, after checking each is the next frame and a keyframe exactly where one was asked."""
+        units = []
+        for packet in packets:
+            first = self._index - len(self._keyframes)
+            if not self._keyframes or packet.pts != first or packet.is_keyframe != self._keyframes[0]:
+                raise RuntimeError(f"{self.codec} gave frame {packet.pts} (key={packet.is_keyframe}) where frame {first} was due")
+            self._keyframes.pop(0)
+            units.append(bytes(packet))
+        return units
 
     def close(self) -> None:
-        """End the stream (the codec holds no frame back, so nothing comes out); idempotent."""
+        """End the stream, dropping what an offline codec still holds (`drain` first to keep it); idempotent."""
         if self._context is not None:
             self._context.encode(None)  # SVT-AV1 complains at teardown without its end-of-stream
             self._context = None
