@@ -185,7 +185,7 @@ def _add_selective(p: Any) -> None:
         "--bg-quality",
         type=_crf,
         metavar="CRF",
-        help="CRF of the background plate (default: the kept region's + 8 hevc, + 10 av1)",
+        help="CRF of the background plate (default: the kept region's + 8 hevc, + 18 av1)",
     )
     g.add_argument(
         "--feather",

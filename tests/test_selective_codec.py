@@ -289,7 +289,7 @@ def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
         "latency": "offline",
         "keep": ["motion"],
         "fg_crf": 40,
-        "bg_crf": 50,
+        "bg_crf": 58,
         "feather": 1,
         "synth_model": "sc-small",
         "synth_model_id": SynthesisModel("sc-small").model_id,

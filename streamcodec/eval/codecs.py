@@ -38,7 +38,7 @@ from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
 from ..pipeline.encode import encode_file
-from ..selective.layers import FEATHER
+from ..selective.layers import BG_OFFSET, FEATHER
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
 from .roi import ROI_QOFFSET, roi_rectangles
@@ -169,7 +169,11 @@ class StreamcodecCodec(Codec):
             "mode": self.mode,
             **({"fidelity": self.fidelity} if self.fidelity else {}),
             # encode_file's default latency for files: "offline" since 0.x (lookahead); older cells were zero latency.
-            **({"latency": "zero" if self.fidelity == "learned" else "offline", "feather": FEATHER} if self.mode == "sc" else {}),
+            **(
+                {"latency": "zero" if self.fidelity == "learned" else "offline", "feather": FEATHER, "bg_offset": BG_OFFSET}
+                if self.mode == "sc"
+                else {}
+            ),
             "model": ctx.model,
             "model_id": model_id,
             "gop": ctx.gop,
