@@ -37,7 +37,7 @@ class TimedBackend(Backend):
     """Delegates to an engine and adds up the seconds spent in it (synchronised on CUDA)."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner, self.name, self.seconds = inner, inner.name, 0.0
+        self.inner, self.name, self.seconds, self.max_batch = inner, inner.name, 0.0, inner.max_batch
 
     def _timed(self, call: Any, array: np.ndarray) -> Any:
         started = time.perf_counter()
