@@ -1,0 +1,135 @@
+"""Entropy coding on worker processes gives the serial codec's packets, frames and errors."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from streamcodec import bitstream
+from streamcodec.codec import Decoder, Encoder
+from streamcodec.errors import StreamcodecError
+from streamcodec.gc_parallel import gops
+
+from .conftest import SAMPLE
+
+Outcome = tuple[str, str] | np.ndarray
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Eleven real frames of the sample at an odd size (the codec pads and crops)."""
+    out = []
+    with av.open(str(SAMPLE)) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24")[:107, :141])
+            if len(out) == 11:
+                break
+    return out
+
+
+def serial_packets(frames: list[np.ndarray], gop: int) -> list[bytes]:
+    encoder = Encoder(141, 107, gop=gop, mode="gc")
+    return [encoder.encode(rgb).packet for rgb in frames]
+
+
+def serial_outcomes(decoder: Decoder, packets: list[bytes]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for packet in packets:
+        try:
+            out.append(decoder.decode(packet))
+        except StreamcodecError as exc:
+            out.append((type(exc).__name__, str(exc)))
+    return out
+
+
+def parallel_outcomes(decoder: Decoder, packets: list[bytes], workers: int) -> list[Outcome]:
+    return [
+        (type(item).__name__, str(item)) if isinstance(item, StreamcodecError) else item
+        for item in decoder.decode_many(packets, workers=workers)
+    ]
+
+
+def assert_same(expected: list[Outcome], got: list[Outcome]) -> None:
+    assert len(expected) == len(got)
+    for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+        if isinstance(want, tuple):
+            assert have == want, f"packet {index}"
+        else:
+            assert isinstance(have, np.ndarray), f"packet {index}: {have}"
+            np.testing.assert_array_equal(have, want, err_msg=f"packet {index}")
+
+
+@pytest.mark.parametrize("gop", [1, 4])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_encode_writes_the_serial_packets_byte_for_byte(frames: list[np.ndarray], gop: int, workers: int) -> None:
+    expected = serial_packets(frames, gop)
+    encoder = Encoder(141, 107, gop=gop, mode="gc")
+    # Batches of 3, 5 and 3 frames: GOP boundaries fall inside and between batches.
+    got = [e for part in (frames[:3], frames[3:8], frames[8:]) for e in encoder.encode_batch(part, workers=workers)]
+    encoder.close()
+    assert [e.packet for e in got] == expected
+    assert [e.keyframe for e in got] == [i % gop == 0 for i in range(len(frames))]
+
+
+def test_batched_network_calls_give_the_serial_packets(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(141, 107, gop=4, mode="gc", backend="torch")
+    assert encoder.backend.max_batch > 1  # the eager engine analyses several frames per call
+    got = [e.packet for e in encoder.encode_batch(frames, workers=2)]
+    encoder.close()
+    reference = Encoder(141, 107, gop=4, mode="gc", backend="torch")
+    assert got == [reference.encode(rgb).packet for rgb in frames]
+
+
+def test_serial_encode_continues_a_batch_encoded_stream(frames: list[np.ndarray]) -> None:
+    encoder = Encoder(141, 107, gop=4, mode="gc")
+    packets = [e.packet for e in encoder.encode_batch(frames[:6], workers=2)]
+    packets += [encoder.encode(rgb).packet for rgb in frames[6:]]
+    encoder.close()
+    assert packets == serial_packets(frames, 4)
+
+
+@pytest.mark.parametrize(("workers", "backend"), [(1, "auto"), (2, "auto"), (2, "torch")])
+def test_gop_parallel_decode_gives_the_serial_frames(frames: list[np.ndarray], workers: int, backend: str) -> None:
+    packets = serial_packets(frames, 4)
+    config = Encoder(141, 107, gop=4, mode="gc").config
+    expected = serial_outcomes(Decoder(config, backend=backend), packets)
+    decoder = Decoder(config, backend=backend)
+    # Two calls: the second starts with inter frames that refer to the first call's last frame.
+    got = parallel_outcomes(decoder, packets[:6], workers) + parallel_outcomes(decoder, packets[6:], workers)
+    decoder.close()
+    assert_same(expected, got)
+
+
+def damaged_stream(packets: list[bytes], channels: int) -> list[bytes]:
+    """Damage of every kind the serial decoder reports: a bad checksum, a lost frame, a bad payload."""
+    flipped = bytearray(packets[1])
+    flipped[len(flipped) // 2] ^= 0xFF
+    garbage = bitstream.pack_latents(channels, bytes(range(64)))
+    bad_intra = bitstream.pack_frame(bitstream.Frame(bitstream.FrameType.INTRA, {bitstream.LATENTS: garbage}, 0))
+    # 0 1* 2 3 | 4 5 (6 lost) 7 | 8* 9 10: gop 4, so 2 and 3 lose their reference, 7 refers to the lost 6.
+    return [packets[0], bytes(flipped), packets[2], packets[3], packets[4], packets[5], packets[7], bad_intra, *packets[9:]]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_damaged_packets_give_the_serial_errors_and_recover_at_the_same_keyframe(
+    frames: list[np.ndarray], workers: int
+) -> None:
+    config = Encoder(141, 107, gop=4, mode="gc").config
+    packets = damaged_stream(serial_packets(frames, 4), config.channels)
+    expected = serial_outcomes(Decoder(config), packets)
+    kinds = [o[1].split(" (")[0] if isinstance(o, tuple) else "frame" for o in expected]
+    assert kinds[:4] == ["frame", "frame checksum mismatch", "inter frame without its reference", kinds[2]]
+    assert [isinstance(o, np.ndarray) for o in expected] == [True, False, False, False, True, True, False, False, False, False]
+    decoder = Decoder(config)
+    assert_same(expected, parallel_outcomes(decoder, packets, workers))
+    # Afterwards the decoder holds what the serial one would: no reference after the lost ones.
+    assert_same(serial_outcomes(Decoder(config), [packets[-1]]), serial_outcomes(decoder, [packets[-1]]))
+    decoder.close()
+
+
+def test_packets_are_split_at_intact_intra_frames_only(frames: list[np.ndarray]) -> None:
+    packets = serial_packets(frames[:6], 3)
+    broken_key = b"\x00" + packets[3][1:]
+    runs = list(gops([packets[1], packets[2], packets[0], packets[1], broken_key, packets[4]]))
+    assert [len(run) for run in runs] == [2, 4]
