@@ -68,6 +68,12 @@ def _pad(rgb: npt.NDArray[np.uint8], coded_height: int, coded_width: int) -> npt
     return np.pad(rgb, ((0, coded_height - h), (0, coded_width - w), (0, 0)), mode="edge")
 
 
+def _network_step(network_batch: int, backend: Backend) -> int:
+    if network_batch < 1:
+        raise ValueError(f"network_batch {network_batch} must be at least 1")
+    return min(network_batch, max(1, backend.max_batch))
+
+
 class GCEncoder:
     """Encodes RGB frames of one size into frame packets.
 
@@ -135,10 +141,10 @@ class GCEncoder:
         """All C bottleneck symbols of one frame: (C, h, w) int64."""
         return self.backend.analyze(self._padded(rgb)[None])[0]
 
-    def analyze_batch(self, frames: list[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.int64]]:
-        """`analyze` of several frames, `backend.max_batch` frames per network call."""
+    def analyze_batch(self, frames: list[npt.NDArray[np.uint8]], network_batch: int = 1) -> list[npt.NDArray[np.int64]]:
+        """`analyze` of several frames, up to `network_batch` (capped at `backend.max_batch`) per network call."""
         padded_frames = [self._padded(rgb) for rgb in frames]  # check every frame before any work
-        step = max(1, self.backend.max_batch)
+        step = _network_step(network_batch, self.backend)
         out: list[npt.NDArray[np.int64]] = []
         for start in range(0, len(padded_frames), step):
             out.extend(self.backend.analyze(np.stack(padded_frames[start : start + step])))
@@ -152,19 +158,24 @@ class GCEncoder:
         self._reference, self._index = sym, self._index + 1
         return encoded
 
-    def encode_batch(self, frames: list[npt.NDArray[np.uint8]], *, workers: int = 1) -> list[EncodedFrame]:
+    def encode_batch(
+        self, frames: list[npt.NDArray[np.uint8]], *, workers: int = 1, network_batch: int = 1
+    ) -> list[EncodedFrame]:
         """Encode the next frames of the stream: the same packets as `encode` one at a time.
 
         Args:
             frames: (height, width, 3) uint8 frames, in stream order.
             workers: processes that entropy-code the frames (1: this process). The pool is kept
                 for later calls with the same count; `close` stops it.
+            network_batch: frames per network call. Above 1 an engine may pick other kernels
+                (cuDNN, oneDNN) and round differently, so a symbol on a quantization boundary,
+                hence the packet, can differ from `encode`'s; the stream stays valid.
         Returns:
             One EncodedFrame per frame.
         """
         if not frames:
             return []
-        symbols = [sym[: self.config.channels] for sym in self.analyze_batch(frames)]
+        symbols = [sym[: self.config.channels] for sym in self.analyze_batch(frames, network_batch)]
         keyframes = [(self._index + i) % self.config.gop == 0 for i in range(len(frames))]
         encoded = self._pool(workers).encode(self._reference, symbols, keyframes)
         self._reference, self._index = symbols[-1], self._index + len(frames)
@@ -225,8 +236,10 @@ class GCDecoder:
         rgb = self.backend.synthesize(w_hat)
         return [frame[: self.config.height, : self.config.width] for frame in rgb]
 
-    def decode_many(self, packets: Iterable[bytes], *, workers: int = 1) -> Iterator[npt.NDArray[np.uint8] | StreamcodecError]:
-        """Decode packets in order, GOPs entropy-decoded on `workers` processes, `backend.max_batch` frames per network call.
+    def decode_many(
+        self, packets: Iterable[bytes], *, workers: int = 1, network_batch: int = 1
+    ) -> Iterator[npt.NDArray[np.uint8] | StreamcodecError]:
+        """Decode packets in order, their GOPs entropy-decoded in parallel on `workers` processes.
 
         Gives, for each packet, what `decode` would return, or the StreamcodecError it would raise
         (not raised here: the caller decides, as `decode`'s caller catches CorruptStreamError).
@@ -235,10 +248,12 @@ class GCDecoder:
         Args:
             packets: frame packets in stream order (read lazily, a few GOPs ahead).
             workers: entropy-decoding processes (1: this process); the pool is kept, see `close`.
+            network_batch: frames per network call (capped at `backend.max_batch`). Above 1 the
+                symbols are the same but pixels may differ from `decode`'s by float rounding.
         Returns:
             An iterator of (height, width, 3) uint8 frames or errors, one per packet.
         """
-        step, held = max(1, self.backend.max_batch), []
+        step, held = _network_step(network_batch, self.backend), []
         for item in self._pool(workers).decode(self.symbols.reference, packets):
             held.append(item)
             if sum(not isinstance(x, StreamcodecError) for x in held) == step:
