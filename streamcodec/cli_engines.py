@@ -101,6 +101,13 @@ def _add_bench(sub: Any) -> None:
         help="torch.compile mode of --engine compile (default: Inductor's on cpu, max-autotune-no-cudagraphs on cuda; "
         "reduce-overhead adds CUDA graphs)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gc: entropy-code on N processes, the frames in one batch (default 1: one frame at a time)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the result as JSON to OUT")
     p.set_defaults(run=_run_bench)
 
@@ -138,8 +145,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise ValueError(f"--frames {args.frames}: at least 2")
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: at least 1")
     config = BenchConfig(
-        args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode
+        args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode,
+        args.workers,
     )
     result = run_bench(config)
     print(table(result))

@@ -188,6 +188,10 @@ class GCEncoder:
             self._entropy = EntropyPool(state, workers)
         return self._entropy
 
+    def start_workers(self, workers: int) -> None:
+        """Start the `workers` entropy-coding processes now, not with the first batch (for timing)."""
+        self._pool(workers).start()
+
     def close(self) -> None:
         """Stop the entropy-coding worker processes, if any (a later batch starts new ones)."""
         if self._entropy is not None:
@@ -274,6 +278,10 @@ class GCDecoder:
             self.close()
             self._entropy = EntropyPool(CodingState(self.config, self.model.tables, self.model.config.factor), workers)
         return self._entropy
+
+    def start_workers(self, workers: int) -> None:
+        """Start the `workers` entropy-coding processes now, not with the first batch (for timing)."""
+        self._pool(workers).start()
 
     def close(self) -> None:
         """Stop the entropy-decoding worker processes, if any."""

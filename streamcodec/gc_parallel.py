@@ -132,6 +132,11 @@ class EntropyPool:
             context = multiprocessing.get_context(_START_METHOD)
             self._executor = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(state,))
 
+    def start(self) -> None:
+        """Start the worker processes now rather than with the first batch (for timing)."""
+        if self._executor is not None:
+            self._executor.submit(int).result()  # the first task starts every process of the pool
+
     def close(self) -> None:
         """Stop the worker processes (the pool cannot be used afterwards)."""
         if self._executor is not None:
