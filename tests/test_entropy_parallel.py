@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -10,8 +12,11 @@ from streamcodec import bitstream
 from streamcodec.codec import Decoder, Encoder
 from streamcodec.errors import StreamcodecError
 from streamcodec.gc_parallel import gops
+from streamcodec.io.mkv_reader import MatroskaReader
+from streamcodec.pipeline.decode import decode_file
+from streamcodec.pipeline.encode import encode_file
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, ffmpeg
 
 Outcome = tuple[str, str] | np.ndarray
 
@@ -140,3 +145,62 @@ def test_packets_are_split_at_intact_intra_frames_only(frames: list[np.ndarray])
     broken_key = b"\x00" + packets[3][1:]
     runs = list(gops([packets[1], packets[2], packets[0], packets[1], broken_key, packets[4]]))
     assert [len(run) for run in runs] == [2, 4]
+
+
+# --- the file pipeline ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gc_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 frames 96x64 at 25 fps with audio, GC mode, GOP 8 (5 Clusters), no preview track."""
+    folder = tmp_path_factory.mktemp("parallel")
+    source = folder / "source.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=1.6"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:duration=1.6"),
+        *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(source)),
+    )
+    out = folder / "stream.mkv"
+    encode_file(source, out, mode="gc", gop=8, quality=1, preview=False)
+    return out
+
+
+def damaged_file(stream: Path, tmp_path: Path) -> Path:
+    """Frame 5's packet with a flipped byte (codec damage) and the Cluster of frames 24..31 destroyed."""
+    data = bytearray(stream.read_bytes())
+    with MatroskaReader(stream) as reader:
+        packet = [p.data for p in reader.packets({1})][5]
+    at = data.find(packet) + len(packet) // 2
+    data[at] ^= 0xFF
+    clusters = _cluster_offsets(bytes(data))
+    assert len(clusters) == 5  # one per GOP, and no Cluster ID inside a packet by chance
+    cluster = clusters[3]
+    for k in range(24):
+        data[cluster + k] ^= 0xFF
+    path = tmp_path / "damaged.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _cluster_offsets(data: bytes) -> list[int]:
+    """Where each Cluster ID occurs in the file."""
+    offsets, at = [], data.find(b"\x1f\x43\xb6\x75")
+    while at >= 0:
+        offsets.append(at)
+        at = data.find(b"\x1f\x43\xb6\x75", at + 4)
+    return offsets
+
+
+def test_decode_file_with_workers_writes_the_serial_output_and_warnings(gc_file: Path, tmp_path: Path) -> None:
+    path = damaged_file(gc_file, tmp_path)
+    results = []
+    for workers in (1, 2):
+        warnings: list[str] = []
+        out = tmp_path / f"out{workers}.y4m"
+        summary = decode_file(path, out, on_warning=warnings.append, workers=workers)
+        results.append((summary.frames, summary.damaged_frames, warnings, out.read_bytes()))
+    serial, parallel = results
+    assert serial[:2] == (40, 3 + 8)  # frames 5, 6, 7 until the keyframe at 8; the Cluster's 8 frames
+    assert any("frame 5 at 0.200 s is damaged (frame checksum mismatch" in w for w in serial[2])
+    assert any("8 frames lost to container damage" in w for w in serial[2])
+    assert parallel == serial
