@@ -10,9 +10,9 @@ torch.compile bf16 with CUDA graphs, at batch 1 and batch 8 (median of CUDA-even
 warm-up). It counts the FLOPs per frame (torch.utils.flop_counter) and sets the best time beside
 the GPU's measured bf16 matrix rate. Then it runs the whole GC codec (entropy coding on the CPU
 included) at 1080p, one frame at a time and in batches with entropy coding on every core
-(encode_batch / decode_many, streamcodec/gc_parallel.py), and checks that CUDA and CPU agree: symbols of E, pixels of G, and a stream
-encoded on the CPU decoded on CUDA. libx265 at 1080p (the fidelity layer of selective mode)
-is timed on the same frames when PyAV is importable.
+(encode_batch / decode_many, streamcodec/gc_parallel.py), and checks that CUDA and CPU agree:
+symbols of E, pixels of G, and a stream encoded on the CPU decoded on CUDA. libx265 at 1080p
+(the fidelity layer of selective mode) is timed on the same frames when PyAV is importable.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def main() -> None:
     p.add_argument("--batches", default="1,8")
     p.add_argument("--codec-frames", type=int, default=60)
     p.add_argument("--skip-variants", action="store_true")
-    p.add_argument("--workers", type=int, default=0, help="entropy-coding processes of the batched codec run (default: all cores)")
+    p.add_argument("--workers", type=int, default=0, help="entropy-coding processes of the batched codec run (default: cores)")
     p.add_argument("--batched-frames", type=int, default=0, help="frames of the batched codec run (default 50 per worker)")
     args = p.parse_args()
     weights = dict(w.split("=", 1) for w in args.weights)

@@ -45,6 +45,17 @@ def add_engine_argument(parser: Any) -> None:
     )
 
 
+def add_workers_argument(parser: Any, what: str) -> None:
+    """Add `--workers N`: GC entropy coding on N processes (`what`: "encode" or "decode")."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"gc: entropy-{what} on N processes (frames in batches; same output, more memory); default 1",
+    )
+
+
 def size_list(text: str) -> list[tuple[int, int]]:
     return [frame_size(part.strip()) for part in text.split(",") if part.strip()]
 
@@ -106,7 +117,8 @@ def _add_bench(sub: Any) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="gc: entropy-code on N processes, the frames in one batch (default 1: one frame at a time)",
+        help="gc: entropy-code on N processes, the frames in one batch, the networks on up to 8 frames a call "
+        "(default 1: one frame at a time)",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the result as JSON to OUT")
     p.set_defaults(run=_run_bench)

@@ -14,6 +14,7 @@ uint8 symbols (levels ≤ 256), about 1/8 of int64. Every worker runs the serial
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sys
 from collections import deque
@@ -27,7 +28,7 @@ import numpy.typing as npt
 from .bitstream import StreamConfig
 from .entropy.context import ContextTables
 from .errors import StreamcodecError
-from .gc_symbols import EncodedFrame, Symbols, SymbolDecoder, encode_packet, starts_gop
+from .gc_symbols import EncodedFrame, SymbolDecoder, Symbols, encode_packet, starts_gop
 
 Small = npt.NDArray[np.uint8]
 #: What decoding one packet gives: its symbols, or the error the serial decoder would raise.
@@ -149,7 +150,7 @@ class EntropyPool:
             return encode_run(self.state, _small(reference), np.stack(symbols).astype(np.uint8), keyframes)
         bounds = np.linspace(0, len(symbols), min(self.workers, len(symbols)) + 1).astype(int)
         futures = []
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        for start, stop in itertools.pairwise(bounds):
             before = reference if start == 0 else symbols[start - 1]
             run = np.stack(symbols[start:stop]).astype(np.uint8)
             futures.append(self._executor.submit(_worker_encode, _small(before), run, keyframes[start:stop]))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -204,3 +207,33 @@ def test_decode_file_with_workers_writes_the_serial_output_and_warnings(gc_file:
     assert any("frame 5 at 0.200 s is damaged (frame checksum mismatch" in w for w in serial[2])
     assert any("8 frames lost to container damage" in w for w in serial[2])
     assert parallel == serial
+
+
+def all_packets(path: Path) -> list[tuple[int, Fraction, bytes, bool]]:
+    with MatroskaReader(path) as reader:
+        return [(p.track, p.time, p.data, p.keyframe) for p in reader.packets()]
+
+
+def test_cli_workers_encode_and_decode_the_serial_bytes(gc_file: Path, tmp_path: Path) -> None:
+    source = gc_file.parent / "source.mp4"
+    serial_mkv, parallel_mkv = tmp_path / "serial.mkv", tmp_path / "parallel.mkv"
+    encode_file(source, serial_mkv, mode="gc", gop=3, quality=1)  # preview and audio tracks too
+    args = ("--mode", "gc", "--gop", "3", "--quality", "1", "--workers", "2")
+    done = subprocess.run([sys.executable, "-m", "streamcodec.cli", "encode", str(source), "-o", str(parallel_mkv), *args])
+    assert done.returncode == 0
+    assert all_packets(parallel_mkv) == all_packets(serial_mkv)
+    decode_file(serial_mkv, tmp_path / "serial.y4m")
+    command = ["decode", str(serial_mkv), "-o", str(tmp_path / "parallel.y4m"), "--workers", "2"]
+    assert subprocess.run([sys.executable, "-m", "streamcodec.cli", *command]).returncode == 0
+    assert (tmp_path / "parallel.y4m").read_bytes() == (tmp_path / "serial.y4m").read_bytes()
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_cli_refuses_zero_workers_in_one_line(gc_file: Path, tmp_path: Path, command: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamcodec.cli", command, str(gc_file), "-o", str(tmp_path / "out.mkv"), "--workers", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].endswith("--workers 0: at least 1")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.mkv").exists()
