@@ -48,8 +48,13 @@ def measure(encoder: GCEncoder, syms: list[np.ndarray], workers: int, gop: int) 
     pool.close()
     assert all(np.array_equal(a, b) for a, b in zip(decoded, syms, strict=True))
     n = len(syms)
-    return {"workers": workers, "encode_fps": round(n / encode_s, 1), "decode_fps": round(n / decode_s, 1),
-            "encode_ms_per_frame": round(1000 * encode_s / n, 2), "decode_ms_per_frame": round(1000 * decode_s / n, 2)}
+    return {
+        "workers": workers,
+        "encode_fps": round(n / encode_s, 1),
+        "decode_fps": round(n / decode_s, 1),
+        "encode_ms_per_frame": round(1000 * encode_s / n, 2),
+        "decode_ms_per_frame": round(1000 * decode_s / n, 2),
+    }
 
 
 def pickling_ms(syms: list[np.ndarray]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: at least 1")
     config = BenchConfig(
-        args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode,
-        args.workers,
+        args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode
     )
+    config = replace(config, workers=args.workers)
     result = run_bench(config)
     print(table(result))
     if args.json:

@@ -127,9 +127,7 @@ def damaged_stream(packets: list[bytes], channels: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_damaged_packets_give_the_serial_errors_and_recover_at_the_same_keyframe(
-    frames: list[np.ndarray], workers: int
-) -> None:
+def test_damaged_packets_give_the_serial_errors_and_recover_at_the_same_keyframe(frames: list[np.ndarray], workers: int) -> None:
     config = Encoder(141, 107, gop=4, mode="gc").config
     packets = damaged_stream(serial_packets(frames, 4), config.channels)
     expected = serial_outcomes(Decoder(config), packets)
