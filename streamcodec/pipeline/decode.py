@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +30,7 @@ from ..io.demux import Source
 from ..io.mkv_reader import MatroskaReader, TrackInfo
 from ..metrics import QualityAccumulator
 from ..progress import Progress
+from .batch import decode_many
 from .conceal import FrameSlots
 from .encode import CODEC_ID
 from .sink import VideoSink, check_output
@@ -268,22 +269,6 @@ class _Decoding:
             warnings=self.warnings,
             quality_notes=self.quality.reasons,
         )
-
-
-def decode_many(decoder: Decoder, packets: Iterable[bytes], workers: int) -> Iterator[npt.NDArray[np.uint8] | StreamcodecError]:
-    """Each packet's frame, or the StreamcodecError `decode` raises for it, in order.
-
-    GC with workers > 1 entropy-decodes GOPs on that many processes (`GCDecoder.decode_many`,
-    one frame per network call, so the pixels are `decode`'s); otherwise one packet at a time.
-    """
-    if workers > 1 and decoder.config.mode == "gc":
-        yield from decoder.decode_many(packets, workers=workers)
-        return
-    for packet in packets:
-        try:
-            yield decoder.decode(packet)
-        except StreamcodecError as exc:
-            yield exc
 
 
 def _frame_rate(track: TrackInfo) -> Fraction:

@@ -29,6 +29,7 @@ from ..progress import Progress
 from ..selective.layers import FEATHER
 from ..selective.masks import DEFAULT_KEEP
 from .audio import AudioRoute
+from .batch import encoded_in_batches
 from .rate import choose_quality, estimate_rates, preview_budget
 
 CODEC_ID = "V_STREAMCODEC"
@@ -350,7 +351,7 @@ def encode_file(
             if save_masks is not None:
                 save_masks.mkdir(parents=True, exist_ok=True)
                 muxing.masks_to = save_masks
-            for item, encoded in _batched(_prepared(_chain(head, items), encoder), encoder, workers):
+            for item, encoded in encoded_in_batches(_prepared(_chain(head, items), encoder), encoder, workers):
                 muxing.add(item, encoded)
                 if isinstance(item, VideoFrame):
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
@@ -443,35 +444,3 @@ def _prepared(items: Iterator[VideoFrame | AudioPacket], encoder: Encoder) -> It
         held.append(item)
     yield from held
 
-
-BATCH_PER_WORKER = 4  # frames each worker codes per batch: enough to hide a task's overhead
-
-
-def _batched(
-    items: Iterator[VideoFrame | AudioPacket], encoder: Encoder, workers: int
-) -> Iterator[tuple[VideoFrame | AudioPacket, EncodedFrame | None]]:
-    """The items in their order, each video frame with its packet when GC encodes in batches on workers.
-
-    Otherwise (one worker, selective mode) frames come without one, to be encoded as they are written.
-    """
-    if workers <= 1 or encoder.config.mode != "gc":
-        yield from ((item, None) for item in items)
-        return
-    held: list[VideoFrame | AudioPacket] = []
-    frames = 0
-    for item in items:
-        held.append(item)
-        frames += isinstance(item, VideoFrame)
-        if frames == BATCH_PER_WORKER * workers:
-            yield from _encode_held(held, encoder, workers)
-            held, frames = [], 0
-    yield from _encode_held(held, encoder, workers)
-
-
-def _encode_held(
-    held: list[VideoFrame | AudioPacket], encoder: Encoder, workers: int
-) -> Iterator[tuple[VideoFrame | AudioPacket, EncodedFrame | None]]:
-    frames = [item.rgb for item in held if isinstance(item, VideoFrame)]
-    packets = iter(encoder.encode_batch(frames, workers=workers))
-    for item in held:
-        yield item, next(packets) if isinstance(item, VideoFrame) else None
