@@ -204,8 +204,9 @@ def codec_run_batched(frames: np.ndarray, backend: str, n: int, workers: int) ->
     serial = serial_reference(frames, backend, min(n, 30))
     h, w = frames.shape[1:3]
     chunk = 64
-    enc = Encoder(w, h, mode="gc", backend=backend)
-    enc.encode_batch([frames[i % len(frames)] for i in range(16)], workers=workers, network_batch=8)  # warm-up
+    warm = Encoder(w, h, mode="gc", backend=backend)  # compile and allocate for batches of 8
+    warm_packets = [e.packet for e in warm.encode_batch(list(frames[:8]), network_batch=8)]
+    list(Decoder(warm.config, backend=backend).decode_many(warm_packets, network_batch=8))
     enc = Encoder(w, h, mode="gc", backend=backend)
     enc.start_workers(workers)
     started = time.perf_counter()
