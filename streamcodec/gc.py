@@ -1,6 +1,8 @@
 """GC mode (global generative compression): every pixel is synthesized from the frame's latent code.
 
     GCEncoder.encode(rgb) ──► packet bytes ──► GCDecoder.decode(packet) ──► rgb
+    GCEncoder.encode_batch(frames, workers=N) / GCDecoder.decode_many(packets, workers=N): the same,
+    entropy coding on N processes (frame-parallel / GOP-parallel, see gc_parallel.py)
 
 Frames are (H, W, 3) uint8 at the source size; the codec pads to a multiple of 16 by
 repeating edge pixels and crops back after decoding. A GOP starts with an intra frame;
