@@ -170,8 +170,8 @@ class _Muxing:
         keyframe = self.frames % self.encoder.config.gop == 0
         self._times.append(item.time)
         # An offline selective encoder returns packets some frames late; a GC batch came with its packet.
-        for packet in self.encoder.push(item.rgb) if encoded is None else [encoded]:
-            self._video(packet)
+        for ready in self.encoder.push(item.rgb) if encoded is None else [encoded]:
+            self._video(ready)
         if self.on_frame is not None:
             self.on_frame(item.time, self.encoder)
         if self.masks_to is not None:
