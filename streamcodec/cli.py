@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .cli_archive import add_archive_commands
-from .cli_engines import add_engine_argument, add_engine_commands
+from .cli_engines import add_engine_argument, add_engine_commands, add_workers_argument
 from .cli_live import add_live_commands
 from .errors import StreamcodecError
 
@@ -105,6 +105,7 @@ def _add_encode(sub: Any) -> None:
         help="add an H.264 preview track, the one players show, capped at about half the codec track's rate (default on)",
     )
     add_engine_argument(p)
+    add_workers_argument(p, "encode")
     p.add_argument("-y", "--force", action="store_true", help=FORCE_FILE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a line")
     p.set_defaults(run=_run_encode)
@@ -240,6 +241,7 @@ def _add_decode(sub: Any) -> None:
     p.add_argument("-o", "--output", help="output file, or a new or empty folder/ for PNGs (default: INPUT with .decoded.mp4)")
     p.add_argument("--reference", type=Path, help="the source video: also print PSNR and MS-SSIM against it")
     add_engine_argument(p)
+    add_workers_argument(p, "decode")
     p.add_argument(
         "--salvage",
         action="store_true",
@@ -383,10 +385,17 @@ def _run_encode(args: argparse.Namespace) -> int:
         progress=_progress(args),
         on_warning=_warn,
         force=args.force,
+        workers=_workers(args),
         **_selective_args(args),
     )
     _print(summary, args.json)
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: at least 1")
+    return int(args.workers)
 
 
 def _warn(message: str) -> None:
@@ -406,6 +415,7 @@ def _run_decode(args: argparse.Namespace) -> int:
         on_warning=_warn,
         salvage=args.salvage,
         force=args.force,
+        workers=_workers(args),
     )
     _print(summary, args.json)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ def add_engine_argument(parser: Any) -> None:
     """Add `--engine` (alias `--backend`) to a subcommand's parser; the value is in `args.engine`."""
     parser.add_argument(
         "--engine", "--backend", dest="engine", type=engine_spec, default="auto", metavar="ENGINE", help=ENGINE_HELP
+    )
+
+
+def add_workers_argument(parser: Any, what: str) -> None:
+    """Add `--workers N`: GC entropy coding on N processes (`what`: "encode" or "decode")."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"gc: entropy-{what} on N processes (frames in batches; same output, more memory); default 1",
     )
 
 
@@ -101,6 +113,14 @@ def _add_bench(sub: Any) -> None:
         help="torch.compile mode of --engine compile (default: Inductor's on cpu, max-autotune-no-cudagraphs on cuda; "
         "reduce-overhead adds CUDA graphs)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gc: entropy-code on N processes, the frames in one batch, the networks on up to 8 frames a call "
+        "(default 1: one frame at a time)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the result as JSON to OUT")
     p.set_defaults(run=_run_bench)
 
@@ -138,9 +158,12 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise ValueError(f"--frames {args.frames}: at least 2")
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: at least 1")
     config = BenchConfig(
         args.clip, args.sizes, args.engine, args.mode, args.frames, args.device, args.precision, args.compile_mode
     )
+    config = replace(config, workers=args.workers)
     result = run_bench(config)
     print(table(result))
     if args.json:

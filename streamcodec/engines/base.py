@@ -36,6 +36,8 @@ class Backend(ABC):
     """E+Q and G of one model on one runtime."""
 
     name: str
+    #: Frames one call may take (the batch dimension B); exported engines have a fixed B of 1.
+    max_batch: int = 1
 
     @abstractmethod
     def analyze(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:

@@ -37,7 +37,7 @@ class TimedBackend(Backend):
     """Delegates to an engine and adds up the seconds spent in it (synchronised on CUDA)."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner, self.name, self.seconds = inner, inner.name, 0.0
+        self.inner, self.name, self.seconds, self.max_batch = inner, inner.name, 0.0, inner.max_batch
 
     def _timed(self, call: Any, array: np.ndarray) -> Any:
         started = time.perf_counter()
@@ -62,6 +62,7 @@ class BenchConfig:
     device: str = "cpu"
     precision: str = "fp32"
     compile_mode: str | None = None
+    workers: int = 1  # gc: entropy-coding processes; above 1 the codec runs in batches (encode_batch, decode_many)
 
 
 def engine_spec(config: BenchConfig) -> str:
@@ -111,6 +112,24 @@ def _warm_up(config: BenchConfig, frame: np.ndarray, backend: Backend) -> None:
         decoder.decode(encoder.encode(frame).packet)
 
 
+def _encode_all(encoder: Any, frames: list[np.ndarray], workers: int) -> list[bytes]:
+    """Packets of every frame: one at a time (workers 0), or one batch on `workers` processes."""
+    if not workers:
+        return [encoder.encode(rgb).packet for rgb in frames]
+    batch = encoder.backend.max_batch
+    return [e.packet for e in encoder.encode_batch(frames, workers=workers, network_batch=batch)]
+
+
+def _decode_all(decoder: Any, packets: list[bytes], workers: int) -> None:
+    if not workers:
+        for packet in packets:
+            decoder.decode(packet)
+        return
+    for item in decoder.decode_many(packets, workers=workers, network_batch=decoder.backend.max_batch):
+        if isinstance(item, Exception):
+            raise item
+
+
 def bench_size(config: BenchConfig, size: tuple[int, int], timed: TimedBackend) -> dict[str, Any]:
     """One row: fps, time shares and memory at one size."""
     width, height = size
@@ -121,13 +140,17 @@ def bench_size(config: BenchConfig, size: tuple[int, int], timed: TimedBackend) 
     if config.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     encoder, decoder = _codec(config, width, height, timed)
+    batched = config.workers > 1 and config.mode == "gc"
+    if batched:  # worker processes start before the clock does, as an engine is built before
+        encoder.start_workers(config.workers), decoder.start_workers(config.workers)
     timed.seconds, started = 0.0, time.perf_counter()
-    packets = [encoder.encode(rgb).packet for rgb in frames]
+    packets = _encode_all(encoder, frames, config.workers if batched else 0)
     encode, encode_net = time.perf_counter() - started, timed.seconds
     timed.seconds, started = 0.0, time.perf_counter()
-    for packet in packets:
-        decoder.decode(packet)
+    _decode_all(decoder, packets, config.workers if batched else 0)
     decode, decode_net = time.perf_counter() - started, timed.seconds
+    if batched:
+        encoder.close(), decoder.close()
     mux = mux_seconds(packets, encoder.config.pack(), width, height)
     n = len(frames)
     # Selective mode's keep masks are networks too (LiteRT segmenter and face detector, with MOG2).
@@ -170,6 +193,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "device": config.device,
         "precision": config.precision,
         "compile_mode": config.compile_mode,
+        "workers": config.workers,
         "torch_threads": torch.get_num_threads(),
         "clip": str(config.clip),
         "rows": rows,
@@ -185,6 +209,8 @@ def table(result: dict[str, Any]) -> str:
         f"engine {result['engine']}, mode {result['mode']}, device {result['device']}, {result['precision']}, "
         f"{result['torch_threads']} torch threads"
     )
+    if result.get("workers", 1) > 1:
+        head += f", entropy coding on {result['workers']} processes (batches, network batch up to the engine's)"
     lines = [head, " ".join(f"{name:>9}" for name in COLUMNS)]
     for row in result["rows"]:
         ms = row["ms_per_frame"]

@@ -48,6 +48,7 @@ class TorchBackend(Backend):
         check_device(device)
         if precision not in PRECISIONS:
             raise BackendUnavailableError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.max_batch = 8  # eager and compiled graphs take any B; 8 is where CUDA throughput levels off
         self.name = ("compile" if compile else "torch") + ("" if device == "cpu" else f"-{device}")
         self.device, self.precision = torch.device(device), precision
         graphs = TorchGraphs(build_torch_model(model)).to(self.device)

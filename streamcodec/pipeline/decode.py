@@ -7,6 +7,7 @@ next intra frame, so the rest of the file is not lost. Audio is carried over int
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -20,6 +21,7 @@ from ..bitstream import StreamConfig
 from ..codec import Decoder
 from ..errors import (
     CorruptStreamError,
+    StreamcodecError,
     TruncatedStreamError,
     UnreadableInputError,
     UnsupportedStreamError,
@@ -28,6 +30,7 @@ from ..io.demux import Source
 from ..io.mkv_reader import MatroskaReader, TrackInfo
 from ..metrics import QualityAccumulator
 from ..progress import Progress
+from .batch import decode_many
 from .conceal import FrameSlots
 from .encode import CODEC_ID
 from .sink import VideoSink, check_output
@@ -87,6 +90,7 @@ def decode_file(
     on_warning: Callable[[str], None] | None = None,
     salvage: bool = False,
     force: bool = False,
+    workers: int = 1,
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
@@ -95,13 +99,16 @@ def decode_file(
     (TruncatedStreamError) unless `salvage` is set: then everything before the cut is decoded
     and the truncation is reported through `on_warning`. An existing output file is refused
     (OutputExistsError, before any work) unless `force` is set; a folder of frames is written
-    only into a new or empty folder, whatever `force` says.
+    only into a new or empty folder, whatever `force` says. `workers` > 1 entropy-decodes a GC
+    stream's GOPs on that many processes (same frames and warnings; selective mode ignores it).
     """
+    if workers < 1:
+        raise ValueError(f"workers {workers} must be at least 1")
     if output is not None:
         check_output(output, force)
     started = time.perf_counter()
     with MatroskaReader(input, salvage=salvage) as reader:
-        decoding = _Decoding(reader, input, backend, salvage, on_warning)
+        decoding = _Decoding(reader, input, backend, salvage, on_warning, workers)
         sink = decoding.open_sink(output, reference, force) if output else None
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
         try:
@@ -112,6 +119,8 @@ def decode_file(
             raise
         finally:
             bar.close()
+            if workers > 1 and decoding.config.mode == "gc":
+                decoding.decoder.close()  # its worker processes
     return decoding.summary(output, time.perf_counter() - started)
 
 
@@ -124,9 +133,16 @@ class _Decoding:
     """
 
     def __init__(
-        self, reader: MatroskaReader, input: Path, backend: str, salvage: bool, on_warning: Callable[[str], None] | None
+        self,
+        reader: MatroskaReader,
+        input: Path,
+        backend: str,
+        salvage: bool,
+        on_warning: Callable[[str], None] | None,
+        workers: int = 1,
     ) -> None:
         self.reader, self.input, self.salvage, self.on_warning = reader, input, salvage, on_warning
+        self.workers = workers
         self.warnings: list[str] = []
         self.track, self.config = stream_track(reader, input)
         for problem in reader.damage:
@@ -154,16 +170,19 @@ class _Decoding:
         return sink
 
     def run(self, sink: VideoSink | None, bar: Progress) -> None:
-        """Decode every packet, conceal what is damaged or lost, and finish the output."""
+        """Decode every packet, conceal what is damaged or lost, and finish the output.
+
+        Reading runs ahead of decoding (with workers, by a few GOPs), so what reading finds (audio,
+        lost frames, container damage) waits in `pending` and is handled in file order, each video
+        packet when its frame comes back: the sink and the warnings see the same sequence whatever
+        `workers` is.
+        """
         self.sink, self.bar = sink, bar
-        for packet in self.reader.packets({self.track.number, *self.audio}, on_error=self._container_damage):
-            if packet.track != self.track.number:
-                if sink:
-                    sink.write_audio(packet.data, packet.time)
-                continue
-            shown_at, missing = self.slots.admit(packet.time, packet.suspect)
-            self._conceal_lost(missing)
-            self._emit(self._decode(packet.data, packet.time), shown_at)
+        self.pending: deque[tuple[str, Any]] = deque()
+        for outcome in decode_many(self.decoder, self._video_packets(), self.workers):
+            self._handle_pending(until_video=True)
+            self._emit(self._decoded(outcome), self._video_at)
+        self._handle_pending(until_video=False)
         if self.frames == 0:
             raise CorruptStreamError("holds no frames of the streamcodec track", self.input)
         self._conceal_lost(self.slots.at_end())
@@ -171,23 +190,49 @@ class _Decoding:
         if sink:
             sink.close()
 
+    def _video_packets(self) -> Iterator[bytes]:
+        """The codec track's packets; the rest of what reading finds is queued in `pending`."""
+        for packet in self.reader.packets({self.track.number, *self.audio}, on_error=self._container_damage):
+            if packet.track != self.track.number:
+                self.pending.append(("audio", packet))
+                continue
+            shown_at, missing = self.slots.admit(packet.time, packet.suspect)
+            self.pending.append(("video", (packet.time, shown_at, missing)))
+            yield packet.data
+
+    def _handle_pending(self, until_video: bool) -> None:
+        """Write queued audio, warnings and lost frames in file order, up to the next video packet."""
+        while self.pending:
+            kind, value = self.pending.popleft()
+            if kind == "audio":
+                if self.sink:
+                    self.sink.write_audio(value.data, value.time)
+            elif kind == "warning":
+                self.warn(value)
+            else:
+                self._packet_at, self._video_at, missing = value
+                self._conceal_lost(missing)
+                if until_video:
+                    return
+
     def _container_damage(self, error: CorruptStreamError) -> None:
         # Damage inside the file is concealed; a file that simply stops is refused whole,
         # unless the caller asked to salvage what is there.
         if isinstance(error, TruncatedStreamError) and not self.salvage:
             raise error
         self.slots.damage(isinstance(error, TruncatedStreamError))
-        self.warn(f"container damage: {error}")
+        self.pending.append(("warning", f"container damage: {error}"))
 
-    def _decode(self, data: bytes, at: Fraction) -> npt.NDArray[np.uint8]:
-        try:
-            self.last_good = self.decoder.decode(data)
-            return self.last_good
-        except CorruptStreamError as exc:
-            self.damaged += 1
-            where = f"frame {self.frames} at {float(at):.3f} s"
-            self.warn(f"{where} is damaged ({exc}); showing the last good frame until the next keyframe")
-            return self._last_good()
+    def _decoded(self, outcome: npt.NDArray[np.uint8] | StreamcodecError) -> npt.NDArray[np.uint8]:
+        if not isinstance(outcome, StreamcodecError):
+            self.last_good = outcome
+            return outcome
+        if not isinstance(outcome, CorruptStreamError):
+            raise outcome  # a stream this build cannot decode: no concealment helps
+        self.damaged += 1
+        where = f"frame {self.frames} at {float(self._packet_at):.3f} s"
+        self.warn(f"{where} is damaged ({outcome}); showing the last good frame until the next keyframe")
+        return self._last_good()
 
     def _last_good(self) -> npt.NDArray[np.uint8]:
         if self.last_good is None:  # nothing decoded yet: black

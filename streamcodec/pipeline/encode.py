@@ -29,6 +29,7 @@ from ..progress import Progress
 from ..selective.layers import FEATHER
 from ..selective.masks import DEFAULT_KEEP
 from .audio import AudioRoute
+from .batch import encoded_in_batches
 from .rate import choose_quality, estimate_rates, preview_budget
 
 CODEC_ID = "V_STREAMCODEC"
@@ -160,15 +161,17 @@ class _Muxing:
         self.writer.write(track, time, data, keyframe)
         self.sizes[track] += len(data)
 
-    def add(self, item: VideoFrame | AudioPacket) -> None:
+    def add(self, item: VideoFrame | AudioPacket, encoded: EncodedFrame | None = None) -> None:
+        """Write one item; a video frame is encoded here unless it comes `encoded` already."""
         if isinstance(item, AudioPacket):
             for packet in self.audio.packets(item) if self.audio else ():
                 self._write(AUDIO_TRACK, *packet)
             return
         keyframe = self.frames % self.encoder.config.gop == 0
         self._times.append(item.time)
-        for encoded in self.encoder.push(item.rgb):  # an offline selective encoder returns packets some frames late
-            self._video(encoded)
+        # An offline selective encoder returns packets some frames late; a GC batch came with its packet.
+        for ready in self.encoder.push(item.rgb) if encoded is None else [encoded]:
+            self._video(ready)
         if self.on_frame is not None:
             self.on_frame(item.time, self.encoder)
         if self.masks_to is not None:
@@ -277,6 +280,7 @@ def encode_file(
     threads: int | None = None,
     latency: str = "offline",
     feather: int = FEATHER,
+    workers: int = 1,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
 
@@ -298,8 +302,12 @@ def encode_file(
     defaults (two x265 threads, work side by side). The bytes are the same whatever it is. `latency`
     "offline" (the default for files) lets sc's fidelity codec look ahead, for fewer bits; "zero" codes
     each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
-    `feather` is the composite's blend width in pixels inside the kept region.
+    `feather` is the composite's blend width in pixels inside the kept region. `workers` > 1 (gc)
+    entropy-codes frames on that many processes, `BATCH_PER_WORKER` frames per worker at a time
+    (same bytes; `on_frame` then sees the encoder after the frame's batch).
     """
+    if workers < 1:
+        raise ValueError(f"workers {workers} must be at least 1")
     latency = "zero" if fidelity == "learned" else latency
     settings = SelectiveSettings(
         tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels, threads, latency, feather
@@ -343,13 +351,13 @@ def encode_file(
             if save_masks is not None:
                 save_masks.mkdir(parents=True, exist_ok=True)
                 muxing.masks_to = save_masks
-            for item in _prepared(_chain(head, items), encoder):
-                muxing.add(item)
+            for item, encoded in encoded_in_batches(_prepared(_chain(head, items), encoder), encoder, workers):
+                muxing.add(item, encoded)
                 if isinstance(item, VideoFrame):
                     bar.update(1, kbps=muxing.sizes[VIDEO_TRACK] * 8 / 1000 / muxing.duration(info.frame_rate))
             file_bytes = muxing.finish()
         bar.close()
-        if mode == "sc":
+        if mode == "sc" or workers > 1:
             encoder.close()
         damage = source.damage()
     summary = _summary(input, output, encoder, muxing, file_bytes, info.frame_rate, time.perf_counter() - started, audio)
@@ -435,3 +443,4 @@ def _prepared(items: Iterator[VideoFrame | AudioPacket], encoder: Encoder) -> It
             held = []
         held.append(item)
     yield from held
+
