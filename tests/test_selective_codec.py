@@ -121,10 +121,16 @@ def test_gc_packets_are_unchanged_by_the_mode_dispatch(clip: Path) -> None:
 
 
 def sc_packets(
-    frames: list[np.ndarray], *, ahead: bool, codec_threads: int = 2, latency: str = "zero", fidelity: str = "hevc"
+    frames: list[np.ndarray],
+    *,
+    ahead: bool,
+    codec_threads: int = 2,
+    latency: str = "zero",
+    fidelity: str = "hevc",
+    parallel: bool = True,
 ) -> list[bytes]:
     """Encode in SC (GOP 8); with `ahead`, each frame is given to prepare() one frame early, as a live loop would."""
-    options = SelectiveOptions(codec_threads=codec_threads, latency=latency, fidelity=fidelity)
+    options = SelectiveOptions(codec_threads=codec_threads, latency=latency, fidelity=fidelity, parallel=parallel)
     encoder = Encoder(160, 96, gop=GOP, selective=options)
     if ahead:
         encoder.prepare(frames[0])
@@ -446,6 +452,8 @@ def test_offline_latency_packets_are_deterministic_one_per_frame_and_decode_one_
     assert len(offline) == FRAMES
     assert sc_packets(frames, ahead=True, latency="offline", fidelity=fidelity) == offline
     assert sc_packets(frames, ahead=False, latency="offline", fidelity=fidelity, codec_threads=1) == offline
+    # All on the caller's thread: the plate is coded from the estimate as it was at its keyframe, not later.
+    assert sc_packets(frames, ahead=False, latency="offline", fidelity=fidelity, parallel=False) == offline
     assert offline != sc_packets(frames, ahead=False, fidelity=fidelity)  # the codec really ran differently
     keys = [bitstream.unpack_frame(packet).is_key for packet in offline]
     assert keys == [index % GOP == 0 for index in range(FRAMES)]
@@ -473,3 +481,23 @@ def test_offline_bitrate_restarts_the_coder_at_keyframes_and_loses_no_frame(clip
     assert summary.frames == len(packets) == FRAMES and config.extra["latency"] == "offline"
     decoder = Decoder(config)
     assert all(decoder.decode(packet).shape == (96, 160, 3) for packet in packets)
+
+
+def test_offline_plate_is_coded_from_the_estimate_at_its_keyframe_however_late_the_worker_runs(
+    clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, later frames update the background estimate before a keyframe's plate worker runs: it must not see them."""
+    import time as time_module
+
+    from streamcodec.selective.codec import SelectiveEncoder
+
+    frames = [item.rgb for item in source_frames(clip)]
+    serial = sc_packets(frames, ahead=False, latency="offline", parallel=False)
+    real = SelectiveEncoder._background_section
+
+    def late(self: SelectiveEncoder, *args: Any) -> dict[int, bytes]:
+        time_module.sleep(0.3)  # the caller's thread codes several frames meanwhile
+        return real(self, *args)
+
+    monkeypatch.setattr(SelectiveEncoder, "_background_section", late)
+    assert sc_packets(frames, ahead=False, latency="offline") == serial

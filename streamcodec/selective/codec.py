@@ -294,7 +294,8 @@ class SelectiveEncoder:
         self._wait_reconstruction()
         waited = time.perf_counter()
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
-        background = self._beside(self._background_section) if keyframe else None
+        # The estimate is copied here: offline, the next frames update it in place before the worker gets to it.
+        background = self._beside(self._background_section, self._estimate_picture()) if keyframe else None
         filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
         if not self._learned:
             raw = self._filled(rgb, kept, keyframe)
@@ -361,10 +362,13 @@ class SelectiveEncoder:
         # estimate += rate · (rgb − estimate) outside the kept region, in place (boolean indexing is ~90x slower).
         cv2.accumulateWeighted(rgb, self._estimate, BACKGROUND_RATE, mask=(~kept).view(np.uint8))
 
-    def _background_section(self) -> dict[int, bytes]:
-        """PLATE, or LATENTS and LABELS, for a keyframe: the last ones' bytes again while the background has not changed."""
+    def _estimate_picture(self) -> Image:
+        """The running background estimate as a picture (a copy)."""
         assert self._estimate is not None
-        estimate = np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
+
+    def _background_section(self, estimate: Image) -> dict[int, bytes]:
+        """PLATE, or LATENTS and LABELS, for a keyframe: the last ones' bytes again while the background has not changed."""
         # Compared with the estimate the last plate was coded from, not its decode: coding noise at
         # the plate's CRF alone would keep the PSNR under the threshold.
         held = self._background_source
