@@ -157,8 +157,9 @@ def _add_selective(p: Any) -> None:
     g.add_argument(
         "--fidelity",
         choices=["hevc", "av1", "learned"],
-        help="codec of the kept region: hevc (x265, default), av1 (SVT-AV1) or learned (the GC model's latents "
-        "inside the mask, zeroed outside; --model picks it; far below hevc in quality today)",
+        help="codec of the kept region: av1 (SVT-AV1; the default with --latency offline), hevc (x265; the default "
+        "with --latency zero) or learned (the GC model's latents inside the mask, zeroed outside; --model picks it; "
+        "far below both in quality today)",
     )
     g.add_argument(
         "--latency",
@@ -304,7 +305,7 @@ def _codec_list(text: str) -> list[str]:
 EVAL_EPILOG = """codecs:
   streamcodec-gc   our GC mode; its rate points are the model's quality levels
   streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
-  streamcodec-sc-av1      selective mode with --fidelity av1 (SVT-AV1; only when named)
+  streamcodec-sc-hevc     selective mode with --fidelity hevc (x265; only when named)
   streamcodec-sc-learned  selective mode with --fidelity learned (masked GC latents; only when named)
   x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)

@@ -45,10 +45,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def encoded(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The clip in SC (default mode) with GOP 8, and the masks the encoder kept; a coarse plate (CRF 45)."""
+    """The clip in SC (default mode: AV1 offline) with GOP 8, and the masks the encoder kept; a coarse plate (CRF 63)."""
     folder = tmp_path_factory.mktemp("sc-out")
     out, masks = folder / "sc.mkv", folder / "masks"
-    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks, bg_quality=45)
+    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks, bg_quality=63)
     assert summary.frames == FRAMES
     return out, masks
 
@@ -83,7 +83,8 @@ def region_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
 def test_sc_round_trip_keeps_count_timestamps_and_the_kept_region(clip: Path, encoded: tuple[Path, Path]) -> None:
     out, mask_folder = encoded
     config, packets, times = packets_of(out)
-    assert config.mode == "sc" and config.extra["fidelity"] == "hevc" and config.extra["background"] == "plate"
+    assert config.mode == "sc" and config.extra["fidelity"] == "av1" and config.extra["background"] == "plate"
+    assert config.extra["latency"] == "offline"  # files: SVT-AV1 looking ahead, unless asked otherwise
     source = source_frames(clip)
     assert len(packets) == len(source) == FRAMES
     assert times == pytest.approx([float(item.time) for item in source], abs=1e-3)
@@ -158,7 +159,7 @@ def test_encode_file_finds_masks_ahead_and_writes_the_serial_packets(clip: Path,
     """encode_file gives each frame to prepare() one frame early; the track holds exactly the serial encoder's packets."""
     encode_file(clip, tmp_path / "sc.mkv", gop=GOP, preview=False)
     frames = [item.rgb for item in source_frames(clip)]
-    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets(frames, ahead=False, latency="offline")
+    assert packets_of(tmp_path / "sc.mkv")[1] == sc_packets(frames, ahead=False, latency="offline", fidelity="av1")
 
 
 def test_prepare_refuses_frames_out_of_order(clip: Path) -> None:
@@ -476,7 +477,7 @@ def test_offline_encoder_refuses_encode_and_learned_has_no_offline_mode() -> Non
 
 def test_offline_bitrate_restarts_the_coder_at_keyframes_and_loses_no_frame(clip: Path, tmp_path: Path) -> None:
     """--bitrate with an offline coder drains it at each keyframe to count the GOP: still one packet per frame."""
-    summary = encode_file(clip, tmp_path / "rate.mkv", gop=GOP, preview=False, bitrate_kbps=40)
+    summary = encode_file(clip, tmp_path / "rate.mkv", gop=GOP, preview=False, bitrate_kbps=40, fidelity="hevc")
     config, packets, _ = packets_of(tmp_path / "rate.mkv")
     assert summary.frames == len(packets) == FRAMES and config.extra["latency"] == "offline"
     decoder = Decoder(config)
@@ -501,3 +502,10 @@ def test_offline_plate_is_coded_from_the_estimate_at_its_keyframe_however_late_t
 
     monkeypatch.setattr(SelectiveEncoder, "_background_section", late)
     assert sc_packets(frames, ahead=False, latency="offline") == serial
+
+
+def test_zero_latency_files_default_to_hevc(clip: Path, tmp_path: Path) -> None:
+    """`--latency zero` without --fidelity: x265, as the live demo codes; the stream says so."""
+    encode_file(clip, tmp_path / "zero.mkv", gop=GOP, preview=False, latency="zero", quality=1)
+    config = packets_of(tmp_path / "zero.mkv")[0]
+    assert config.extra["fidelity"] == "hevc" and config.extra["fill"] == "recon" and "latency" not in config.extra

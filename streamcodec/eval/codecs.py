@@ -37,7 +37,7 @@ from ..io.demux import Source, VideoFrame
 from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
-from ..pipeline.encode import encode_file
+from ..pipeline.encode import default_fidelity, encode_file
 from ..selective.layers import BG_OFFSET, FEATHER
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
@@ -167,7 +167,7 @@ class StreamcodecCodec(Codec):
         model_id = REGISTRY.entry(ctx.model).model_id
         return {
             "mode": self.mode,
-            **({"fidelity": self.fidelity} if self.fidelity else {}),
+            **({"fidelity": self.fidelity or default_fidelity("offline")} if self.mode == "sc" else {}),
             # encode_file's default latency for files: "offline" since 0.x (lookahead); older cells were zero latency.
             **(
                 {"latency": "zero" if self.fidelity == "learned" else "offline", "feather": FEATHER, "bg_offset": BG_OFFSET}
@@ -283,7 +283,7 @@ def _registry() -> dict[str, Codec]:
     x265 = {"preset": "medium", "x265-params": "log-level=error:info=0"}
     codecs: list[Codec] = [
         StreamcodecCodec("sc"),
-        StreamcodecCodec("sc", "av1"),  # the kept region by SVT-AV1 instead of x265
+        StreamcodecCodec("sc", "hevc"),  # the kept region by x265 instead of the default SVT-AV1
         StreamcodecCodec("sc", "learned"),  # the kept region as masked GC latents (Agustsson et al.'s own SC)
         StreamcodecCodec("gc"),
         FfmpegCodec("x264", "libx264", "H.264 (x264 medium, 2-pass)", options={"preset": "medium"}, two_pass="x264"),
@@ -303,4 +303,4 @@ def _registry() -> dict[str, Codec]:
 
 CODECS: dict[str, Codec] = _registry()
 #: What `streamcodec eval` runs without --codecs: all but the other fidelity layers (run when named).
-DEFAULT_CODECS: list[str] = [name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-av1")]
+DEFAULT_CODECS: list[str] = [name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-hevc")]

@@ -217,6 +217,12 @@ def _check_masks_folder(folder: Path) -> None:
         raise OutputError("is not a new or empty folder; --save-masks never writes into one that holds files", folder)
 
 
+def default_fidelity(latency: str) -> str:
+    """The kept region's codec when none is asked: SVT-AV1 offline (18-27 % fewer bits than x265 at equal
+    kept-region PSNR on every clip of the README's evaluation), x265 at zero latency (fast enough for live)."""
+    return "av1" if latency == "offline" else "hevc"
+
+
 @dataclass(frozen=True)
 class SelectiveSettings:
     """`encode_file`'s selective-mode arguments, gathered (see SelectiveOptions for their meaning)."""
@@ -270,7 +276,7 @@ def encode_file(
     keep: tuple[str, ...] | list[str] = DEFAULT_KEEP,
     mask_video: Path | None = None,
     segmenter: str = "selfie",
-    fidelity: str = "hevc",
+    fidelity: str | None = None,
     background: str = "plate",
     fg_quality: int | None = None,
     bg_quality: int | None = None,
@@ -302,12 +308,14 @@ def encode_file(
     defaults (two x265 threads, work side by side). The bytes are the same whatever it is. `latency`
     "offline" (the default for files) lets sc's fidelity codec look ahead, for fewer bits; "zero" codes
     each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
-    `feather` is the composite's blend width in pixels inside the kept region. `workers` > 1 (gc)
+    `feather` is the composite's blend width in pixels inside the kept region. `fidelity` None picks
+    `default_fidelity(latency)`. `workers` > 1 (gc)
     entropy-codes frames on that many processes, `BATCH_PER_WORKER` frames per worker at a time
     (same bytes; `on_frame` then sees the encoder after the frame's batch).
     """
     if workers < 1:
         raise ValueError(f"workers {workers} must be at least 1")
+    fidelity = fidelity or default_fidelity(latency)
     latency = "zero" if fidelity == "learned" else latency
     settings = SelectiveSettings(
         tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels, threads, latency, feather
@@ -443,4 +451,3 @@ def _prepared(items: Iterator[VideoFrame | AudioPacket], encoder: Encoder) -> It
             held = []
         held.append(item)
     yield from held
-
