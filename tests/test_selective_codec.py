@@ -509,3 +509,35 @@ def test_zero_latency_files_default_to_hevc(clip: Path, tmp_path: Path) -> None:
     encode_file(clip, tmp_path / "zero.mkv", gop=GOP, preview=False, latency="zero", quality=1)
     config = packets_of(tmp_path / "zero.mkv")[0]
     assert config.extra["fidelity"] == "hevc" and config.extra["fill"] == "recon" and "latency" not in config.extra
+
+
+def test_plate_blurs_what_was_never_background_and_keeps_what_was(tmp_path: Path) -> None:
+    """A region kept since the first frame is blurred in the plate (its pixels were never background);
+    the rest of the plate is the background itself, close to the source."""
+    import av
+
+    mask_path = tmp_path / "mask.mkv"
+    with av.open(str(mask_path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "gray"
+        for _ in range(GOP + 1):
+            luma = np.zeros((96, 160), dtype=np.uint8)
+            luma[16:80, 48:112] = 255  # always kept: 4 x 4 blocks of 16 px
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(luma, format="gray")))
+        container.mux(stream.encode())
+    from skimage import data
+
+    picture = np.ascontiguousarray(cv2.resize(data.astronaut(), (160, 96), interpolation=cv2.INTER_AREA))  # a real photo
+    options = SelectiveOptions(keep=(), mask_video=mask_path, bg_crf=20, latency="offline")
+    encoder = Encoder(160, 96, gop=GOP, selective=options)
+    packets = [e.packet for _ in range(GOP + 1) for e in encoder.push(picture)] + [e.packet for e in encoder.flush()]
+    encoder.close()
+    decoder = Decoder(encoder.config)
+    for packet in packets:
+        decoder.decode(packet)
+    plate = decoder.background
+    inside, outside = np.zeros((96, 160), bool), np.ones((96, 160), bool)
+    inside[16:80, 56:104] = True  # the kept blocks are columns 32..127 (8-px dilation, 16-px blocks), all rows
+    outside[:, 24:136] = False
+    assert region_psnr(plate, picture, outside) > 30  # the background itself
+    assert region_psnr(plate, picture, inside) < 20  # a blur of the never-seen face, not its texture

@@ -170,7 +170,12 @@ class StreamcodecCodec(Codec):
             **({"fidelity": self.fidelity or default_fidelity("offline")} if self.mode == "sc" else {}),
             # encode_file's default latency for files: "offline" since 0.x (lookahead); older cells were zero latency.
             **(
-                {"latency": "zero" if self.fidelity == "learned" else "offline", "feather": FEATHER, "bg_offset": BG_OFFSET}
+                {
+                    "latency": "zero" if self.fidelity == "learned" else "offline",
+                    "feather": FEATHER,
+                    "bg_offset": BG_OFFSET,
+                    "plate": "unseen-blur",
+                }
                 if self.mode == "sc"
                 else {}
             ),
