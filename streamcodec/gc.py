@@ -76,7 +76,31 @@ def _network_step(network_batch: int, backend: Backend) -> int:
     return min(network_batch, max(1, backend.max_batch))
 
 
-class GCEncoder:
+class _EntropyWorkers:
+    """The entropy-coding worker processes of a GC encoder or decoder, started on first use."""
+
+    config: StreamConfig
+    model: LoadedModel
+    _entropy: EntropyPool | None
+
+    def _pool(self, workers: int) -> EntropyPool:
+        if self._entropy is None or self._entropy.workers != workers:
+            self.close()
+            self._entropy = EntropyPool(CodingState(self.config, self.model.tables, self.model.config.factor), workers)
+        return self._entropy
+
+    def start_workers(self, workers: int) -> None:
+        """Start the `workers` entropy-coding processes now, not with the first batch (for timing)."""
+        self._pool(workers).start()
+
+    def close(self) -> None:
+        """Stop the entropy-coding worker processes, if any (a later batch starts new ones)."""
+        if self._entropy is not None:
+            self._entropy.close()
+            self._entropy = None
+
+
+class GCEncoder(_EntropyWorkers):
     """Encodes RGB frames of one size into frame packets.
 
     Args:
@@ -183,25 +207,8 @@ class GCEncoder:
         self._reference, self._index = symbols[-1], self._index + len(frames)
         return encoded
 
-    def _pool(self, workers: int) -> EntropyPool:
-        if self._entropy is None or self._entropy.workers != workers:
-            self.close()
-            state = CodingState(self.config, self.model.tables, self.model.config.factor)
-            self._entropy = EntropyPool(state, workers)
-        return self._entropy
 
-    def start_workers(self, workers: int) -> None:
-        """Start the `workers` entropy-coding processes now, not with the first batch (for timing)."""
-        self._pool(workers).start()
-
-    def close(self) -> None:
-        """Stop the entropy-coding worker processes, if any (a later batch starts new ones)."""
-        if self._entropy is not None:
-            self._entropy.close()
-            self._entropy = None
-
-
-class GCDecoder:
+class GCDecoder(_EntropyWorkers):
     """Decodes the frame packets of one stream back to RGB frames at the source size.
 
     Raises CorruptStreamError for a damaged packet, or for an inter frame whose reference was
@@ -274,19 +281,3 @@ class GCDecoder:
             # The reference follows each packet as it is handed out, as `decode` would leave it.
             self.symbols.reference = None if isinstance(item, StreamcodecError) else item
             yield item if isinstance(item, StreamcodecError) else next(frames)
-
-    def _pool(self, workers: int) -> EntropyPool:
-        if self._entropy is None or self._entropy.workers != workers:
-            self.close()
-            self._entropy = EntropyPool(CodingState(self.config, self.model.tables, self.model.config.factor), workers)
-        return self._entropy
-
-    def start_workers(self, workers: int) -> None:
-        """Start the `workers` entropy-coding processes now, not with the first batch (for timing)."""
-        self._pool(workers).start()
-
-    def close(self) -> None:
-        """Stop the entropy-decoding worker processes, if any."""
-        if self._entropy is not None:
-            self._entropy.close()
-            self._entropy = None
