@@ -214,6 +214,7 @@ SELECTIVE_FLAGS = (
     "labels",
     "fg_quality",
     "bg_quality",
+    "feather",
     "save_masks",
 )
 

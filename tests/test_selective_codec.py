@@ -284,6 +284,17 @@ def test_cli_encode_defaults_to_sc_and_mode_gc_works(clip: Path, tmp_path: Path)
     assert result.stderr.strip().splitlines() == ["streamcodec encode: error: --keep applies only to --mode sc"]
 
 
+def test_every_selective_flag_of_the_cli_reaches_the_stream(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "flags.mkv"
+    flags = ["--keep", "motion", "--fidelity", "hevc", "--latency", "zero", "--fg-quality", "30", "--bg-quality", "45"]
+    result = run_cli("encode", str(clip), "-o", str(out), "--no-preview", "--gop", str(GOP), *flags, "--feather", "0")
+    assert result.returncode == 0, result.stderr
+    extra = packets_of(out)[0].extra
+    got = {key: extra[key] for key in ("keep", "fidelity", "fg_crf", "bg_crf", "feather")}
+    assert got == {"keep": ["motion"], "fidelity": "hevc", "fg_crf": 30, "bg_crf": 45, "feather": 0}
+    assert "latency" not in extra  # zero latency is what streams without the key were
+
+
 def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "av1.mkv"
     encode_file(clip, out, preview=False, fidelity="av1", background="synth", fg_quality=40, keep=["motion"], gop=GOP)
