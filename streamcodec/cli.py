@@ -193,8 +193,8 @@ def _add_selective(p: Any) -> None:
         "--feather",
         type=_feather,
         metavar="PX",
-        help="width of the blend between kept region and background, inside the kept region, 0..16 px (default 1; "
-        "wider hides seams when the background moves, but mixes the coarser plate into the kept region)",
+        help="width of the blend between kept region and background, inside the kept region, 0..16 px (default 0; a "
+        "few px hide seams when the background moves or is synthesized, but mix the coarser plate into the kept region)",
     )
     g.add_argument(
         "--save-masks",

@@ -287,11 +287,11 @@ def test_cli_encode_defaults_to_sc_and_mode_gc_works(clip: Path, tmp_path: Path)
 def test_every_selective_flag_of_the_cli_reaches_the_stream(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "flags.mkv"
     flags = ["--keep", "motion", "--fidelity", "hevc", "--latency", "zero", "--fg-quality", "30", "--bg-quality", "45"]
-    result = run_cli("encode", str(clip), "-o", str(out), "--no-preview", "--gop", str(GOP), *flags, "--feather", "0")
+    result = run_cli("encode", str(clip), "-o", str(out), "--no-preview", "--gop", str(GOP), *flags, "--feather", "3")
     assert result.returncode == 0, result.stderr
     extra = packets_of(out)[0].extra
     got = {key: extra[key] for key in ("keep", "fidelity", "fg_crf", "bg_crf", "feather")}
-    assert got == {"keep": ["motion"], "fidelity": "hevc", "fg_crf": 30, "bg_crf": 45, "feather": 0}
+    assert got == {"keep": ["motion"], "fidelity": "hevc", "fg_crf": 30, "bg_crf": 45, "feather": 3}
     assert "latency" not in extra  # zero latency is what streams without the key were
 
 
@@ -308,7 +308,7 @@ def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
         "keep": ["motion"],
         "fg_crf": 40,
         "bg_crf": 58,
-        "feather": 1,
+        "feather": 0,
         "synth_model": "sc-small",
         "synth_model_id": SynthesisModel("sc-small").model_id,
         "labeler": "builtin",

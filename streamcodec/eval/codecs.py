@@ -38,6 +38,7 @@ from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
 from ..pipeline.encode import default_fidelity, encode_file
+from ..selective.fidelity import CODECS as FIDELITY_CODECS
 from ..selective.layers import BG_OFFSET, FEATHER
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
@@ -175,6 +176,7 @@ class StreamcodecCodec(Codec):
                     "feather": FEATHER,
                     "bg_offset": BG_OFFSET,
                     "plate": "unseen-blur",
+                    "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
                 }
                 if self.mode == "sc"
                 else {}

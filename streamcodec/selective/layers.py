@@ -37,10 +37,12 @@ LEARNED_LEVELS = (1, 4)
 BACKGROUNDS = ("plate", "synth")
 FILLS = ("recon", "flat", "blur")
 BLOCK = 16
-#: 1 px: each pixel of the blended band mixes in the plate, coded 8-10 CRF coarser, so a wider feather
-#: costs kept-region quality: on the still-camera clip (AV1, q3) 0 / 1 / 2 / 4 px give 35.45 / 35.07 /
-#: 34.66 / 33.92 dB inside the kept region (4 px, the old default, was worth about a quarter of the bits).
-FEATHER = 1
+#: 0 px: a feathered band mixes the plate, coded 8-18 CRF coarser, into the kept region's edge pixels. Kept-region
+#: PSNR with 1 px against 0 px (AV1 offline, `streamcodec encode --feather N`, q1..q4): still-camera clip 32.49 /
+#: 33.85 / 35.14 / 36.34 against 32.61 / 34.03 / 35.37 / 36.64 dB, carphone 0.13-0.25 dB less. The plate shows
+#: the same background as the kept blocks' edges, so the seam is a step in sharpness; a synth background or a
+#: moving camera may want a few pixels (`--feather`).
+FEATHER = 0
 
 
 @dataclass(frozen=True)
