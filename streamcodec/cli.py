@@ -134,6 +134,16 @@ def _crf(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0..1")
+    return value
+
+
 def _feather(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 16:
@@ -197,6 +207,14 @@ def _add_selective(p: Any) -> None:
         "few px hide seams when the background moves or is synthesized, but mix the coarser plate into the kept region)",
     )
     g.add_argument(
+        "--whole-above",
+        type=_share,
+        metavar="SHARE",
+        help="code a GOP whole, every block kept and no plate, when its keyframe keeps more than SHARE of the "
+        "picture (default 0.6; 1 = never): a talking head or a moving camera keeps most of it anyway, and there "
+        "the mask's edge and the plate cost more than the background they leave out",
+    )
+    g.add_argument(
         "--save-masks",
         type=Path,
         metavar="DIR",
@@ -215,6 +233,7 @@ SELECTIVE_FLAGS = (
     "fg_quality",
     "bg_quality",
     "feather",
+    "whole_above",
     "save_masks",
 )
 

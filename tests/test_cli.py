@@ -152,6 +152,14 @@ def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
 def test_bad_arguments_name_the_value_and_range(clip_with_audio: Path, tmp_path: Path) -> None:
     result = run_cli("encode", str(clip_with_audio), "-o", str(tmp_path / "q.mkv"), "--quality", "9")
     assert_one_line_error(result, "quality 9 is outside 1..4")
+    for flag, value, message in (
+        ("--whole-above", "1.5", "1.5 is outside 0..1"),
+        ("--feather", "17", "feather 17 is outside 0..16 px"),
+    ):
+        result = run_cli("encode", str(clip_with_audio), "-o", str(tmp_path / "q.mkv"), flag, value)
+        # argparse's own check: the usage, then one error line naming the flag
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == f"streamcodec encode: error: argument {flag}: {message}"
     result = run_cli("decode", str(tmp_path / "x.mkv"), "-o", str(tmp_path / "missing_dir" / "x.mp4"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamcodec import bitstream
-from streamcodec.bitstream import StreamConfig
+from streamcodec.bitstream import Frame, StreamConfig
 from streamcodec.codec import Decoder, Encoder, SelectiveOptions
 from streamcodec.errors import CorruptStreamError, ModelError, OutputError, StreamcodecError, UnsupportedStreamError
 from streamcodec.io.demux import Source, VideoFrame
@@ -22,6 +22,8 @@ from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.metrics import psnr, psnr_from_mse
 from streamcodec.pipeline.decode import decode_file, stream_track
 from streamcodec.pipeline.encode import encode_file
+from streamcodec.selective.codec import SelectiveDecoder
+from streamcodec.selective.maskcode import decode_mask, encode_mask
 from streamcodec.selective.synth import SynthesisModel
 from streamcodec.streaminfo import stream_info
 
@@ -287,12 +289,50 @@ def test_cli_encode_defaults_to_sc_and_mode_gc_works(clip: Path, tmp_path: Path)
 def test_every_selective_flag_of_the_cli_reaches_the_stream(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "flags.mkv"
     flags = ["--keep", "motion", "--fidelity", "hevc", "--latency", "zero", "--fg-quality", "30", "--bg-quality", "45"]
+    flags += ["--whole-above", "0"]  # not in the config: the second keyframe (motion by then) carries no plate
     result = run_cli("encode", str(clip), "-o", str(out), "--no-preview", "--gop", str(GOP), *flags, "--feather", "3")
     assert result.returncode == 0, result.stderr
     extra = packets_of(out)[0].extra
     got = {key: extra[key] for key in ("keep", "fidelity", "fg_crf", "bg_crf", "feather")}
     assert got == {"keep": ["motion"], "fidelity": "hevc", "fg_crf": 30, "bg_crf": 45, "feather": 3}
     assert "latency" not in extra  # zero latency is what streams without the key were
+    assert bitstream.PLATE not in bitstream.unpack_frame(packets_of(out)[1][GOP]).sections
+
+
+def test_a_gop_keeping_most_of_the_picture_is_coded_whole_with_no_plate(clip: Path, tmp_path: Path) -> None:
+    """Motion only: nothing moves yet at frame 0 (masked, a plate); by frame 8 it does, and whole_above 0 codes that GOP whole."""
+    whole, masked = tmp_path / "whole.mkv", tmp_path / "masked.mkv"
+    encode_file(clip, whole, gop=GOP, preview=False, keep=["motion"], whole_above=0.0)
+    encode_file(clip, masked, gop=GOP, preview=False, keep=["motion"], whole_above=1.0)
+    assert all(bitstream.PLATE in bitstream.unpack_frame(p).sections for p in packets_of(masked)[1][::GOP])
+    config, packets, _ = packets_of(whole)
+    frames = [bitstream.unpack_frame(packet) for packet in packets]
+    assert bitstream.PLATE in frames[0].sections and bitstream.PLATE not in frames[GOP].sections
+    shape = (-(-config.height // 16), -(-config.width // 16))
+    assert not decode_mask(frames[0].sections.get(bitstream.MASK, b""), shape, None).all()
+    assert decode_mask(frames[GOP].sections[bitstream.MASK], shape, None).all()
+    assert all(bitstream.MASK not in frame.sections for frame in frames[GOP + 1 :])  # unchanged: all kept
+    decoder = SelectiveDecoder(config)
+    for index, packet in enumerate(packets):
+        out = decoder.decode(packet)
+        if index >= GOP:  # the picture is the fidelity layer's, to the byte, and no background is in use
+            assert decoder.background is None and decoder.last_fidelity is not None
+            np.testing.assert_array_equal(out, decoder.last_fidelity)
+    source = [item.rgb for item in source_frames(clip)][GOP:]
+    every = np.ones(source[0].shape[:2], dtype=bool)
+    pictures = [decode_all(*packets_of(path)[:2])[GOP:] for path in (whole, masked)]
+    whole_psnr, masked_psnr = ([region_psnr(o, s, every) for o, s in zip(out, source, strict=True)] for out in pictures)
+    assert min(whole_psnr) > max(masked_psnr)  # masked shows the frame-0 plate where nothing moved
+
+    # A frame that leaves blocks to a background the whole GOP's keyframe never sent is refused.
+    partial = np.ones(shape, dtype=bool)
+    partial[0, 0] = False
+    sections = {**frames[GOP + 1].sections, bitstream.MASK: encode_mask(partial, np.ones(shape, dtype=bool))}
+    crafted = bitstream.pack_frame(Frame(frames[GOP + 1].frame_type, sections, 1))
+    decoder = SelectiveDecoder(config)
+    decoder.decode(packets[GOP])
+    with pytest.raises(CorruptStreamError, match="did not send"):
+        decoder.decode(crafted)
 
 
 def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
 from ..pipeline.encode import default_fidelity, encode_file
 from ..selective.fidelity import CODECS as FIDELITY_CODECS
-from ..selective.layers import BG_OFFSET, FEATHER
+from ..selective.layers import BG_OFFSET, FEATHER, WHOLE_ABOVE
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
 from .roi import ROI_QOFFSET, roi_rectangles
@@ -177,6 +177,7 @@ class StreamcodecCodec(Codec):
                     "bg_offset": BG_OFFSET,
                     "plate": "unseen-blur",
                     "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
+                    "whole_above": WHOLE_ABOVE,
                 }
                 if self.mode == "sc"
                 else {}

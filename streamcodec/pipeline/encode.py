@@ -26,7 +26,7 @@ from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
-from ..selective.layers import FEATHER
+from ..selective.layers import FEATHER, WHOLE_ABOVE
 from ..selective.masks import DEFAULT_KEEP
 from .audio import AudioRoute
 from .batch import encoded_in_batches
@@ -238,6 +238,7 @@ class SelectiveSettings:
     threads: int | None = None
     latency: str = "offline"
     feather: int = FEATHER
+    whole_above: float = WHOLE_ABOVE
 
     def options(self, frame_rate: Fraction) -> SelectiveOptions:
         options = SelectiveOptions(
@@ -252,6 +253,7 @@ class SelectiveSettings:
             frame_rate=frame_rate,
             latency=self.latency,
             feather=self.feather,
+            whole_above=self.whole_above,
         )
         if self.threads is None:
             return options
@@ -286,6 +288,7 @@ def encode_file(
     threads: int | None = None,
     latency: str = "offline",
     feather: int = FEATHER,
+    whole_above: float = WHOLE_ABOVE,
     workers: int = 1,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
@@ -308,7 +311,8 @@ def encode_file(
     defaults (two x265 threads, work side by side). The bytes are the same whatever it is. `latency`
     "offline" (the default for files) lets sc's fidelity codec look ahead, for fewer bits; "zero" codes
     each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
-    `feather` is the composite's blend width in pixels inside the kept region. `fidelity` None picks
+    `feather` is the composite's blend width in pixels inside the kept region; a GOP whose keyframe keeps
+    more than `whole_above` of the picture is coded whole, with no plate. `fidelity` None picks
     `default_fidelity(latency)`. `workers` > 1 (gc)
     entropy-codes frames on that many processes, `BATCH_PER_WORKER` frames per worker at a time
     (same bytes; `on_frame` then sees the encoder after the frame's batch).
@@ -318,7 +322,18 @@ def encode_file(
     fidelity = fidelity or default_fidelity(latency)
     latency = "zero" if fidelity == "learned" else latency
     settings = SelectiveSettings(
-        tuple(keep), mask_video, segmenter, fidelity, background, fg_quality, bg_quality, labels, threads, latency, feather
+        tuple(keep),
+        mask_video,
+        segmenter,
+        fidelity,
+        background,
+        fg_quality,
+        bg_quality,
+        labels,
+        threads,
+        latency,
+        feather,
+        whole_above,
     )
     if save_masks is not None:
         if mode != "sc":

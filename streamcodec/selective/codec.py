@@ -126,6 +126,7 @@ class SelectiveEncoder:
         self._background_sections: dict[int, bytes] = {}
         self._background_source: Image | None = None
         self._blocks: Mask | None = None
+        self._whole = False  # the current GOP is coded whole (no mask edge, no plate)
         self._pending: deque[tuple[dict[int, bytes], Future[dict[int, bytes]] | None, bool]] = deque()
         self._last_packet = b""
         self._index = 0
@@ -287,6 +288,11 @@ class SelectiveEncoder:
         started = time.perf_counter()
         self.last_mask = self._mask_pipeline.next(rgb)
         blocks = block_mask(self.last_mask, BLOCK)
+        if keyframe:
+            self._whole = self._codes_whole(blocks)
+        if self._whole:  # this GOP keeps everything: the mask says so, and the keyframe sends no plate
+            blocks = np.ones_like(blocks)
+            self.last_mask = np.ones_like(self.last_mask)
         kept = expand(blocks, self.config.height, self.config.width, BLOCK)
         self._update_estimate(rgb, kept)
         masked = time.perf_counter()
@@ -300,7 +306,10 @@ class SelectiveEncoder:
         waited = time.perf_counter()
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         # The estimate is copied here: offline, the next frames update it in place before the worker gets to it.
-        background = self._beside(self._background_section, self._plate_picture()) if keyframe else None
+        background = self._beside(self._background_section, self._plate_picture()) if keyframe and not self._whole else None
+        if keyframe and self._whole:
+            background = Future()
+            background.set_result({})
         filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
         if not self._learned:
             raw = self._filled(rgb, kept, keyframe)
@@ -312,6 +321,13 @@ class SelectiveEncoder:
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return sections, background, filled
+
+    def _codes_whole(self, blocks: Mask) -> bool:
+        """Whether the GOP starting with this keyframe's `blocks` is coded whole (see SelectiveOptions.whole_above)."""
+        if self._learned or self._synth or not blocks.any():
+            return False
+        kept = expand(blocks, self.config.height, self.config.width, BLOCK)
+        return float(kept.mean()) > self.options.whole_above
 
     def _finish(
         self, sections: dict[int, bytes], background: Future[dict[int, bytes]] | None, keyframe: bool, access_unit: bytes
@@ -521,7 +537,8 @@ class SelectiveDecoder:
         else:
             self._fidelity = FidelityDecoder(codec, width=width, height=height)
         self._plate = FidelityDecoder(PLATE_CODEC[codec], width=width, height=height)
-        self._background: tuple[tuple[bytes, ...], Image] | None = None
+        self._background: tuple[tuple[bytes, ...], Image] | None = None  # the last background decoded, by its bytes
+        self._shown: Image | None = None  # this GOP's background
         self._blocks: Mask | None = None
         self._crc: int | None = None
         self.last_fidelity: Image | None = None
@@ -529,8 +546,8 @@ class SelectiveDecoder:
 
     @property
     def background(self) -> Image | None:
-        """The decoded background layer in use (None before the first keyframe)."""
-        return None if self._background is None else self._background[1]
+        """The decoded background layer in use (None before the first keyframe, and in a GOP coded whole)."""
+        return self._shown
 
     def decode(self, packet: bytes) -> Image:
         """One packet → (height, width, 3) uint8; CorruptStreamError for damage or a lost reference."""
@@ -551,9 +568,12 @@ class SelectiveDecoder:
         started = time.perf_counter()
         shape = (-(-self.config.height // BLOCK), -(-self.config.width // BLOCK))
         blocks = decode_mask(frame.sections.get(bitstream.MASK, b""), shape, None if frame.is_key else self._blocks)
-        background = self._background_of(frame) if frame.is_key else self.background
-        if background is None:
-            raise CorruptStreamError("selective inter frame before any keyframe")
+        if frame.is_key:
+            self._shown = self._background_of(frame, blocks)
+        background = self._shown
+        if background is None and not blocks.all():
+            # Inter frames come only after a keyframe (_check_reference): that keyframe kept everything, sent no plate.
+            raise CorruptStreamError("selective frame leaves part of the picture to a background its keyframe did not send")
         layers = time.perf_counter()
         height, width = self.config.height, self.config.width
         if isinstance(self._fidelity, LearnedDecoder):
@@ -561,7 +581,7 @@ class SelectiveDecoder:
         else:
             fidelity = self._fidelity.decode(frame.sections[bitstream.FIDELITY])[:height, :width]
         decoded = time.perf_counter()
-        out = self._compositor(fidelity, background, blocks) if self.compose else fidelity
+        out = self._compositor(fidelity, background, blocks) if self.compose and background is not None else fidelity
         self.timings["layers"] += layers - started
         self.timings["fidelity"] += decoded - layers
         self.timings["composite"] += time.perf_counter() - decoded
@@ -578,12 +598,17 @@ class SelectiveDecoder:
                 f"0x{self._crc:02x} (a frame was lost)"
             )
 
-    def _background_of(self, frame: Frame) -> Image:
-        """The keyframe's background, decoded once per distinct plate or latents + labels (a static scene costs nothing)."""
+    def _background_of(self, frame: Frame, blocks: Mask) -> Image | None:
+        """The keyframe's background, decoded once per distinct plate or latents + labels (a static scene costs nothing).
+
+        None for a plate stream's keyframe that keeps every block and so carries no plate (a GOP coded whole).
+        """
         if self._synth is not None:
             key = self._synth.key(frame)
         else:
             key = (frame.sections.get(bitstream.PLATE, b""),)
+            if not key[0] and blocks.all():
+                return None  # the last plate stays cached: a later keyframe may send the same bytes again
             if not key[0]:
                 raise CorruptStreamError("selective keyframe has no plate section")
         if self._background is not None and self._background[0] == key:
