@@ -96,7 +96,7 @@ def _lsgan_g(fake: list[list[Tensor]]) -> Tensor:
 
 
 def r1_penalty(disc: MultiScaleDiscriminator, real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real crops, summed over D's scales.
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real crops per patch, summed over D's scales.
 
     Args:
         disc: the discriminator.
@@ -110,9 +110,11 @@ def r1_penalty(disc: MultiScaleDiscriminator, real: Tensor) -> Tensor:
         outs = disc(x)
         total = x.new_zeros(())
         for scale in outs:
-            # Every patch is a decision: the gradient of the summed patch scores, per picture.
+            # Every patch is a decision, and D's loss is a mean over patches: the squared gradient of
+            # the summed patch scores over the patch count is about the mean of each patch's own R1
+            # (receptive fields overlap little), so one gamma serves every crop size.
             (grad,) = torch.autograd.grad(scale[-1].float().sum(), x, create_graph=True, retain_graph=True)
-            total = total + grad.pow(2).flatten(1).sum(1).mean()
+            total = total + grad.pow(2).flatten(1).sum(1).mean() / scale[-1][0].numel()
     return total
 
 
