@@ -59,6 +59,11 @@ class TrainConfig:
     r1_every: int = 16
     d_spectral_norm: bool = False
 
+    def __post_init__(self) -> None:
+        if self.r1_every < 1 or self.r1_gamma < 0 or (self.d_lr is not None and self.d_lr <= 0):
+            got = f"{self.r1_every}, {self.r1_gamma}, {self.d_lr}"
+            raise ValueError(f"r1_every must be >= 1, r1_gamma >= 0 and d_lr > 0 (got {got})")
+
 
 def load_config(path: Path) -> tuple[str, GCConfig | SCConfig, TrainConfig | SCTrainConfig]:
     """Read a TOML training config: `name`, `[model]` (GCConfig) and `[train]` (TrainConfig).
@@ -80,11 +85,11 @@ def load_config(path: Path) -> tuple[str, GCConfig | SCConfig, TrainConfig | SCT
     unknown = set(raw.get("train", {})) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"{path}: unknown [train] keys {sorted(unknown)}")
-    return (
-        str(raw.get("name", path.stem)),
-        GCConfig.from_dict(raw.get("model", {})),
-        TrainConfig(**raw.get("train", {})),
-    )
+    try:
+        cfg = TrainConfig(**raw.get("train", {}))
+    except ValueError as exc:
+        raise ValueError(f"{path}: [train] {exc}") from None
+    return str(raw.get("name", path.stem)), GCConfig.from_dict(raw.get("model", {})), cfg
 
 
 def _lsgan_d(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
@@ -255,7 +260,7 @@ class Trainer:
         """Whether this step's discriminator update carries the R1 penalty."""
         cfg = self.cfg
         assert isinstance(cfg, TrainConfig)
-        return cfg.r1_gamma > 0 and self.step % max(cfg.r1_every, 1) == 0
+        return cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
 
     def done(self) -> bool:
         return self.step >= self.cfg.steps

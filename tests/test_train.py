@@ -215,6 +215,8 @@ def test_d_lr_reaches_the_discriminator_optimizer(tmp_path: Path) -> None:
     args = train_gpu.build_parser().parse_args(
         ["--config", "c", "--data", "d", "--out", "o", "--d-lr", "1e-5", "--r1-gamma", "0", "--no-d-spectral-norm"])
     assert train_gpu._overrides(args) == {"d_lr": 1e-5, "r1_gamma": 0.0, "d_spectral_norm": False}
+    with pytest.raises(ValueError, match="r1_every must be >= 1"):
+        TrainConfig(r1_every=0)
     _, _, recipe = load_config(Path(__file__).parents[1] / "configs" / "gc-gpu.toml")
     assert recipe.d_lr == recipe.lr / 4 and recipe.r1_gamma > 0 and recipe.d_spectral_norm  # type: ignore[union-attr]
     _, _, cpu = load_config(Path(__file__).parents[1] / "configs" / "gc-small.toml")
