@@ -146,15 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="override the config's batch size")
     p.add_argument("--crop", type=int, help="override the config's crop size")
     p.add_argument("--lambda-adv", type=float, help="override the config's adversarial weight")
+    p.add_argument("--d-lr", type=float, help="override the discriminator's learning rate (config d_lr; unset: lr)")
+    p.add_argument("--r1-gamma", type=float, help="override the R1 penalty weight on real crops (0: off)")
+    p.add_argument("--r1-every", type=int, help="override how many steps apart the (lazy) R1 penalty is applied")
+    p.add_argument(
+        "--d-spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="spectral norm on the discriminator's convs (--no-d-spectral-norm: without; default: the config's)",
+    )
     return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    names = ("steps", "batch", "crop", "lambda_adv", "d_lr", "r1_gamma", "r1_every", "d_spectral_norm")
+    # `is not None`: --r1-gamma 0 and --no-d-spectral-norm are overrides too.
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name, model_cfg, cfg = load_config(args.config)
-    overrides = {k: v for k, v in (
-        ("steps", args.steps), ("batch", args.batch), ("crop", args.crop), ("lambda_adv", args.lambda_adv)) if v}
-    cfg = type(cfg)(**(cfg.__dict__ | overrides))
+    cfg = type(cfg)(**(cfg.__dict__ | _overrides(args)))
     device = _device(args.device)
     torch.backends.cudnn.benchmark = True
     sampler = PackedCrops(args.data, cfg.crop, cfg.seed, device)

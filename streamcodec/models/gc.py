@@ -157,11 +157,17 @@ class PatchDiscriminator(nn.Module):
 
 
 class MultiScaleDiscriminator(nn.Module):
-    """D at full and half resolution (pix2pixHD)."""
+    """D at full and half resolution (pix2pixHD); `spectral_norm` bounds every conv's Lipschitz constant."""
 
-    def __init__(self, scales: int = 2) -> None:
+    def __init__(self, scales: int = 2, spectral_norm: bool = False) -> None:
         super().__init__()
         self.scales = nn.ModuleList(PatchDiscriminator() for _ in range(scales))
+        self.spectral_norm = spectral_norm
+        if spectral_norm:
+            # Parametrized weights are stored as `parametrizations.weight.original` (+ `_u`, `_v`):
+            # a checkpoint only loads into a discriminator built with the same option.
+            for conv in [m for m in self.modules() if isinstance(m, nn.Conv2d)]:
+                nn.utils.parametrizations.spectral_norm(conv)
 
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         outs = []
