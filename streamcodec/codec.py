@@ -95,14 +95,18 @@ class Encoder:
         """Encode the next frame of the stream."""
         return self.impl.encode(rgb)
 
-    def push(self, rgb: npt.NDArray[np.uint8]) -> list[EncodedFrame]:
+    def push(self, rgb: npt.NDArray[np.uint8], source: Any = None) -> list[EncodedFrame]:
         """Give the next frame; the frames whose packets are complete come back, oldest first.
 
         Always exactly this frame's, except for selective mode with latency "offline", whose fidelity codec
         looks ahead and holds frames back: then `flush` at the end returns the rest. Works for every mode.
+        `source` is optionally the decoded av.VideoFrame `rgb` came from (selective mode codes the kept
+        region from its own 4:2:0 planes when they convert to exactly `rgb`; GC ignores it).
         """
         push = getattr(self.impl, "push", None)
-        return push(rgb) if push is not None else [self.impl.encode(rgb)]
+        if push is None:
+            return [self.impl.encode(rgb)]
+        return push(rgb, source) if self.config.mode == "sc" else push(rgb)
 
     def flush(self) -> list[EncodedFrame]:
         """The packets still held back after the last `push` (none but for an offline selective encoder)."""

@@ -168,3 +168,69 @@ def test_fill_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="how 'noise'"):
         fill_outside(rgb, mask, "noise")
     assert estimate_plate([rgb, rgb + 2, rgb + 4]).max() == 2
+
+
+def _yuv_frames(count: int = 3, width: int = 64, height: int = 48) -> list[Any]:
+    """Decoded-like yuv420p frames of a real photo, as a demuxer gives them."""
+    import av
+
+    from streamcodec.selective.fidelity import rgb_to_frame
+
+    return [av.VideoFrame.from_ndarray(rgb_to_frame(f).to_ndarray(), format="yuv420p") for f in _frames(width, height, count)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_merge_takes_the_kept_blocks_luma_and_chroma_from_inside(rows: int, cols: int, seed: int) -> None:
+    from streamcodec.selective.planes import merge
+
+    rng = np.random.default_rng(seed)
+    height, width = rows * 16, cols * 16
+    inside, outside = (rng.integers(0, 256, (height * 3 // 2, width), dtype=np.uint8) for _ in range(2))
+    blocks = rng.random((rows, cols)) < 0.5
+    out = merge(inside, outside, blocks)
+    y, chroma = out[:height], out[height:].reshape(2, height // 2, width // 2)
+    want_y = np.where(np.kron(blocks, np.ones((16, 16), bool)), inside[:height], outside[:height])
+    cells = np.kron(blocks, np.ones((8, 8), bool))
+    for plane, got in enumerate(chroma):
+        source = [p[height:].reshape(2, height // 2, width // 2)[plane] for p in (inside, outside)]
+        np.testing.assert_array_equal(got, np.where(cells, *source))
+    np.testing.assert_array_equal(y, want_y)
+
+
+def test_a_source_frame_stands_in_only_when_it_converts_to_the_very_rgb() -> None:
+    import av
+
+    from streamcodec.selective.fidelity import frame_to_rgb
+    from streamcodec.selective.planes import usable_source
+
+    frame = _yuv_frames(1)[0]
+    rgb = frame_to_rgb(frame)
+    assert usable_source(frame, rgb)
+    changed = rgb.copy()
+    changed[5, 5, 1] ^= 1
+    assert not usable_source(frame, changed)  # some other conversion made this RGB
+    assert not usable_source(frame.reformat(format="yuv444p"), rgb)
+    odd = av.VideoFrame.from_ndarray(np.zeros((27, 64), np.uint8), format="yuv420p")  # 18 rows: not a multiple of 4
+    assert not usable_source(odd, frame_to_rgb(odd))
+    assert not usable_source(None, rgb)
+
+
+def test_planes_are_coded_as_given_and_a_wrong_shape_is_refused() -> None:
+    from streamcodec.selective.fidelity import frame_to_rgb
+    from streamcodec.selective.planes import source_planes
+
+    frames = _yuv_frames(3)
+    rgbs = [frame_to_rgb(f) for f in frames]
+    pictures = []
+    for inputs in ([source_planes(f) for f in frames], rgbs):
+        with FidelityEncoder(64, 48, 25, codec="hevc", qp=0) as encoder:
+            units = [encoder.encode(p, i == 0) for i, p in enumerate(inputs)]
+            with pytest.raises(ValueError, match="fidelity planes must be"):
+                encoder.encode(source_planes(frames[0])[:-8], False)
+        decoder = FidelityDecoder("hevc", width=64, height=48)
+        pictures.append([decoder.decode(unit) for unit in units])
+    # QP 0 keeps its input almost exactly: the planes come back as the source's own picture, while the same
+    # picture given as RGB first goes through RGB → 4:2:0 again, which loses a few dB by itself.
+    for planes_out, rgb_out, rgb in zip(*pictures, rgbs, strict=True):
+        assert _psnr(planes_out, rgb) > _psnr(rgb_out, rgb) + 2 > 40

@@ -178,6 +178,7 @@ class StreamcodecCodec(Codec):
                     "plate": "unseen-blur",
                     "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
                     "whole_above": WHOLE_ABOVE,
+                    "fidelity_input": "source-planes",  # the kept blocks from the source's 4:2:0 planes
                 }
                 if self.mode == "sc"
                 else {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class VideoFrame:
     rgb: npt.NDArray[np.uint8]  # as coded: not turned by the display rotation
     time: Fraction
     rotation: int = 0  # display matrix rotation, degrees counter-clockwise (PyAV's VideoFrame.rotation)
+    source: av.VideoFrame | None = field(default=None, repr=False, compare=False)  # the decoded frame `rgb` is from
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Source:
                         yield AudioPacket(bytes(packet), packet.pts * packet.time_base, packet.is_keyframe, packet)
                     continue
                 for frame in self._decode(packet):
-                    yield VideoFrame(self._rgb(frame), self._frame_time(frame, self.decoded), frame.rotation)
+                    yield VideoFrame(self._rgb(frame), self._frame_time(frame, self.decoded), frame.rotation, frame)
                     self._count_null_frames(frame, previous_pts)
                     previous_pts = frame.pts
                     self.decoded += 1

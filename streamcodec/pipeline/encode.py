@@ -170,7 +170,7 @@ class _Muxing:
         keyframe = self.frames % self.encoder.config.gop == 0
         self._times.append(item.time)
         # An offline selective encoder returns packets some frames late; a GC batch came with its packet.
-        for ready in self.encoder.push(item.rgb) if encoded is None else [encoded]:
+        for ready in self.encoder.push(item.rgb, item.source) if encoded is None else [encoded]:
             self._video(ready)
         if self.on_frame is not None:
             self.on_frame(item.time, self.encoder)

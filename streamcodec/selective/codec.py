@@ -50,6 +50,7 @@ from .layers import BLOCK, PLATE_CODEC, SC_QUALITY_LEVELS, Compositor, Selective
 from .learned import LearnedDecoder, LearnedEncoder
 from .maskcode import block_mask, decode_mask, encode_mask, expand
 from .masks import create_mask_source
+from .planes import merge, source_planes, to_planes, usable_source
 
 __all__ = ["SC_QUALITY_LEVELS", "SelectiveDecoder", "SelectiveEncoder", "SelectiveOptions"]
 
@@ -127,6 +128,8 @@ class SelectiveEncoder:
         self._background_source: Image | None = None
         self._blocks: Mask | None = None
         self._whole = False  # the current GOP is coded whole (no mask edge, no plate)
+        self._source_tags: tuple[object, ...] | None = None  # () when the source's planes cannot be used
+        self._last_planes: npt.NDArray[np.uint8] | None = None  # the last I420 fidelity input, for the hold
         self._pending: deque[tuple[dict[int, bytes], Future[dict[int, bytes]] | None, bool]] = deque()
         self._last_packet = b""
         self._index = 0
@@ -218,13 +221,17 @@ class SelectiveEncoder:
         if self.options.parallel:  # serial (one core's budget): the mask is found in `encode`, the same mask
             self._mask_pipeline.prepare(rgb)
 
-    def encode(self, rgb: Image) -> EncodedFrame:
-        """Encode the next frame of the stream (latency "zero"; offline, use `push` and `flush`)."""
+    def encode(self, rgb: Image, source: Any = None) -> EncodedFrame:
+        """Encode the next frame of the stream (latency "zero"; offline, use `push` and `flush`).
+
+        `source` is optionally the decoded av.VideoFrame `rgb` came from: when it is 4:2:0 and converts to
+        exactly `rgb`, the kept blocks are coded from its own planes (`planes.py`).
+        """
         if self.offline:
             raise ValueError("an offline selective encoder takes push() and flush(), not encode()")
         self._check_frame(rgb)
         keyframe = self._start(rgb)
-        sections, background, filled = self._front(rgb, keyframe)
+        sections, background, filled = self._front(rgb, keyframe, source)
         assert self._fidelity is not None
         started = time.perf_counter()
         if isinstance(self._fidelity, LearnedEncoder):
@@ -238,14 +245,15 @@ class SelectiveEncoder:
             self._reconstruction = self._beside(self._reconstruct, access_unit)
         return self._finish(sections, background, keyframe, access_unit)
 
-    def push(self, rgb: Image) -> list[EncodedFrame]:
+    def push(self, rgb: Image, source: Any = None) -> list[EncodedFrame]:
         """Give the next frame; returns the frames whose packets are complete, oldest first.
 
         Zero latency: always this frame's. Offline: the fidelity codec holds frames while it looks ahead,
         so often none, later several; `flush` returns the rest at the end. Packets come in stream order.
+        `source` as for `encode`.
         """
         if not self.offline:
-            return [self.encode(rgb)]
+            return [self.encode(rgb, source)]
         self._check_frame(rgb)
         ready: list[EncodedFrame] = []
         restart = self._index % self.config.gop == 0 and self._index > 0 and self._target_kbps is not None
@@ -255,7 +263,7 @@ class SelectiveEncoder:
             if self._fg_crf == crf:
                 self._open_coders()
         keyframe = self._start(rgb, adapt=not restart)
-        sections, background, filled = self._front(rgb, keyframe)
+        sections, background, filled = self._front(rgb, keyframe, source)
         self._pending.append((sections, background, keyframe))
         assert isinstance(self._fidelity, FidelityEncoder)
         started = time.perf_counter()
@@ -283,7 +291,9 @@ class SelectiveEncoder:
         self._index += 1
         return keyframe
 
-    def _front(self, rgb: Image, keyframe: bool) -> tuple[dict[int, bytes], Future[dict[int, bytes]] | None, Image]:
+    def _front(
+        self, rgb: Image, keyframe: bool, source: Any = None
+    ) -> tuple[dict[int, bytes], Future[dict[int, bytes]] | None, Image]:
         """Masks, the mask section, the keyframe's background (started beside) and the filled fidelity input."""
         started = time.perf_counter()
         self.last_mask = self._mask_pipeline.next(rgb)
@@ -313,7 +323,7 @@ class SelectiveEncoder:
         filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
         if not self._learned:
             raw = self._filled(rgb, kept, keyframe)
-            filled = fidelity_frame(raw)
+            filled = self._fidelity_input(raw, blocks, keyframe, rgb, source)
             if self.offline:
                 self._last_fidelity = raw  # the next fill holds this input where nothing is kept
         for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("decode", waited - coded)):
@@ -321,6 +331,26 @@ class SelectiveEncoder:
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return sections, background, filled
+
+    def _fidelity_input(self, raw: Image, blocks: Mask, keyframe: bool, rgb: Image, source: Any) -> Image:
+        """What the fidelity codec takes: the filled RGB, or I420 planes whose kept blocks are the source's own."""
+        if source is None or not self._source_usable(source, rgb):
+            self._last_planes = None
+            return fidelity_frame(raw)
+        # Offline, the hold fill repeats last frame's input planes exactly (an RGB hold would convert the
+        # blocks taken from the source's planes differently, and they would no longer be exact skips).
+        hold = self.offline and self.options.fill == "recon" and not keyframe and self._last_planes is not None
+        outside = self._last_planes if hold else to_planes(raw)
+        assert outside is not None
+        self._last_planes = merge(source_planes(source), outside, blocks, BLOCK)
+        return self._last_planes
+
+    def _source_usable(self, source: Any, rgb: Image) -> bool:
+        """`planes.usable_source`, checked to the pixel on the first frame, then by the frames' format and tags."""
+        tags = (source.format.name, source.width, source.height, source.colorspace, source.color_range)
+        if self._source_tags is None:
+            self._source_tags = tags if usable_source(source, rgb) else ()
+        return tags == self._source_tags
 
     def _codes_whole(self, blocks: Mask) -> bool:
         """Whether the GOP starting with this keyframe's `blocks` is coded whole (see SelectiveOptions.whole_above)."""

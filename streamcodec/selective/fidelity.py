@@ -224,7 +224,8 @@ class FidelityEncoder:
         """Give the next frame; returns the access units the codec has finished, oldest first (offline: often none).
 
         Args:
-            rgb, keyframe: as for `encode`.
+            rgb, keyframe: as for `encode`; `rgb` may also be the picture's I420 planes ((H * 3 // 2, W)
+                uint8, `planes.py`), coded as they are.
         Returns:
             Access units of the frames sent so far and not yet returned, in display order.
         """
@@ -232,10 +233,16 @@ class FidelityEncoder:
 
         if self._context is None:
             raise ValueError("fidelity layer: send() after close()")
-        _check_rgb(rgb, self.width, self.height)
+        if rgb.ndim == 2:
+            if rgb.dtype != np.uint8 or rgb.shape != (self.height * 3 // 2, self.width) or self.height % 4 or self.width % 2:
+                raise ValueError(
+                    f"fidelity planes must be ({self.height * 3 // 2}, {self.width}) uint8, got {rgb.shape} {rgb.dtype}"
+                )
+        else:
+            _check_rgb(rgb, self.width, self.height)
         if self._index == 0 and not keyframe:
             raise ValueError("fidelity layer: the first frame of a stream must be a keyframe")
-        frame = rgb_to_frame(rgb)
+        frame = av.VideoFrame.from_ndarray(rgb, format="yuv420p") if rgb.ndim == 2 else rgb_to_frame(rgb)
         frame.pts = self._index
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         self._keyframes.append(keyframe)
