@@ -137,11 +137,11 @@ def test_failed_encode_leaves_no_partial_output_and_keeps_an_old_file(
     calls = {"n": 0}
     real = encode_module.Encoder.push
 
-    def failing(self: Encoder, rgb: object) -> object:
+    def failing(self: Encoder, rgb: object, source: object = None) -> object:
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
-        return real(self, rgb)  # type: ignore[arg-type]
+        return real(self, rgb, source)  # type: ignore[arg-type]
 
     monkeypatch.setattr(encode_module.Encoder, "push", failing)
     assert cli.main(["encode", str(clip_with_audio), "-o", str(out), "--force"]) == cli.EXIT_INTERRUPTED
