@@ -115,7 +115,11 @@ SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
     "feather": (0, 16),
 }
 # Optional, absent in zero-latency streams (the decoder does not need it): how the fidelity codec ran.
-SC_OPTIONAL_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {"latency": frozenset({"zero", "offline"})}
+# "matrix": the fidelity layer's RGB conversion when it is not BT.601 (absent: bt601, as every older stream).
+SC_OPTIONAL_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
+    "latency": frozenset({"zero", "offline"}),
+    "matrix": frozenset({"bt601", "bt709"}),
+}
 MAX_KEEP = 16
 # Background "synth" since the SC generator: all of these or (older streams) none; never with "plate".
 SC_SYNTH_EXTRA: dict[str, frozenset[str] | tuple[int, int] | type] = {

@@ -227,6 +227,7 @@ HOSTILE_EXTRA: list[dict[str, Any]] = [
     {"fg_crf": 99},
     {"bg_crf": "30"},
     {"feather": -1},
+    {"matrix": "bt2020"},
     {"keep": "person"},
     {"keep": [1, 2]},
     {"keep": ["x" * 300]},
@@ -359,6 +360,24 @@ def test_the_kept_region_is_coded_from_the_source_planes_when_given(clip: Path) 
     config = Encoder(160, 96, mode="sc", quality=4, gop=GOP, selective=options).config
     planes_out, rgb_out = (decode_all(config, packets)[GOP:] for packets in runs[:2])
     for item, a, b in zip(items[GOP:], planes_out, rgb_out, strict=True):  # 1.6-2.7 dB apart when written
+        assert a is not None and b is not None
+        assert region_psnr(a, item.rgb, every) > region_psnr(b, item.rgb, every) + 0.5
+
+
+def test_a_bt709_source_is_coded_from_its_planes_with_the_matrix_recorded(tmp_path: Path) -> None:
+    """A source tagged BT.709 (most HD) decodes to RGB by that matrix: the stream records it and uses the planes."""
+    clip, out = tmp_path / "hd.mp4", tmp_path / "hd.mkv"
+    ffmpeg("-i", str(SAMPLE), "-vf", "scale=160:96", "-frames:v", str(FRAMES), "-an", "-c:v", "libx264", "-crf", "12",
+           "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", str(clip))  # fmt: skip
+    encode_file(clip, out, gop=GOP, preview=False, keep=["motion"], fg_quality=8, whole_above=0.0)
+    config, packets, _ = packets_of(out)
+    assert config.extra["matrix"] == "bt709"
+    items = source_frames(clip)
+    options = SelectiveOptions(keep=("motion",), fidelity="av1", fg_crf=8, whole_above=0.0, latency="offline")
+    encoder = Encoder(160, 96, mode="sc", quality=4, gop=GOP, selective=options)  # BT.601: the RGB round trip
+    old = [ready.packet for item in items for ready in encoder.push(item.rgb, item.source)] + [r.packet for r in encoder.flush()]
+    every = np.ones((96, 160), dtype=bool)
+    for item, a, b in zip(items[GOP:], decode_all(config, packets)[GOP:], decode_all(encoder.config, old)[GOP:], strict=True):
         assert a is not None and b is not None
         assert region_psnr(a, item.rgb, every) > region_psnr(b, item.rgb, every) + 0.5
 

@@ -202,7 +202,7 @@ def test_a_source_frame_stands_in_only_when_it_converts_to_the_very_rgb() -> Non
     import av
 
     from streamcodec.selective.fidelity import frame_to_rgb
-    from streamcodec.selective.planes import usable_source
+    from streamcodec.selective.planes import source_matrix, usable_source
 
     frame = _yuv_frames(1)[0]
     rgb = frame_to_rgb(frame)
@@ -214,6 +214,10 @@ def test_a_source_frame_stands_in_only_when_it_converts_to_the_very_rgb() -> Non
     odd = av.VideoFrame.from_ndarray(np.zeros((27, 64), np.uint8), format="yuv420p")  # 18 rows: not a multiple of 4
     assert not usable_source(odd, frame_to_rgb(odd))
     assert not usable_source(None, rgb)
+    hd = frame.reformat(format="yuv420p")  # the same planes, read by BT.709 instead
+    hd_rgb = frame_to_rgb(hd, "bt709")
+    assert usable_source(hd, hd_rgb, "bt709") and not usable_source(hd, hd_rgb)
+    assert (source_matrix(hd, hd_rgb), source_matrix(frame, rgb)) == ("bt709", "bt601")
 
 
 def test_planes_are_coded_as_given_and_a_wrong_shape_is_refused() -> None:

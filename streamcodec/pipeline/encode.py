@@ -28,6 +28,7 @@ from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from ..selective.layers import FEATHER, WHOLE_ABOVE
 from ..selective.masks import DEFAULT_KEEP
+from ..selective.planes import source_matrix
 from .audio import AudioRoute
 from .batch import encoded_in_batches
 from .rate import choose_quality, estimate_rates, preview_budget
@@ -88,6 +89,17 @@ def _peek(items: Iterator[VideoFrame | AudioPacket], frames: int) -> tuple[list[
             if len(video) == frames:
                 break
     return head, video
+
+
+def _with_matrix(options: SelectiveOptions, head: list[VideoFrame | AudioPacket]) -> SelectiveOptions:
+    """Selective options converting with the colour matrix the source's first frame was decoded with (BT.709 for most HD).
+
+    Then that frame's own 4:2:0 planes give exactly its RGB, and the kept region is coded from them.
+    """
+    first = next(item for item in head if isinstance(item, VideoFrame))
+    if first.source is None:
+        return options
+    return replace(options, matrix=source_matrix(first.source, first.rgb))
 
 
 def _video_tracks(source: Source, encoder: Encoder, preview: PreviewEncoder | None, rotation: int) -> list[TrackSpec]:
@@ -348,15 +360,15 @@ def encode_file(
     warnings: list[str] = []
     with Source(input) as source:
         info = source.info
-        selective = settings.options(info.frame_rate) if mode == "sc" else None
-        encoder = Encoder(
-            info.width, info.height, mode=mode, model=model, quality=quality, gop=gop, backend=backend, selective=selective
-        )
         items = source.items()
         head, probe = _peek(items, RATE_PROBE_FRAMES)
         if not probe:
             damage = source.damage()
             raise UnreadableInputError("holds no decodable video frames" + (f"; {damage}" if damage else ""), input)
+        selective = _with_matrix(settings.options(info.frame_rate), head) if mode == "sc" else None
+        encoder = Encoder(
+            info.width, info.height, mode=mode, model=model, quality=quality, gop=gop, backend=backend, selective=selective
+        )
         wanted = None if bitrate_kbps is not None else [encoder.config.quality]
         rates = estimate_rates(encoder, probe, info.frame_rate, wanted) if bitrate_kbps is not None or preview else []
         if bitrate_kbps is not None:

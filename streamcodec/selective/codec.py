@@ -160,6 +160,7 @@ class SelectiveEncoder:
             "block": BLOCK,
             "fill": "hold" if o.fill == "recon" and self.offline else o.fill,
             **({"latency": "offline"} if self.offline else {}),
+            **({"matrix": o.matrix} if o.matrix != "bt601" else {}),
             "keep": o.kept_names(),
             "fg_crf": fg,
             "bg_crf": bg,
@@ -188,7 +189,12 @@ class SelectiveEncoder:
                 coder.close()
         width, height = fidelity_size(self.config.width, self.config.height)
         plate = PLATE_CODEC[self.options.fidelity]
-        common = {"codec": plate, "preset": self.options.preset, "threads": self.options.codec_threads}
+        common = {
+            "codec": plate,
+            "preset": self.options.preset,
+            "threads": self.options.codec_threads,
+            "matrix": self.options.matrix,
+        }
         self._pending.clear()
         if self._learned:
             self._fidelity = LearnedEncoder(self.config.width, self.config.height, self.config.model_name, fg, self._backend)
@@ -197,7 +203,10 @@ class SelectiveEncoder:
             latency = self.options.latency
             self._fidelity = FidelityEncoder(width, height, self.options.frame_rate, crf=fg, latency=latency, **common)  # type: ignore[arg-type]
             # Offline, the fill holds the previous input instead: the reconstruction comes too late to wait for.
-            self._recon = None if self.offline else FidelityDecoder(self.options.fidelity, width=width, height=height)
+            matrix = self.options.matrix
+            self._recon = (
+                None if self.offline else FidelityDecoder(self.options.fidelity, width=width, height=height, matrix=matrix)
+            )
         if not self._synth:
             # One intra picture per keyframe: offline, the codec's slower preset is affordable (AV1: ~5 % fewer
             # bytes and +0.3 dB for ~25 ms more per 640x480 plate); live keeps the fast one.
@@ -340,7 +349,7 @@ class SelectiveEncoder:
         # Offline, the hold fill repeats last frame's input planes exactly (an RGB hold would convert the
         # blocks taken from the source's planes differently, and they would no longer be exact skips).
         hold = self.offline and self.options.fill == "recon" and not keyframe and self._last_planes is not None
-        outside = self._last_planes if hold else to_planes(raw)
+        outside = self._last_planes if hold else to_planes(raw, self.options.matrix)
         assert outside is not None
         self._last_planes = merge(source_planes(source), outside, blocks, BLOCK)
         return self._last_planes
@@ -349,7 +358,7 @@ class SelectiveEncoder:
         """`planes.usable_source`, checked to the pixel on the first frame, then by the frames' format and tags."""
         tags = (source.format.name, source.width, source.height, source.colorspace, source.color_range)
         if self._source_tags is None:
-            self._source_tags = tags if usable_source(source, rgb) else ()
+            self._source_tags = tags if usable_source(source, rgb, self.options.matrix) else ()
         return tags == self._source_tags
 
     def _codes_whole(self, blocks: Mask) -> bool:
@@ -561,12 +570,13 @@ class SelectiveDecoder:
             _check_gc_fields(gc_config(config))
         width, height = fidelity_size(config.width, config.height)
         codec = str(extra["fidelity"])
+        matrix = str(extra.get("matrix", "bt601"))
         self._fidelity: FidelityDecoder | LearnedDecoder
         if codec == "learned":
             self._fidelity = LearnedDecoder(config.model_id, int(extra["fg_crf"]), (config.width, config.height), backend)  # type: ignore[call-overload]
         else:
-            self._fidelity = FidelityDecoder(codec, width=width, height=height)
-        self._plate = FidelityDecoder(PLATE_CODEC[codec], width=width, height=height)
+            self._fidelity = FidelityDecoder(codec, width=width, height=height, matrix=matrix)
+        self._plate = FidelityDecoder(PLATE_CODEC[codec], width=width, height=height, matrix=matrix)
         self._background: tuple[tuple[bytes, ...], Image] | None = None  # the last background decoded, by its bytes
         self._shown: Image | None = None  # this GOP's background
         self._blocks: Mask | None = None

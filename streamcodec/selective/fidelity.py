@@ -112,8 +112,14 @@ def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int, 
 _OPTIONS = {"hevc": _x265_options, "av1": _svtav1_options}
 
 
+#: The colour matrices the fidelity layer may convert with (swscale's names), by the name a stream's config
+#: records ("matrix" in its extra; absent: bt601). BT.709 lets a source tagged so (most HD video) hand its
+#: own planes to the codec (`planes.py`).
+MATRICES: dict[str, str] = {"bt601": "ITU601", "bt709": "ITU709"}
+
 #: One colour conversion on both sides, pinned so that neither frame tags nor core counts change it:
-#: BT.601 limited range (the codecs' untagged default), exact rounding, one swscale thread.
+#: limited range, the stream's matrix (BT.601, the codecs' untagged default, unless recorded), exact
+#: rounding, one swscale thread.
 _SWSCALE: dict[str, Any] = {"src_color_range": "MPEG", "dst_color_range": "MPEG", "interpolation": "BILINEAR", "threads": 1}
 
 
@@ -121,20 +127,22 @@ def _even(size: int) -> int:
     return size + (size & 1)
 
 
-def rgb_to_frame(rgb: Image) -> Any:
-    """(H, W, 3) uint8 RGB → a yuv420p `av.VideoFrame`, padded to even sizes by repeating the last row/column."""
+def rgb_to_frame(rgb: Image, matrix: str = "bt601") -> Any:
+    """(H, W, 3) uint8 RGB → a yuv420p `av.VideoFrame` by `matrix` (of MATRICES), padded to even sizes by repeating the edge."""
     import av
 
     height, width = rgb.shape[:2]
     if height & 1 or width & 1:  # np.pad copies even when it adds nothing: only pad odd sizes
         rgb = np.pad(rgb, ((0, _even(height) - height), (0, _even(width) - width), (0, 0)), mode="edge")
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return frame.reformat(format="yuv420p", src_colorspace="ITU601", dst_colorspace="ITU601", **_SWSCALE)
+    space = MATRICES[matrix]
+    return frame.reformat(format="yuv420p", src_colorspace=space, dst_colorspace=space, **_SWSCALE)
 
 
-def frame_to_rgb(frame: Any) -> Image:
+def frame_to_rgb(frame: Any, matrix: str = "bt601") -> Image:
     """A decoded yuv420p `av.VideoFrame` → (H, W, 3) uint8 RGB, the exact inverse setup of `rgb_to_frame`."""
-    rgb = frame.reformat(format="rgb24", src_colorspace="ITU601", dst_colorspace="ITU601", **_SWSCALE)
+    space = MATRICES[matrix]
+    rgb = frame.reformat(format="rgb24", src_colorspace=space, dst_colorspace=space, **_SWSCALE)
     return np.asarray(rgb.to_ndarray())
 
 
@@ -158,6 +166,7 @@ class FidelityEncoder:
         preset: str | None = None,
         threads: int = 1,
         latency: str = "zero",
+        matrix: str = "bt601",
     ) -> None:
         """Open the codec.
 
@@ -171,6 +180,7 @@ class FidelityEncoder:
             threads: encoder worker threads (x265 pools, SVT-AV1 lp); the bitstream does not depend on it.
             latency: "zero" (`encode`: one access unit back per frame) or "offline" (`send` and `drain`:
                 lookahead, and for AV1 hierarchical prediction; the default preset is then `offline_preset`).
+            matrix: the colour matrix RGB frames are converted with (MATRICES).
         """
         spec = _spec(codec)
         if crf is not None and qp is not None:
@@ -183,7 +193,10 @@ class FidelityEncoder:
                 f"fidelity {codec}: crf/qp {rate} (allowed {low}..{high}), size {width}x{height}, threads {threads}, "
                 f"latency {latency!r} (one of {', '.join(LATENCIES)})"
             )
+        if matrix not in MATRICES:
+            raise ValueError(f"fidelity colour matrix {matrix!r} is not one of {', '.join(MATRICES)}")
         self.codec, self.width, self.height, self.offline = codec, width, height, latency == "offline"
+        self.matrix = matrix
         preset = preset or (spec.offline_preset if self.offline else spec.default_preset)
         self.config = {"codec": codec, "crf" if qp is None else "qp": rate, "preset": preset}
         options = _OPTIONS[codec](None if qp is not None else rate, qp, preset, threads, self.offline)
@@ -242,7 +255,7 @@ class FidelityEncoder:
             _check_rgb(rgb, self.width, self.height)
         if self._index == 0 and not keyframe:
             raise ValueError("fidelity layer: the first frame of a stream must be a keyframe")
-        frame = av.VideoFrame.from_ndarray(rgb, format="yuv420p") if rgb.ndim == 2 else rgb_to_frame(rgb)
+        frame = av.VideoFrame.from_ndarray(rgb, format="yuv420p") if rgb.ndim == 2 else rgb_to_frame(rgb, self.matrix)
         frame.pts = self._index
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         self._keyframes.append(keyframe)
@@ -320,15 +333,20 @@ def is_random_access(codec: str, access_unit: bytes) -> bool:
 class FidelityDecoder:
     """Decodes one stream's access units back to RGB; deterministic, zero delay, recovers at keyframes."""
 
-    def __init__(self, codec: str = "hevc", *, width: int | None = None, height: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self, codec: str = "hevc", *, width: int | None = None, height: int | None = None, threads: int = 1, matrix: str = "bt601"
+    ) -> None:
         """Prepare a decoder (opened lazily, and afresh after damage).
 
         Args:
             codec: the stream's fidelity codec, "hevc" or "av1".
             width, height: the encoder's frame size, to crop the even padding back off (None: keep the coded size).
             threads: decoder threads (slice/WPP for HEVC, dav1d tile threads); pixels do not depend on it.
+            matrix: the colour matrix pictures are converted to RGB with (MATRICES; the stream's).
         """
-        self.codec, self._spec = codec, _spec(codec)
+        if matrix not in MATRICES:
+            raise UnsupportedStreamError(f"fidelity colour matrix {matrix!r} is not one of {', '.join(MATRICES)}")
+        self.codec, self._spec, self.matrix = codec, _spec(codec), matrix
         self.width, self.height, self.threads = width, height, threads
         self._context: Any = None
         self._waiting_for_keyframe = False
@@ -383,7 +401,7 @@ class FidelityDecoder:
             ) from exc
         if len(frames) != 1:
             raise CorruptStreamError(f"fidelity {self.codec} access unit gave {len(frames)} pictures, not 1")
-        rgb = frame_to_rgb(frames[0])
+        rgb = frame_to_rgb(frames[0], self.matrix)
         width, height = self.width or rgb.shape[1], self.height or rgb.shape[0]
         if rgb.shape[:2] != (_even(height), _even(width)) and rgb.shape[:2] != (height, width):
             raise CorruptStreamError(

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .fidelity import CODECS, LATENCIES
+from .fidelity import CODECS, LATENCIES, MATRICES
 from .masks import DEFAULT_KEEP, parse_keep
 from .synth import DEFAULT_SC_MODEL
 
@@ -67,6 +67,8 @@ class SelectiveOptions:
         preset: the fidelity codec's speed preset (default the codec's).
         fill: what the fidelity layer sees outside the kept region: "recon" (its previous reconstruction), "flat", "blur".
         feather: composite feather in pixels, inside the kept region (0..16).
+        matrix: the colour matrix of the fidelity layer's RGB conversion, "bt601" or "bt709" (a source
+            tagged BT.709 hands its own planes over only with it; recorded in the stream when not bt601).
         whole_above: code a GOP whole (every block kept, no plate) when its keyframe keeps more than this
             share of the picture (0..1; 1 = never). Not for "learned" or a "synth" background.
         frame_rate: frames per second (rate control and `--bitrate`).
@@ -94,6 +96,7 @@ class SelectiveOptions:
     fill: str = "recon"
     feather: int = FEATHER
     whole_above: float = WHOLE_ABOVE
+    matrix: str = "bt601"
     frame_rate: Fraction = Fraction(25)
     threads: int = 1
     codec_threads: int = 2
@@ -110,6 +113,7 @@ class SelectiveOptions:
             ("background", self.background, BACKGROUNDS),
             ("fill", self.fill, FILLS),
             ("latency", self.latency, LATENCIES),
+            ("matrix", self.matrix, tuple(MATRICES)),
         ):
             if value not in allowed:
                 raise ValueError(f"selective {name} {value!r} is not one of {', '.join(allowed)}")

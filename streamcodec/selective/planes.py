@@ -25,8 +25,8 @@ Mask = npt.NDArray[np.bool_]
 Planes = npt.NDArray[np.uint8]
 
 
-def usable_source(source: Any, rgb: Image) -> bool:
-    """Whether `source` (an av.VideoFrame) may stand in for `rgb`: yuv420p, its size, and converting to it exactly.
+def usable_source(source: Any, rgb: Image, matrix: str = "bt601") -> bool:
+    """Whether `source` (an av.VideoFrame) may stand in for `rgb`: yuv420p, its size, and converting to it exactly by `matrix`.
 
     Also needs a width even and a height a multiple of 4, so that the planes stack as one I420 array.
     """
@@ -35,12 +35,17 @@ def usable_source(source: Any, rgb: Image) -> bool:
         return False
     if width % 2 or height % 4 or min(width, height) < 16:
         return False
-    return bool(np.array_equal(frame_to_rgb(source), rgb))
+    return bool(np.array_equal(frame_to_rgb(source, matrix), rgb))
 
 
-def to_planes(rgb: Image) -> Planes:
+def source_matrix(source: Any, rgb: Image) -> str:
+    """The colour matrix (of fidelity.MATRICES) whose conversion of `source` gives exactly `rgb`; bt601 if none does."""
+    return next((matrix for matrix in ("bt709",) if usable_source(source, rgb, matrix)), "bt601")
+
+
+def to_planes(rgb: Image, matrix: str = "bt601") -> Planes:
     """(H, W, 3) uint8 RGB → I420 planes, by the fidelity layer's own conversion."""
-    return np.asarray(rgb_to_frame(rgb).to_ndarray(), dtype=np.uint8)
+    return np.asarray(rgb_to_frame(rgb, matrix).to_ndarray(), dtype=np.uint8)
 
 
 def source_planes(source: Any) -> Planes:
