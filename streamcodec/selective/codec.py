@@ -325,31 +325,31 @@ class SelectiveEncoder:
         waited = time.perf_counter()
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         # The estimate is copied here: offline, the next frames update it in place before the worker gets to it.
+        # A GOP coded whole has no plate: its keyframe carries none.
         background = self._beside(self._background_section, self._plate_picture()) if keyframe and not self._whole else None
-        if keyframe and self._whole:
-            background = Future()
-            background.set_result({})
         filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
         if not self._learned:
-            raw = self._filled(rgb, kept, keyframe)
-            filled = self._fidelity_input(raw, blocks, keyframe, rgb, source)
-            if self.offline:
-                self._last_fidelity = raw  # the next fill holds this input where nothing is kept
+            filled = self._fidelity_input(rgb, kept, blocks, keyframe, source)
         for stage, took in (("masks", masked - started), ("mask coding", coded - masked), ("decode", waited - coded)):
             self.timings[stage] += took  # "decode": waiting for the last frame's reconstruction
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return sections, background, filled
 
-    def _fidelity_input(self, raw: Image, blocks: Mask, keyframe: bool, rgb: Image, source: Any) -> Image:
+    def _fidelity_input(self, rgb: Image, kept: Mask, blocks: Mask, keyframe: bool, source: Any) -> Image:
         """What the fidelity codec takes: the filled RGB, or I420 planes whose kept blocks are the source's own."""
-        if source is None or not self._source_usable(source, rgb):
-            self._last_planes = None
-            return fidelity_frame(raw)
+        planes = source is not None and self._source_usable(source, rgb)
         # Offline, the hold fill repeats last frame's input planes exactly (an RGB hold would convert the
         # blocks taken from the source's planes differently, and they would no longer be exact skips).
-        hold = self.offline and self.options.fill == "recon" and not keyframe and self._last_planes is not None
-        outside = self._last_planes if hold else to_planes(raw, self.options.matrix)
+        hold = planes and self.offline and self.options.fill == "recon" and not keyframe and self._last_planes is not None
+        raw = None if hold else self._filled(rgb, kept, keyframe)
+        if self.offline:
+            self._last_fidelity = raw  # the next RGB fill holds this input where nothing is kept (None: flat)
+        if not planes:
+            self._last_planes = None
+            assert raw is not None
+            return fidelity_frame(raw)
+        outside = self._last_planes if hold or raw is None else to_planes(raw, self.options.matrix)
         assert outside is not None
         self._last_planes = merge(source_planes(source), outside, blocks, BLOCK)
         return self._last_planes
@@ -376,7 +376,7 @@ class SelectiveEncoder:
         sections[bitstream.FIDELITY] = access_unit
         if background is not None:
             sections.update(background.result())
-        else:
+        elif not keyframe:
             sections[bitstream.REFERENCE] = self._last_packet[-1:]
         frame = Frame(FrameType.SELECTIVE_INTRA if keyframe else FrameType.SELECTIVE_INTER, sections, 0 if keyframe else 1)
         packet = bitstream.pack_frame(frame)
