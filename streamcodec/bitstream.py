@@ -1,29 +1,35 @@
 """Frame packets and the stream configuration (Matroska CodecPrivate).
 
-Frame packet, self-delimiting, integers big-endian, `varint` = unsigned LEB128:
+Frame packet, format version 2 (what this module writes), self-delimiting, integers big-endian,
+`varint` = unsigned LEB128:
 
     size    field
-    4       magic b"SCFR"
-    1       format version (FORMAT_VERSION)
-    1       frame type (FrameType)
-    1       reference distance in frames (0 for intra frames)
-    1       number of sections
-    varint  total packet length in bytes, header and checksum included
-    ...     sections: tag (1 byte), length (varint), data
+    1       head: format version in the high nibble (2), frame type (FrameType) in the low one
+    varint  total packet length in bytes, head and checksum included
+    varint  inter frames only: reference distance in frames (>= 1)
+    1       inter frames only: the reference check (see "Reference check" below)
+    ...     sections, up to the checksum: tag (1 byte), length (varint), data
     4       CRC-32 of every byte before it
+
+Every later format version keeps the head byte, the length after it and the CRC-32 at the end, so a
+decoder checks any packet's integrity before it reads the version. An intra frame's packet costs 6
+bytes besides its sections, an inter frame's 8. Format version 1 (every stream written before it; still
+read, and a stream's configuration says which it holds) spent 13–16 bytes: a magic b"SCFR", version, frame type,
+reference distance and section count bytes, the length, the sections and the CRC-32, with the
+reference check as a 3-byte section 0x81 of inter frames. At 30 fps that is 3.8 kbps against
+1.9 kbps, 4.9 % of the talking-head clip's stream at 80 kbps (`streamcodec info`).
 
 Tags below 0x80 are critical: a decoder that does not know one must refuse the frame. Tags from
 0x80 up may be skipped. This is how the selective mode's extra sections (kept-region mask,
 semantic label map, latents inside the mask) and later inter-frame tools can be added without
-breaking older streams: they are new tags or new frame types. The header costs 13–16 bytes a
-frame, which matters at the rates this codec runs at (25 fps × 16 bytes = 3.2 kbps).
+breaking older streams: they are new tags or new frame types.
 
-Reference check (section 0x81, optional, written since 0.2.0): an inter frame carries one byte,
+Reference check (format 2: the byte after an inter frame's reference distance; format 1: section
+0x81, optional, written since 0.2.0): an inter frame carries one byte,
 the low byte of the CRC-32 of its reference's symbols (`reference_hash`). The decoder compares it
 with the symbols it holds and refuses the frame (CorruptStreamError) when they differ, e.g. after
 a block was lost at the container level; it then conceals until the next intra frame. It costs
-3 bytes (tag, length, hash) per inter frame: 0.58 kbps at 25 fps with a GOP of 25, 0.7–2.3 % of
-the 25–160 kbps this codec runs at. Why a hash and not a frame counter: the hash needs no
+one byte per inter frame in format 2 (3 in format 1: tag, length, hash). Why a hash and not a frame counter: the hash needs no
 counter in intra frames (a counter must be in every frame to be checked), it names what the
 decoding depends on (the reference symbols), so it also catches reordered or spliced streams and
 has no blind spot when exactly 256 frames (or whole GOPs) are lost; and when a different frame
@@ -32,7 +38,8 @@ that a wrong reference slips through; the decoder's exactness check (the payload
 to itself) then still catches most wrong-reference decodes (406 of 406 tried at 301x203, 22 of
 24 at 64x48, where payloads are only a few words). The section is
 skippable, so decoders of 0.1.0 read new streams, and streams without it (0.1.0) still decode,
-checked as before (reference distance 1 and a held reference).
+checked as before (reference distance 1 and a held reference). Decoded packets of either format
+hand the check over as `Frame.sections[REFERENCE]`, so the decoders see one shape.
 
 Reference check per mode: in GC streams (mode "gc") 0x81 holds the reference symbols' hash as
 above. In selective streams (mode "sc") it holds the low byte of the previous packet's CRC-32
@@ -59,7 +66,7 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
                    background with the SC generator named in `extra` from LATENTS and LABELS.
                    Synth streams written before it (no LABELS, no "synth_model" in `extra`) are
                    painted by the GC model's generator from LATENTS alone
-    0x81 REFERENCE inter frames: see above
+    0x81 REFERENCE inter frames (a section in format 1, in the packet's head in format 2): see above
 Every selective keyframe is self-contained. The configuration's `extra` holds the selective
 settings (see SC_EXTRA; the synth generator's in SC_SYNTH_EXTRA), checked by `validate`.
 
@@ -83,10 +90,11 @@ from .errors import CorruptStreamError, UnsupportedStreamError
 
 FRAME_MAGIC = b"SCFR"
 CONFIG_MAGIC = b"SCST"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct(">4sBBBB")
+FORMAT_VERSION = 2
+FORMATS = (1, 2)  # packet formats this module reads and writes
+_HEADER = struct.Struct(">4sBBBB")  # format 1: magic, version, frame type, reference distance, section count
 _CRC = struct.Struct(">I")
-MIN_PACKET = _HEADER.size + 1 + _CRC.size
+MIN_PACKET = 1 + 1 + _CRC.size  # format 2: head, length, checksum
 OPTIONAL_TAG = 0x80
 
 # Section tags of format version 1.
@@ -171,12 +179,29 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise CorruptStreamError("length field is too long")
 
 
-def pack_frame(frame: Frame) -> bytes:
-    """Serialise a frame packet; sections are written in insertion order."""
+def pack_frame(frame: Frame, version: int = FORMAT_VERSION) -> bytes:
+    """Serialise a frame packet; sections are written in insertion order.
+
+    Args:
+        frame: the frame; in format 2 an inter frame must carry its REFERENCE check (one byte).
+        version: the packet format, 2 (new streams) or 1 (how streams were written before it).
+    """
     if frame.is_key != (frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)):
         raise ValueError(f"{frame.frame_type.name} frame with reference distance {frame.reference_distance}")
-    body = b"".join(bytes([tag]) + _varint(len(data)) + data for tag, data in frame.sections.items())
-    head = _HEADER.pack(FRAME_MAGIC, FORMAT_VERSION, frame.frame_type, frame.reference_distance, len(frame.sections))
+    if version not in FORMATS:
+        raise ValueError(f"packet format {version} is not one of {FORMATS}")
+    sections = dict(frame.sections)
+    inter = b""  # format 2: an inter frame's distance and reference check, after the length
+    if version == 1:
+        head = _HEADER.pack(FRAME_MAGIC, 1, frame.frame_type, frame.reference_distance, len(sections))
+    else:
+        head = bytes([version << 4 | frame.frame_type])
+        if not frame.is_key:
+            check = sections.pop(REFERENCE, b"")
+            if len(check) != 1:
+                raise ValueError(f"format {version} inter frame needs a 1-byte reference check, got {len(check)} bytes")
+            inter = _varint(frame.reference_distance) + check
+    body = inter + b"".join(bytes([tag]) + _varint(len(data)) + data for tag, data in sections.items())
     size_bytes = 1  # the total length counts its own varint: find the width that fits
     while len(_varint(len(head) + len(body) + _CRC.size + size_bytes)) != size_bytes:
         size_bytes += 1
@@ -184,39 +209,82 @@ def pack_frame(frame: Frame) -> bytes:
     return packet + _CRC.pack(zlib.crc32(packet))
 
 
+def _is_format_1(data: bytes, offset: int = 0) -> bool:
+    return data[offset : offset + 4] == FRAME_MAGIC
+
+
 def packet_length(data: bytes, offset: int = 0) -> int:
     """Length of the packet starting at `offset` (for splitting concatenated packets)."""
-    if len(data) - offset < MIN_PACKET or data[offset : offset + 4] != FRAME_MAGIC:
+    if _is_format_1(data, offset):
+        if len(data) - offset < _HEADER.size + 1 + _CRC.size:
+            raise CorruptStreamError("no frame packet header", offset=offset)
+        return _read_varint(data, offset + _HEADER.size, len(data))[0]
+    if len(data) - offset < MIN_PACKET or data[offset] >> 4 < 2:
         raise CorruptStreamError("no frame packet header", offset=offset)
-    return _read_varint(data, offset + _HEADER.size, len(data))[0]
+    return _read_varint(data, offset + 1, len(data))[0]
 
 
 def unpack_frame(packet: bytes, known_sections: frozenset[int] = KNOWN_SECTIONS) -> Frame:
-    """Parse and check a frame packet: magic, version, length, checksum, section layout.
+    """Parse and check a frame packet of either format: length, checksum, version, section layout.
 
     Raises:
         CorruptStreamError: the bytes are not an intact packet.
         UnsupportedStreamError: a newer format version, frame type or critical section.
     """
+    if _is_format_1(packet):
+        return _unpack_format_1(packet, known_sections)
     if len(packet) < MIN_PACKET:
         raise CorruptStreamError(f"frame packet of {len(packet)} bytes is shorter than its header")
-    magic, version, ftype, ref, count = _HEADER.unpack_from(packet)
-    if magic != FRAME_MAGIC:
-        raise CorruptStreamError(f"bad frame magic {magic!r}")
-    total, pos = _read_varint(packet, _HEADER.size, len(packet))
+    version, ftype = packet[0] >> 4, packet[0] & 0x0F
+    if version < 2:
+        raise CorruptStreamError(f"bad frame packet head 0x{packet[0]:02x}")
+    end, pos = _checked_end(packet, 1)
+    if version > FORMAT_VERSION:
+        raise UnsupportedStreamError(f"frame format version {version} is newer than this decoder ({FORMAT_VERSION})")
+    frame_type = _frame_type(ftype)
+    sections, distance = {}, 0
+    if frame_type not in (FrameType.INTRA, FrameType.SELECTIVE_INTRA):
+        distance, pos = _read_varint(packet, pos, end)
+        if distance < 1 or pos >= end:
+            raise CorruptStreamError(f"inter frame with reference distance {distance} and no reference check")
+        sections[REFERENCE], pos = packet[pos : pos + 1], pos + 1
+    sections.update(_read_sections(packet, pos, end, None, known_sections))
+    return Frame(frame_type, sections, distance)
+
+
+def _unpack_format_1(packet: bytes, known_sections: frozenset[int]) -> Frame:
+    if len(packet) < _HEADER.size + 1 + _CRC.size:
+        raise CorruptStreamError(f"frame packet of {len(packet)} bytes is shorter than its header")
+    _, version, ftype, ref, count = _HEADER.unpack_from(packet)
+    end, pos = _checked_end(packet, _HEADER.size)
+    if version != 1:  # format 2 and later packets have no magic
+        raise CorruptStreamError(f"format-1 packet with version byte {version}")
+    return Frame(_frame_type(ftype), _read_sections(packet, pos, end, count, known_sections), ref)
+
+
+def _checked_end(packet: bytes, length_at: int) -> tuple[int, int]:
+    """(where the checksum starts, position after the length field), once length and checksum hold."""
+    total, pos = _read_varint(packet, length_at, len(packet))
     if total != len(packet):
         raise CorruptStreamError(f"frame packet says {total} bytes but holds {len(packet)}")
     end = total - _CRC.size
-    if _CRC.unpack_from(packet, end)[0] != zlib.crc32(packet[:end]):
+    if end < pos or _CRC.unpack_from(packet, end)[0] != zlib.crc32(packet[:end]):
         raise CorruptStreamError("frame checksum mismatch")
-    if version > FORMAT_VERSION:
-        raise UnsupportedStreamError(f"frame format version {version} is newer than this decoder ({FORMAT_VERSION})")
+    return end, pos
+
+
+def _frame_type(value: int) -> FrameType:
     try:
-        frame_type = FrameType(ftype)
+        return FrameType(value)
     except ValueError:
-        raise UnsupportedStreamError(f"unknown frame type {ftype}") from None
+        raise UnsupportedStreamError(f"unknown frame type {value}") from None
+
+
+def _read_sections(packet: bytes, pos: int, end: int, count: int | None, known_sections: frozenset[int]) -> dict[int, bytes]:
+    """Sections from `pos` to `end` (format 2: as many as fit; format 1: exactly `count`)."""
     sections = {}
-    for _ in range(count):
+    index = 0
+    while (pos < end) if count is None else (index < count):
         if pos >= end:
             raise CorruptStreamError("section header runs past the frame")
         tag = packet[pos]
@@ -228,9 +296,10 @@ def unpack_frame(packet: bytes, known_sections: frozenset[int] = KNOWN_SECTIONS)
         elif not tag & OPTIONAL_TAG:
             raise UnsupportedStreamError(f"frame needs section 0x{tag:02x}, unknown to this decoder")
         pos += length
+        index += 1
     if pos != end:
         raise CorruptStreamError(f"{end - pos} unexplained bytes after the last section")
-    return Frame(frame_type, sections, ref)
+    return sections
 
 
 def section_size(data: bytes) -> int:

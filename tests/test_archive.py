@@ -277,7 +277,12 @@ def test_sigkill_mid_run_then_resume_gives_a_complete_verified_archive(tmp_path:
             assert sum(1 for _ in reader.packets()) >= 10  # read to the end: any damage would raise
     resumed = run("archive", str(src), "--out", str(archive))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"5 files: {5 - killed_done} archived, {killed_done} already archived" in resumed.stdout
+    counts = re.search(r"5 files: (\d+) archived, (\d+) already archived", resumed.stdout)
+    assert counts, resumed.stdout
+    # A worker may have finished a file (file and result record in place) after the count, before the kill:
+    # the rerun commits it from its record, as already archived, and does not code it again.
+    archived, already = int(counts[1]), int(counts[2])
+    assert archived + already == 5 and already >= killed_done
     assert [p.name for p in outputs(archive)] == [f"{name}.mkv" for name in "abcde"]
     assert not [p for p in archive.rglob("*") if "partial" in p.name]
     checked = run("verify", str(archive))

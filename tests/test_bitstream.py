@@ -23,46 +23,77 @@ def _recrc(packet: bytearray) -> bytes:
     return bytes(packet)
 
 
+@pytest.mark.parametrize("version", bitstream.FORMATS)
 @pytest.mark.parametrize("size", [0, 1, 100, 115, 116, 117, 118, 16370, 16371, 16372, 70000])
-def test_frame_round_trip_keeps_type_reference_and_sections(size: int) -> None:
-    frame = Frame(FrameType.INTER, {bitstream.LATENTS: bytes(range(256)) * (size // 256) + b"x" * (size % 256)}, 1)
-    packet = bitstream.pack_frame(frame)
+def test_frame_round_trip_keeps_type_reference_and_sections(size: int, version: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    frame = Frame(FrameType.INTER, {bitstream.REFERENCE: b"\x5a", bitstream.LATENTS: payload}, 1)
+    packet = bitstream.pack_frame(frame, version)
     assert bitstream.unpack_frame(packet) == frame
     assert bitstream.packet_length(packet) == len(packet)
 
 
 def test_header_overhead_is_small() -> None:
-    assert len(_packet({bitstream.LATENTS: b""})) <= 15
+    assert len(_packet({bitstream.LATENTS: b""})) == 6 + 2  # head, length, CRC-32 + the section's tag and length
+    inter = Frame(FrameType.SELECTIVE_INTER, {bitstream.REFERENCE: b"\x01", bitstream.FIDELITY: b"au"}, 1)
+    assert len(bitstream.pack_frame(inter)) == 8 + 4
+    assert len(bitstream.pack_frame(inter, 1)) == 13 + 3 + 4  # format 1: magic, four bytes, section 0x81
 
 
-def test_packets_are_self_delimiting() -> None:
-    a, b = _packet({bitstream.LATENTS: b"x" * 5}), _packet({bitstream.LATENTS: b"y" * 900})
+def test_inter_frames_of_format_2_must_carry_their_reference_check() -> None:
+    with pytest.raises(ValueError, match="1-byte reference check"):
+        bitstream.pack_frame(Frame(FrameType.INTER, {bitstream.LATENTS: b"a"}, 1))
+    legacy = bitstream.pack_frame(Frame(FrameType.INTER, {bitstream.LATENTS: b"a"}, 1), 1)  # as 0.1.0 wrote it
+    assert bitstream.unpack_frame(legacy).sections == {bitstream.LATENTS: b"a"}
+
+
+def test_format_2_packets_begin_with_their_version_and_frame_type() -> None:
+    for frame_type in FrameType:
+        distance = 0 if frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA) else 3
+        sections = {bitstream.REFERENCE: b"\x09"} if distance else {}
+        packet = bitstream.pack_frame(Frame(frame_type, sections, distance))
+        assert packet[0] == 0x20 | frame_type
+        assert bitstream.unpack_frame(packet) == Frame(frame_type, sections, distance)
+
+
+@pytest.mark.parametrize("version", bitstream.FORMATS)
+def test_packets_are_self_delimiting(version: int) -> None:
+    a = bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: b"x" * 5}), version)
+    b = bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: b"y" * 900}), version)
     joined = a + b
     first = bitstream.packet_length(joined)
     assert joined[:first] == a
     assert bitstream.packet_length(joined, first) == len(b)
 
 
-@pytest.mark.parametrize("position", [0, 5, 8, 10, -1])
-def test_any_flipped_byte_is_detected(position: int) -> None:
-    packet = bytearray(_packet({bitstream.LATENTS: b"payload!"}))
-    packet[position] ^= 0x40
-    with pytest.raises(CorruptStreamError):
-        bitstream.unpack_frame(bytes(packet))
+@pytest.mark.parametrize("version", bitstream.FORMATS)
+def test_any_flipped_byte_is_detected(version: int) -> None:
+    frame = Frame(FrameType.INTER, {bitstream.REFERENCE: b"\x33", bitstream.LATENTS: b"payload!"}, 1)
+    original = bitstream.pack_frame(frame, version)
+    for position in range(len(original)):
+        for flip in (0x01, 0x40, 0x80):
+            packet = bytearray(original)
+            packet[position] ^= flip
+            with pytest.raises(CorruptStreamError):
+                bitstream.unpack_frame(bytes(packet))
 
 
-def test_truncated_packet_is_rejected() -> None:
-    packet = _packet()
-    for cut in (0, 3, 9, len(packet) - 1):
+@pytest.mark.parametrize("version", bitstream.FORMATS)
+def test_truncated_packet_is_rejected(version: int) -> None:
+    packet = bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: b"abcd"}), version)
+    for cut in range(len(packet)):
         with pytest.raises(CorruptStreamError):
             bitstream.unpack_frame(packet[:cut])
 
 
 def test_decoder_rejects_newer_format_version() -> None:
     packet = bytearray(_packet())
-    packet[4] = bitstream.FORMAT_VERSION + 1
+    packet[0] = (bitstream.FORMAT_VERSION + 1) << 4 | FrameType.INTRA
     with pytest.raises(UnsupportedStreamError, match="newer than this decoder"):
         bitstream.unpack_frame(_recrc(packet))
+    packet[-1] ^= 1  # a damaged packet is corrupt whatever its head says
+    with pytest.raises(CorruptStreamError, match="checksum"):
+        bitstream.unpack_frame(bytes(packet))
 
 
 def test_unknown_critical_section_is_refused_and_optional_one_skipped() -> None:
@@ -74,9 +105,13 @@ def test_unknown_critical_section_is_refused_and_optional_one_skipped() -> None:
 
 
 def test_unexplained_bytes_after_sections_are_corruption() -> None:
-    packet = bytearray(_packet({bitstream.LATENTS: b"abc"}))
+    packet = bytearray(bitstream.pack_frame(Frame(FrameType.INTRA, {bitstream.LATENTS: b"abc"}), 1))
     packet[7] = 0  # claim zero sections: the section bytes become unexplained
     with pytest.raises(CorruptStreamError, match="unexplained"):
+        bitstream.unpack_frame(_recrc(packet))
+    packet = bytearray(_packet({bitstream.LATENTS: b"abc"}))
+    packet[3] = 9  # the section claims more bytes than there are before the checksum
+    with pytest.raises(CorruptStreamError, match="runs past"):
         bitstream.unpack_frame(_recrc(packet))
 
 
@@ -96,9 +131,9 @@ def test_stream_config_round_trip_and_checks() -> None:
         StreamConfig.unpack(bytes(newer))
 
 
-def test_old_decoders_skip_the_reference_section() -> None:
+def test_old_decoders_skip_the_format_1_reference_section() -> None:
     frame = Frame(FrameType.INTER, {bitstream.LATENTS: b"abcd", bitstream.REFERENCE: b"\x5a"}, 1)
-    packet = bitstream.pack_frame(frame)
+    packet = bitstream.pack_frame(frame, 1)
     assert bitstream.unpack_frame(packet) == frame
     assert bitstream.unpack_frame(packet, frozenset({bitstream.LATENTS})).sections == {bitstream.LATENTS: b"abcd"}
 
@@ -145,7 +180,7 @@ def _config_bytes(**changes: object) -> bytes:
         ({"model_id": 7}, r"model_id is 7 \(int\); expected str"),
         ({"model_id": ""}, r"model_id '' must be 1..200 characters"),
         ({"extra": []}, r"extra is \[\] \(list\); expected dict"),
-        ({"format_version": 0}, r"format_version 0 is outside 1..1"),
+        ({"format_version": 0}, r"format_version 0 is outside 1..2"),
     ],
 )
 def test_stream_config_fields_are_validated(changes: dict[str, object], message: str) -> None:
@@ -162,8 +197,8 @@ def test_stream_config_that_is_not_an_object_with_every_field_is_corrupt(text: b
 def test_stream_config_unknown_mode_or_newer_version_is_unsupported() -> None:
     with pytest.raises(UnsupportedStreamError, match="stream mode 'selective' is not supported"):
         StreamConfig.unpack(_config_bytes(mode="selective"))
-    with pytest.raises(UnsupportedStreamError, match="format version 2 is newer"):
-        StreamConfig.unpack(_config_bytes(format_version=2))
+    with pytest.raises(UnsupportedStreamError, match="format version 3 is newer"):
+        StreamConfig.unpack(_config_bytes(format_version=3))
 
 
 def test_stream_config_ignores_unknown_fields_and_defaults_optional_ones() -> None:

@@ -36,7 +36,7 @@ def _strip_reference(packet: bytes) -> bytes:
     """The packet as 0.1.0 wrote it: no reference section, so a lost frame goes unnoticed."""
     frame = bitstream.unpack_frame(packet)
     sections = {tag: data for tag, data in frame.sections.items() if tag != bitstream.REFERENCE}
-    return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance))
+    return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance), 1)
 
 
 def _clip(width: int, height: int) -> tuple[StreamConfig, list[bytes], Decoder]:
@@ -82,7 +82,8 @@ def damaged(draw: st.DrawFn, packet: bytes, other: bytes) -> bytes:
         channels, _ = bitstream.unpack_latents(frame.sections[bitstream.LATENTS])
         garbage = draw(st.binary(max_size=256).map(lambda b: b[: len(b) // 4 * 4]))
         sections = frame.sections | {bitstream.LATENTS: bitstream.pack_latents(channels, garbage)}
-        return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance))
+        version = 1 if packet.startswith(bitstream.FRAME_MAGIC) else bitstream.FORMAT_VERSION  # the packet's own format
+        return bitstream.pack_frame(bitstream.Frame(frame.frame_type, sections, frame.reference_distance), version)
     if kind == "flip":
         for _ in range(draw(st.integers(1, 4))):
             data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))

@@ -52,7 +52,7 @@ def test_file_has_stream_preview_and_audio_tracks(encoded: Path) -> None:
         kinds = {t.codec_id: t for t in reader.tracks}
         assert set(kinds) == {CODEC_ID, "A_AAC", "V_MPEG4/ISO/AVC"}
         assert kinds[CODEC_ID].default_duration_ns == 40_000_000
-        assert reader.track_tags[kinds[CODEC_ID].number]["STREAMCODEC_FORMAT_VERSION"] == "1"
+        assert reader.track_tags[kinds[CODEC_ID].number]["STREAMCODEC_FORMAT_VERSION"] == "2"
         keyframes = [p.keyframe for p in reader.packets({kinds[CODEC_ID].number})]
     assert keyframes == [i % 5 == 0 for i in range(12)]
 

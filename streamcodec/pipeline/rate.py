@@ -37,8 +37,10 @@ class RateChoice:
 
 
 def _packet_bits(payload: bytes, channels: int, keyframe: bool) -> int:
-    latents = bitstream.pack_latents(channels, payload)
-    frame = Frame(FrameType.INTRA if keyframe else FrameType.INTER, {bitstream.LATENTS: latents}, 0 if keyframe else 1)
+    sections = {bitstream.LATENTS: bitstream.pack_latents(channels, payload)}
+    if not keyframe:
+        sections[bitstream.REFERENCE] = b"\0"  # the reference check: one byte of every inter frame
+    frame = Frame(FrameType.INTRA if keyframe else FrameType.INTER, sections, 0 if keyframe else 1)
     return 8 * len(bitstream.pack_frame(frame))
 
 

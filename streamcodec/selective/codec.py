@@ -64,8 +64,9 @@ PLATE_REUSE_DB = 38.0
 BACKGROUND_RATE = 0.25
 #: `--bitrate`: move the fidelity CRF by this much per GOP when the last GOP missed the target.
 RATE_STEP = 2
-#: Header, section headers, mask and CRC of a typical packet, for rate estimates (bytes).
-PACKET_OVERHEAD = 24
+#: Header, section headers, mask and CRC of a typical packet, for rate estimates (bytes): an inter
+#: frame's 8 bytes of format 2, the FIDELITY tag and length, a few bytes of mask.
+PACKET_OVERHEAD = 14
 
 
 class SelectiveEncoder:
