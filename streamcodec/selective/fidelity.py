@@ -56,8 +56,9 @@ class CodecSpec:
 #: The fidelity codecs by the name recorded in a stream's config. SVT-AV1's offline preset 4: on the
 #: still-camera clip's kept region (flat fill, hold) 0.67x the bits of x265 offline at equal PSNR, against
 #: 0.71x at preset 5 and 0.75x at 6, for 1.6x preset 6's time (preset 3: 0.64x for 3.5x).
+#: x265's offline preset "medium" with `_X265_OFFLINE` below (see there for the figures).
 CODECS: dict[str, CodecSpec] = {
-    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "fast"),
+    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "medium"),
     "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "4"),
 }
 LATENCIES = ("zero", "offline")
@@ -67,6 +68,16 @@ def _spec(codec: str) -> CodecSpec:
     if codec not in CODECS:
         raise UnsupportedStreamError(f"fidelity codec {codec!r} is unknown (known: {', '.join(CODECS)})")
     return CODECS[codec]
+
+
+#: x265's offline tools on top of preset "medium" (bframes stay 0). Kept-region BD-rate (PSNR, qualities 1-4)
+#: against the former offline ("fast", psy on), `python scripts/sc_points.py CLIP "--fidelity hevc"`:
+#: carphone -5.6 %, still_people -9.3 %, for 1.0x / 1.05x the CPU time of a whole `streamcodec encode
+#: --quality 3 --fidelity hevc` (the fidelity encode alone 1.3x). Alone: psy off -3.3 / -2.8 % (the psy options
+#: trade PSNR, what the eval measures, for looks), medium +1.2 / -1.7 %, TU depth 2 -1.5 / -0.7 %, aq-mode 0
+#: -1.6 / +1.2 % (not taken). Preset "slow" with these minus rd/rdoq: -9.8 / -13.1 %, but 1.1x / 1.3x the
+#: whole encode's wall time (1.35x its CPU) on still_people: past what offline may cost.
+_X265_OFFLINE = ["psy-rd=0", "psy-rdoq=0", "rd=4", "rdoq-level=2", "tu-intra-depth=2", "tu-inter-depth=2"]
 
 
 def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int, offline: bool = False) -> dict[str, str]:
@@ -85,6 +96,8 @@ def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int, of
         "log-level=none",
         "info=0",  # no version/options SEI: ~2.3 kB on every keyframe otherwise
     ]
+    if offline:
+        params += _X265_OFFLINE
     if qp is not None:
         params.append(f"qp={qp}")
     options = {"preset": preset, "forced-idr": "1", "x265-params": ":".join(params)}
