@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
 
-__all__ = ["CODECS", "LATENCIES", "FidelityDecoder", "FidelityEncoder", "is_random_access"]
+__all__ = ["CODECS", "LATENCIES", "FidelityDecoder", "FidelityEncoder", "is_random_access", "offline_options"]
 
 Image = npt.NDArray[np.uint8]
 
@@ -123,6 +123,11 @@ def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int, 
 
 
 _OPTIONS = {"hevc": _x265_options, "av1": _svtav1_options}
+
+
+def offline_options(codec: str) -> dict[str, str]:
+    """The options a file's fidelity codec runs with (CRF 0 standing in for the quality's): what an eval cache keys on."""
+    return _OPTIONS[codec](0, None, _spec(codec).offline_preset, 1, True)
 
 
 #: The colour matrices the fidelity layer may convert with (swscale's names), by the name a stream's config
