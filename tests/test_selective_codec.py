@@ -307,6 +307,26 @@ def test_every_selective_flag_of_the_cli_reaches_the_stream(clip: Path, tmp_path
     assert bitstream.PLATE not in bitstream.unpack_frame(packets_of(out)[1][GOP]).sections
 
 
+def test_preset_reaches_the_fidelity_codec_and_a_wrong_one_is_one_line(clip: Path, tmp_path: Path) -> None:
+    flags = ["--no-preview", "--gop", str(GOP), "--fidelity", "hevc", "--latency", "zero"]
+    units = []
+    for index, preset in enumerate(([], ["--preset", "ultrafast"], ["--preset", "fast"])):  # fast: the live default
+        out = tmp_path / f"preset{index}.mkv"
+        result = run_cli("encode", str(clip), "-o", str(out), *flags, *preset)
+        assert result.returncode == 0, result.stderr
+        units.append([bitstream.unpack_frame(p).sections[bitstream.FIDELITY] for p in packets_of(out)[1]])
+    assert units[0] != units[1] and units[0] == units[2]
+    av1_presets = ", ".join(str(level) for level in range(14))
+    for fidelity, preset, error in (
+        ("av1", "slow", f"--preset slow does not fit the av1 fidelity layer (presets: {av1_presets})"),
+        ("learned", "4", "--preset applies to the hevc and av1 fidelity layers, not learned"),
+    ):
+        out = tmp_path / "bad.mkv"
+        result = run_cli("encode", str(clip), "-o", str(out), "--fidelity", fidelity, "--preset", preset)
+        assert result.returncode != 0 and not out.exists()
+        assert result.stderr.strip().splitlines() == [f"streamcodec encode: error: {error}"]
+
+
 def test_a_gop_keeping_most_of_the_picture_is_coded_whole_with_no_plate(clip: Path, tmp_path: Path) -> None:
     """Motion only: nothing moves yet at frame 0 (masked, a plate); by frame 8 it does, and whole_above 0 codes that GOP whole."""
     whole, masked = tmp_path / "whole.mkv", tmp_path / "masked.mkv"

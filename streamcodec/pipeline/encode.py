@@ -251,6 +251,7 @@ class SelectiveSettings:
     latency: str = "offline"
     feather: int = FEATHER
     whole_above: float = WHOLE_ABOVE
+    preset: str | None = None
 
     def options(self, frame_rate: Fraction) -> SelectiveOptions:
         options = SelectiveOptions(
@@ -266,6 +267,7 @@ class SelectiveSettings:
             latency=self.latency,
             feather=self.feather,
             whole_above=self.whole_above,
+            preset=self.preset,
         )
         if self.threads is None:
             return options
@@ -301,6 +303,7 @@ def encode_file(
     latency: str = "offline",
     feather: int = FEATHER,
     whole_above: float = WHOLE_ABOVE,
+    preset: str | None = None,
     workers: int = 1,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
@@ -324,7 +327,8 @@ def encode_file(
     "offline" (the default for files) lets sc's fidelity codec look ahead, for fewer bits; "zero" codes
     each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
     `feather` is the composite's blend width in pixels inside the kept region; a GOP whose keyframe keeps
-    more than `whole_above` of the picture is coded whole, with no plate. `fidelity` None picks
+    more than `whole_above` of the picture is coded whole, with no plate; `preset` is the fidelity codec's
+    speed preset (None: the codec's for the latency, `fidelity.CODECS`). `fidelity` None picks
     `default_fidelity(latency)`. `workers` > 1 (gc)
     entropy-codes frames on that many processes, `BATCH_PER_WORKER` frames per worker at a time
     (same bytes; `on_frame` then sees the encoder after the frame's batch).
@@ -346,6 +350,7 @@ def encode_file(
         latency,
         feather,
         whole_above,
+        preset,
     )
     if save_masks is not None:
         if mode != "sc":

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
 
-__all__ = ["CODECS", "LATENCIES", "FidelityDecoder", "FidelityEncoder", "is_random_access", "offline_options"]
+__all__ = ["CODECS", "LATENCIES", "PRESETS", "FidelityDecoder", "FidelityEncoder", "is_random_access", "offline_options"]
 
 Image = npt.NDArray[np.uint8]
 
@@ -62,6 +62,11 @@ CODECS: dict[str, CodecSpec] = {
     "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "4"),
 }
 LATENCIES = ("zero", "offline")
+#: Each codec's speed presets, slowest first (`--preset`).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "hevc": ("placebo", "veryslow", "slower", "slow", "medium", "fast", "faster", "veryfast", "superfast", "ultrafast"),
+    "av1": tuple(str(level) for level in range(14)),
+}
 
 
 def _spec(codec: str) -> CodecSpec:
@@ -213,6 +218,8 @@ class FidelityEncoder:
             )
         if matrix not in MATRICES:
             raise ValueError(f"fidelity colour matrix {matrix!r} is not one of {', '.join(MATRICES)}")
+        if preset is not None and preset not in PRESETS[codec]:
+            raise ValueError(f"fidelity {codec} preset {preset!r} is not one of {', '.join(PRESETS[codec])}")
         self.codec, self.width, self.height, self.offline = codec, width, height, latency == "offline"
         self.matrix = matrix
         preset = preset or (spec.offline_preset if self.offline else spec.default_preset)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .fidelity import CODECS, LATENCIES, MATRICES
+from .fidelity import CODECS, LATENCIES, MATRICES, PRESETS
 from .masks import DEFAULT_KEEP, parse_keep
 from .synth import DEFAULT_SC_MODEL
 
@@ -123,6 +123,11 @@ class SelectiveOptions:
         for name, crf, (low, high) in ranges:
             if crf is not None and not low <= crf <= high:
                 raise ValueError(f"--{name} {crf} is outside {low}..{high} for {self.fidelity}")
+        if self.preset is not None and self.fidelity not in PRESETS:
+            raise ValueError(f"--preset applies to the {' and '.join(PRESETS)} fidelity layers, not {self.fidelity}")
+        if self.preset is not None and self.preset not in PRESETS[self.fidelity]:
+            allowed = ", ".join(PRESETS[self.fidelity])
+            raise ValueError(f"--preset {self.preset} does not fit the {self.fidelity} fidelity layer (presets: {allowed})")
         if self.latency == "offline" and self.fidelity == "learned":
             raise ValueError("the learned fidelity layer has no offline latency (it codes each frame at once)")
         if self.threads < 1 or self.codec_threads < 1:
