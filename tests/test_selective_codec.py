@@ -310,9 +310,9 @@ def test_every_selective_flag_of_the_cli_reaches_the_stream(clip: Path, tmp_path
 def test_preset_reaches_the_fidelity_codec_and_a_wrong_one_is_one_line(clip: Path, tmp_path: Path) -> None:
     flags = ["--no-preview", "--gop", str(GOP), "--fidelity", "hevc", "--latency", "zero"]
     units = []
-    for index, preset in enumerate(([], ["--preset", "ultrafast"], ["--preset", "fast"])):  # fast: the live default
+    for index, choice in enumerate(([], ["--preset", "ultrafast"], ["--preset", "fast"])):  # fast: the live default
         out = tmp_path / f"preset{index}.mkv"
-        result = run_cli("encode", str(clip), "-o", str(out), *flags, *preset)
+        result = run_cli("encode", str(clip), "-o", str(out), *flags, *choice)
         assert result.returncode == 0, result.stderr
         units.append([bitstream.unpack_frame(p).sections[bitstream.FIDELITY] for p in packets_of(out)[1]])
     assert units[0] != units[1] and units[0] == units[2]

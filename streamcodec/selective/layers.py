@@ -126,8 +126,8 @@ class SelectiveOptions:
         if self.preset is not None and self.fidelity not in PRESETS:
             raise ValueError(f"--preset applies to the {' and '.join(PRESETS)} fidelity layers, not {self.fidelity}")
         if self.preset is not None and self.preset not in PRESETS[self.fidelity]:
-            allowed = ", ".join(PRESETS[self.fidelity])
-            raise ValueError(f"--preset {self.preset} does not fit the {self.fidelity} fidelity layer (presets: {allowed})")
+            names = ", ".join(PRESETS[self.fidelity])
+            raise ValueError(f"--preset {self.preset} does not fit the {self.fidelity} fidelity layer (presets: {names})")
         if self.latency == "offline" and self.fidelity == "learned":
             raise ValueError("the learned fidelity layer has no offline latency (it codes each frame at once)")
         if self.threads < 1 or self.codec_threads < 1:
