@@ -10,6 +10,7 @@ the background picture coded aside, and PSNR inside the kept region:
     flat      the shipped fill (grey at keyframes, the last input held between)
     lowbgN    the frame itself, first coded and decoded at CRF + N (a plate's quality), then held
     estN      the same from the clip's temporal median (a denoised background, like the plate's estimate)
+    blurN     the frame scaled down N times and back up (smooth: cheap at the fidelity CRF)
     whole     the frame itself at the fidelity CRF (an upper bound for the inter frames)
 
     python scripts/keyframe_background.py CLIP CRF [av1|hevc] [variants...]
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from streamcodec.io.demux import Source, VideoFrame
@@ -52,6 +54,10 @@ def run(frames: list[np.ndarray], masks: list[np.ndarray], codec: str, crf: int,
             picture = np.full_like(rgb, 128)
         elif variant == "whole":
             picture = rgb.copy()
+        elif variant.startswith("blur"):
+            factor = int(variant[4:])
+            small = cv2.resize(rgb, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+            picture = np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
         else:
             source, offset = (background, variant[3:]) if variant.startswith("est") else (rgb, variant[5:])
             picture, bits = coded(source, codec, crf + int(offset or 18))
