@@ -56,6 +56,9 @@ class CodecSpec:
 #: The fidelity codecs by the name recorded in a stream's config. SVT-AV1's offline preset 4: on the
 #: still-camera clip's kept region (flat fill, hold) 0.67x the bits of x265 offline at equal PSNR, against
 #: 0.71x at preset 5 and 0.75x at 6, for 1.6x preset 6's time (preset 3: 0.64x for 3.5x).
+#: Tried on top of it, kept-region BD-rate carphone / still_people (`sc_points.py`): lookahead 0 (or 8, 16) -0.8 /
+#: -5.0 % (+restoration 0: -1.0 / -5.2 %; 32+ = default), tune 0 +3.6 / +2.5, tune 2 +8 / +15, cdef 0 +1.0 / +1.5,
+#: qm 8-15 +0.7 / +1.0, luminance-qp-bias 10 +0.2 / -1.7, sharpness +-2 within 0.3 %; mfmv, dg, fast-decode: same bytes.
 #: x265's offline preset "medium" with `_X265_OFFLINE` below (see there for the figures).
 CODECS: dict[str, CodecSpec] = {
     "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "medium"),
