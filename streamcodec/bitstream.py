@@ -95,6 +95,7 @@ FORMATS = (1, 2)  # packet formats this module reads and writes
 _HEADER = struct.Struct(">4sBBBB")  # format 1: magic, version, frame type, reference distance, section count
 _CRC = struct.Struct(">I")
 MIN_PACKET = 1 + 1 + _CRC.size  # format 2: head, length, checksum
+_MIN_FORMAT_1 = _HEADER.size + 1 + _CRC.size
 OPTIONAL_TAG = 0x80
 
 # Section tags of format version 1.
@@ -145,6 +146,9 @@ class FrameType(enum.IntEnum):
     SELECTIVE_INTER = 3  # selective mode: mask vs the previous frame's, fidelity inter access unit
 
 
+_INTRA_TYPES = (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
+
+
 @dataclass(frozen=True)
 class Frame:
     frame_type: FrameType
@@ -186,7 +190,7 @@ def pack_frame(frame: Frame, version: int = FORMAT_VERSION) -> bytes:
         frame: the frame; in format 2 an inter frame must carry its REFERENCE check (one byte).
         version: the packet format, 2 (new streams) or 1 (how streams were written before it).
     """
-    if frame.is_key != (frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)):
+    if frame.is_key != (frame.frame_type in _INTRA_TYPES):
         raise ValueError(f"{frame.frame_type.name} frame with reference distance {frame.reference_distance}")
     if version not in FORMATS:
         raise ValueError(f"packet format {version} is not one of {FORMATS}")
@@ -216,7 +220,7 @@ def _is_format_1(data: bytes, offset: int = 0) -> bool:
 def packet_length(data: bytes, offset: int = 0) -> int:
     """Length of the packet starting at `offset` (for splitting concatenated packets)."""
     if _is_format_1(data, offset):
-        if len(data) - offset < _HEADER.size + 1 + _CRC.size:
+        if len(data) - offset < _MIN_FORMAT_1:
             raise CorruptStreamError("no frame packet header", offset=offset)
         return _read_varint(data, offset + _HEADER.size, len(data))[0]
     if len(data) - offset < MIN_PACKET or data[offset] >> 4 < 2:
@@ -243,7 +247,7 @@ def unpack_frame(packet: bytes, known_sections: frozenset[int] = KNOWN_SECTIONS)
         raise UnsupportedStreamError(f"frame format version {version} is newer than this decoder ({FORMAT_VERSION})")
     frame_type = _frame_type(ftype)
     sections, distance = {}, 0
-    if frame_type not in (FrameType.INTRA, FrameType.SELECTIVE_INTRA):
+    if frame_type not in _INTRA_TYPES:
         distance, pos = _read_varint(packet, pos, end)
         if distance < 1 or pos >= end:
             raise CorruptStreamError(f"inter frame with reference distance {distance} and no reference check")
@@ -253,7 +257,7 @@ def unpack_frame(packet: bytes, known_sections: frozenset[int] = KNOWN_SECTIONS)
 
 
 def _unpack_format_1(packet: bytes, known_sections: frozenset[int]) -> Frame:
-    if len(packet) < _HEADER.size + 1 + _CRC.size:
+    if len(packet) < _MIN_FORMAT_1:
         raise CorruptStreamError(f"frame packet of {len(packet)} bytes is shorter than its header")
     _, version, ftype, ref, count = _HEADER.unpack_from(packet)
     end, pos = _checked_end(packet, _HEADER.size)
