@@ -218,8 +218,8 @@ def _add_selective(p: Any) -> None:
         "--preset",
         metavar="NAME",
         help="speed preset of the kept region's codec (and the plate's): SVT-AV1 0..13, x265 ultrafast..placebo. "
-        "Default: 4 (av1) / medium (hevc) with --latency offline, 10 / fast live. Slower presets take fewer bits: "
-        "av1 preset 3 about 4-6 %% fewer than 4 at equal quality, for about 1.5x the encode time",
+        "Default: 2 (av1) / medium (hevc) with --latency offline, 10 / fast live. Faster presets take more bits: "
+        "av1 preset 4 about 10-20 %% more than 2 at equal quality, in about 0.4x the encode time",
     )
     g.add_argument(
         "--save-masks",

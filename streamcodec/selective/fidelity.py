@@ -53,16 +53,21 @@ class CodecSpec:
     offline_preset: str
 
 
-#: The fidelity codecs by the name recorded in a stream's config. SVT-AV1's offline preset 4: on the
-#: still-camera clip's kept region (flat fill, hold) 0.67x the bits of x265 offline at equal PSNR, against
-#: 0.71x at preset 5 and 0.75x at 6, for 1.6x preset 6's time (preset 3: 0.64x for 3.5x).
-#: Tried on top of it, kept-region BD-rate carphone / still_people (`sc_points.py`): lookahead 0 (or 8, 16) -0.8 /
-#: -5.0 % (+restoration 0: -1.0 / -5.2 %; 32+ = default), tune 0 +3.6 / +2.5, tune 2 +8 / +15, cdef 0 +1.0 / +1.5,
-#: qm 8-15 +0.7 / +1.0, luminance-qp-bias 10 +0.2 / -1.7, sharpness +-2 within 0.3 %; mfmv, dg, fast-decode: same bytes.
+#: The fidelity codecs by the name recorded in a stream's config. SVT-AV1 offline: preset 2 with lookahead 0
+#: (`_svtav1_options`). Kept-region BD-rate against the former preset 4 with SVT's own lookahead, qualities 1-4
+#: (`python scripts/sc_points.py CLIP`, 2026-11-23): carphone / still_crowd / still_people / bbb
+#:     preset 3: -3.9 / -7.3 / -6.0 / -3.8 %; lookahead 0: -0.8 / -6.6 / -5.0 / +0.6 %; both: -4.0 / -12.7 / -10.0 / -2.4 %
+#:     preset 2 and lookahead 0: -10.6 / -22.3 / -17.4 / -11.1 %
+#: for 2.3x the whole encode's CPU time (640x480, quality 3: 14.6 against 37-39 fps end to end). Lookahead 0 still
+#: codes hierarchical mini-GOPs; SVT only stops looking further ahead. Why that wins on the still-camera clips
+#: (and loses 0.6 % on bbb's moving camera) was not investigated.
+#: Tried on preset 4, carphone / still_people: tune 0 +3.6 / +2.5, tune 2 +8 / +15, cdef 0 +1.0 / +1.5, qm 8-15
+#: +0.7 / +1.0, luminance-qp-bias 10 +0.2 / -1.7, sharpness +-2 within 0.3 %, restoration 0 with lookahead 0
+#: -0.2 / -0.2 more; mfmv, dg, fast-decode: same bytes.
 #: x265's offline preset "medium" with `_X265_OFFLINE` below (see there for the figures).
 CODECS: dict[str, CodecSpec] = {
     "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "medium"),
-    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "4"),
+    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "2"),
 }
 LATENCIES = ("zero", "offline")
 #: Each codec's speed presets, slowest first (`--preset`).
@@ -120,7 +125,8 @@ def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int, 
     # pred-struct=1 is SVT-AV1's low-delay structure, rtc=1 its real-time tuning; pred-struct=2 its
     # random-access one (hierarchical mini-GOPs), every key frame closed (irefresh-type=2). keyint=-1
     # and scd=0 leave keyframes to the caller.
-    structure = ["pred-struct=2", "irefresh-type=2"] if offline else ["pred-struct=1", "rtc=1", "lookahead=0"]
+    # lookahead=0 offline too: see the figures above CODECS.
+    structure = ["pred-struct=2", "irefresh-type=2", "lookahead=0"] if offline else ["pred-struct=1", "rtc=1", "lookahead=0"]
     params = [*structure, "keyint=-1", "scd=0", f"lp={threads}"]
     if qp is not None:
         params += ["rc=0", "aq-mode=0", f"qp={qp}"]
