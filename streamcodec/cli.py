@@ -335,7 +335,8 @@ EVAL_EPILOG = """codecs:
   streamcodec-sc   our selective mode (the default of encode); its rate points are its quality levels
   streamcodec-sc-hevc     selective mode with --fidelity hevc (x265; only when named)
   streamcodec-sc-learned  selective mode with --fidelity learned (masked GC latents; only when named)
-  x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR; all with the same GOP as ours
+  x264, x265       2-pass ABR via ffmpeg; svtav1: 1-pass VBR at preset 8; all with the same GOP as ours
+  svtav1-p2        SVT-AV1 at preset 2, the one selective mode codes files with (slow; only when named)
   x265-roi         x265 with addroi QP offsets on the kept region (needs selective-mode masks)
 
 Classical targets are spread over streamcodec's measured rates on each clip (x0.5 .. x2), N points

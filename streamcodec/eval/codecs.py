@@ -308,10 +308,14 @@ def _registry() -> dict[str, Codec]:
             roi=True,
         ),
         FfmpegCodec("svtav1", "libsvtav1", "AV1 (SVT-AV1 preset 8, 1-pass VBR)", options={"preset": 8}, two_pass=None),
+        # The preset selective mode codes files with (fidelity.CODECS): the same codec at the same effort, whole frames.
+        FfmpegCodec("svtav1-p2", "libsvtav1", "AV1 (SVT-AV1 preset 2, 1-pass VBR)", options={"preset": 2}, two_pass=None),
     ]
     return {codec.name: codec for codec in codecs}
 
 
 CODECS: dict[str, Codec] = _registry()
-#: What `streamcodec eval` runs without --codecs: all but the other fidelity layers (run when named).
-DEFAULT_CODECS: list[str] = [name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-hevc")]
+#: What `streamcodec eval` runs without --codecs: all but the other fidelity layers and SVT-AV1's slow preset (run when named).
+DEFAULT_CODECS: list[str] = [
+    name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-hevc", "svtav1-p2")
+]
