@@ -59,6 +59,14 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
                    cells; `extra` fg_crf then holds the GC quality level, and the PLATE is HEVC
     0x05 PLATE     keyframes with background "plate": the background picture as one intra access
                    unit of the same codec; the same bytes again while the background is unchanged
+    0x06 PLATE_UPDATE  keyframes with background "plate", between full plates (`--plate-refresh`):
+                   2 bytes, the low 16 bits big-endian of the CRC-32 of the last plate access unit
+                   (PLATE's, or a non-empty PLATE_UPDATE's) that this one follows, then one inter
+                   access unit of the plate's stream coded against it; no access unit: the background
+                   is unchanged. A decoder that does not hold that access unit's picture (it started
+                   after it, or lost it) cannot use the update: it shows the last background it has,
+                   or none, until the next PLATE. Written since 0.3 (older decoders refuse it as an
+                   unknown critical section)
     0x01 LATENTS   keyframes with background "synth": GC latents (as in a GC intra frame, at the
                    lowest quality) of the background
     0x03 LABELS    keyframes with background "synth": the labeler's map of the same background
@@ -67,7 +75,8 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
                    Synth streams written before it (no LABELS, no "synth_model" in `extra`) are
                    painted by the GC model's generator from LATENTS alone
     0x81 REFERENCE inter frames (a section in format 1, in the packet's head in format 2): see above
-Every selective keyframe is self-contained. The configuration's `extra` holds the selective
+Every selective keyframe's kept region is self-contained, and so is its background where it carries a
+PLATE (every keyframe with `--plate-refresh 0`, as live streams do). The configuration's `extra` holds the selective
 settings (see SC_EXTRA; the synth generator's in SC_SYNTH_EXTRA), checked by `validate`.
 
 Stream configuration: b"SCST", a version byte, then UTF-8 JSON (`StreamConfig`). `unpack` checks
@@ -104,8 +113,16 @@ MASK = 0x02  # selective: the 16-px block keep mask (maskcode payload; absent = 
 LABELS = 0x03  # selective, keyframes with background "synth": the label map (labelcode payload)
 FIDELITY = 0x04  # selective: the kept region's HEVC/AV1 access unit
 PLATE = 0x05  # selective, keyframes with background "plate": the background as one intra access unit
+PLATE_UPDATE = 0x06  # selective, keyframes between full plates: a check of the last plate unit, one inter unit
 REFERENCE = 0x81  # optional: which reference an inter frame was coded against (per mode, see above)
-KNOWN_SECTIONS = frozenset({LATENTS, MASK, LABELS, FIDELITY, PLATE, REFERENCE})
+KNOWN_SECTIONS = frozenset({LATENTS, MASK, LABELS, FIDELITY, PLATE, PLATE_UPDATE, REFERENCE})
+PLATE_CHECK = struct.Struct(">H")
+
+
+def plate_check(access_unit: bytes) -> bytes:
+    """What a PLATE_UPDATE names the plate access unit it follows by: the low 16 bits of its CRC-32."""
+    return PLATE_CHECK.pack(zlib.crc32(access_unit) & 0xFFFF)
+
 
 # Sane limits for a stream configuration: 16384 px a side, at most 8K UHD worth of pixels.
 MAX_SIDE = 16384

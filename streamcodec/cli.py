@@ -144,6 +144,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{value:g} s is outside 0..86400")
+    return value
+
+
 def _feather(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 16:
@@ -215,11 +225,20 @@ def _add_selective(p: Any) -> None:
         "the mask's edge and the plate cost more than the background they leave out",
     )
     g.add_argument(
+        "--plate-refresh",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds between full background plates; the keyframes between carry small updates of the last one "
+        "(default 10 for files, 0 with --latency zero). 0: a full plate at every keyframe, so that a decoder starting "
+        "at any keyframe has its background at once; otherwise one starting between full plates shows a grey "
+        "background until the next",
+    )
+    g.add_argument(
         "--preset",
         metavar="NAME",
         help="speed preset of the kept region's codec (and the plate's): SVT-AV1 0..13, x265 ultrafast..placebo. "
         "Default: 2 (av1) / medium (hevc) with --latency offline, 10 / fast live. Faster presets take more bits: "
-        "av1 preset 4 about 10-20 %% more than 2 at equal quality, in about 0.4x the encode time",
+        "av1 preset 4 about 11-20 %% more than 2 at equal quality, in about 0.4x the encode time",
     )
     g.add_argument(
         "--save-masks",
@@ -242,6 +261,7 @@ SELECTIVE_FLAGS = (
     "feather",
     "whole_above",
     "preset",
+    "plate_refresh",
     "save_masks",
 )
 

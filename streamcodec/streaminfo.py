@@ -23,6 +23,7 @@ LAYERS = {
     bitstream.FIDELITY: "fidelity",
     bitstream.MASK: "mask",
     bitstream.PLATE: "plate",
+    bitstream.PLATE_UPDATE: "plate",
     bitstream.LATENTS: "latents",
     bitstream.LABELS: "labels",
 }

@@ -97,9 +97,13 @@ def test_decoder_rejects_newer_format_version() -> None:
 
 
 def test_unknown_critical_section_is_refused_and_optional_one_skipped() -> None:
-    with pytest.raises(UnsupportedStreamError, match="0x06"):  # no section 0x06 yet
-        bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", 0x06: b"m"}))
+    with pytest.raises(UnsupportedStreamError, match="0x07"):  # no section 0x07 yet
+        bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", 0x07: b"m"}))
     assert bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", bitstream.LABELS: b"m"})).sections[bitstream.LABELS] == b"m"
+    # A decoder that predates PLATE_UPDATE refuses it the same way: as newer, not as damage.
+    older = bitstream.KNOWN_SECTIONS - {bitstream.PLATE_UPDATE}
+    with pytest.raises(UnsupportedStreamError, match="0x06"):
+        bitstream.unpack_frame(_packet({bitstream.FIDELITY: b"a", bitstream.PLATE_UPDATE: b"m"}), older)
     frame = bitstream.unpack_frame(_packet({bitstream.LATENTS: b"a", OPTIONAL: b"ignored"}))
     assert frame.sections == {bitstream.LATENTS: b"a"}
 

@@ -332,7 +332,7 @@ def test_a_gop_keeping_most_of_the_picture_is_coded_whole_with_no_plate(clip: Pa
     whole, masked = tmp_path / "whole.mkv", tmp_path / "masked.mkv"
     encode_file(clip, whole, gop=GOP, preview=False, keep=["motion"], whole_above=0.0)
     encode_file(clip, masked, gop=GOP, preview=False, keep=["motion"], whole_above=1.0)
-    assert all(bitstream.PLATE in bitstream.unpack_frame(p).sections for p in packets_of(masked)[1][::GOP])
+    assert all(plates_of(packets_of(masked)[1], GOP))  # a full plate or an update at each keyframe
     config, packets, _ = packets_of(whole)
     frames = [bitstream.unpack_frame(packet) for packet in packets]
     assert bitstream.PLATE in frames[0].sections and bitstream.PLATE not in frames[GOP].sections
@@ -364,6 +364,68 @@ def test_a_gop_keeping_most_of_the_picture_is_coded_whole_with_no_plate(clip: Pa
     decoder.decode(packets[GOP])
     with pytest.raises(CorruptStreamError, match="did not send"):
         decoder.decode(crafted)
+
+
+def plates_of(packets: list[bytes], gop: int) -> list[list[int]]:
+    """The plate sections each keyframe carries."""
+    kinds = (bitstream.PLATE, bitstream.PLATE_UPDATE)
+    return [[tag for tag in kinds if tag in bitstream.unpack_frame(p).sections] for p in packets[::gop]]
+
+
+def test_keyframes_between_full_plates_carry_updates_and_live_streams_full_plates(clip: Path, tmp_path: Path) -> None:
+    """Files: one full plate per PLATE_REFRESH seconds (10), updates between; --plate-refresh 0 and live: full every time."""
+    flags = ["--no-preview", "--gop", str(GOP), "--bg-quality", "63", "--whole-above", "1"]
+    streams = {}
+    live = ["--latency", "zero", "--fidelity", "av1"]
+    for name, extra in (("default", []), ("every", ["--plate-refresh", "0"]), ("live", live)):
+        out = tmp_path / f"{name}.mkv"
+        result = run_cli("encode", str(clip), "-o", str(out), *flags, *extra)
+        assert result.returncode == 0, result.stderr
+        streams[name] = packets_of(out)
+    full, update = [bitstream.PLATE], [bitstream.PLATE_UPDATE]
+    assert plates_of(streams["default"][1], GOP) == [full, update]
+    assert plates_of(streams["every"][1], GOP) == plates_of(streams["live"][1], GOP) == [full, full]
+    # The plate changes nothing else: the same fidelity layer, frame for frame.
+    fidelity = [[bitstream.unpack_frame(p).sections[bitstream.FIDELITY] for p in streams[n][1]] for n in ("default", "every")]
+    assert fidelity[0] == fidelity[1]
+    update_bytes = bitstream.unpack_frame(streams["default"][1][GOP]).sections[bitstream.PLATE_UPDATE]
+    assert len(update_bytes) < len(bitstream.unpack_frame(streams["every"][1][GOP]).sections[bitstream.PLATE]) / 2
+    first, again = decode_all(*streams["default"][:2]), decode_all(*streams["default"][:2])
+    for a, b in zip(first, again, strict=True):
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a, b)
+    result = run_cli("encode", str(clip), "-o", str(tmp_path / "bad.mkv"), "--plate-refresh", "soon")
+    assert result.returncode != 0 and not (tmp_path / "bad.mkv").exists()
+    assert result.stderr.strip().splitlines()[-1].endswith("argument --plate-refresh: 'soon' is not a number of seconds")
+
+
+def test_a_decoder_starting_at_a_plate_update_shows_grey_and_says_so_until_the_next_full_plate(
+    clip: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "chain.mkv"
+    # GOP 4 at 25 fps, a full plate at most every 8 frames (0.32 s): keyframes 0, 4, 8, 12 carry full, update, full, update.
+    encode_file(clip, out, gop=4, preview=False, keep=["motion"], whole_above=1.0, plate_refresh=0.32)
+    config, packets, _ = packets_of(out)
+    assert plates_of(packets, 4) == [[bitstream.PLATE], [bitstream.PLATE_UPDATE]] * 2
+    clean = decode_all(config, packets)
+    decoder = SelectiveDecoder(config)
+    late = [decoder.decode(packet) for packet in packets[4:]]  # as a decoder joining at frame 4 would
+    assert len(decoder.notes) == 1 and decoder.notes[0].endswith("showing a grey background until the next full plate")
+    sections = bitstream.unpack_frame(packets[4]).sections
+    blocks = decode_mask(sections.get(bitstream.MASK, b""), (6, 10), None)
+    outside = ~np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)[:96, :160]
+    assert outside.any() and (late[0][outside] == 128).all() and (late[0][~outside] == clean[4][~outside]).all()  # type: ignore[index]
+    for index in range(8, FRAMES):  # from the next full plate on, as if decoded from the start, update included
+        np.testing.assert_array_equal(late[index - 4], clean[index])
+    # A file whose first keyframe is damaged: that frame is concealed, and the update after it is reported.
+    data = bytearray(out.read_bytes())
+    data[bytes(data).find(packets[0]) + 30] ^= 0x01
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    warnings: list[str] = []
+    summary = decode_file(damaged, None, on_warning=warnings.append)
+    assert summary.frames == FRAMES and summary.damaged_frames == 4
+    assert [w.split(":")[0] for w in warnings if "plate the decoder does not hold" in w] == ["frame 4 at 0.160 s"], warnings
 
 
 def test_the_kept_region_is_coded_from_the_source_planes_when_given(clip: Path) -> None:

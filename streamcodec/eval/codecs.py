@@ -40,7 +40,7 @@ from ..pipeline.decode import stream_track
 from ..pipeline.encode import default_fidelity, encode_file
 from ..selective.fidelity import CODECS as FIDELITY_CODECS
 from ..selective.fidelity import offline_options
-from ..selective.layers import BG_OFFSET, FEATHER, WHOLE_ABOVE
+from ..selective.layers import BG_OFFSET, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
 from .roi import ROI_QOFFSET, roi_rectangles
@@ -180,6 +180,7 @@ class StreamcodecCodec(Codec):
                     "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
                     "offline_options": {name: offline_options(name) for name in FIDELITY_CODECS},
                     "whole_above": WHOLE_ABOVE,
+                    "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
                     "fidelity_input": "source-planes",  # the kept blocks from the source's 4:2:0 planes
                 }
                 if self.mode == "sc"

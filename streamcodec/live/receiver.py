@@ -141,6 +141,8 @@ class Receiver:
             self._request_keyframe(conn)
             return
         self.need_key = False
+        if notes := getattr(self.decoder.impl, "notes", None):
+            notes.clear()  # live senders put a full plate in every keyframe; the notes concern file updates
         latency_ms = (time.time_ns() // 1000 - message.capture_us) / 1000
         self.state.decoded(Picture(message.seq + 1, message.capture_us, rgb=rgb), latency_ms)
         if self._dump is not None:

@@ -226,6 +226,11 @@ class _Decoding:
     def _decoded(self, outcome: npt.NDArray[np.uint8] | StreamcodecError) -> npt.NDArray[np.uint8]:
         if not isinstance(outcome, StreamcodecError):
             self.last_good = outcome
+            notes = getattr(self.decoder.impl, "notes", None)  # selective: a plate update it could not use
+            for note in notes or ():
+                self.warn(f"frame {self.frames} at {float(self._packet_at):.3f} s: {note}")
+            if notes:
+                notes.clear()
             return outcome
         if not isinstance(outcome, CorruptStreamError):
             raise outcome  # a stream this build cannot decode: no concealment helps

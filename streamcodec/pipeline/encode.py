@@ -252,6 +252,7 @@ class SelectiveSettings:
     feather: int = FEATHER
     whole_above: float = WHOLE_ABOVE
     preset: str | None = None
+    plate_refresh: float | None = None
 
     def options(self, frame_rate: Fraction) -> SelectiveOptions:
         options = SelectiveOptions(
@@ -268,6 +269,7 @@ class SelectiveSettings:
             feather=self.feather,
             whole_above=self.whole_above,
             preset=self.preset,
+            plate_refresh=self.plate_refresh,
         )
         if self.threads is None:
             return options
@@ -304,6 +306,7 @@ def encode_file(
     feather: int = FEATHER,
     whole_above: float = WHOLE_ABOVE,
     preset: str | None = None,
+    plate_refresh: float | None = None,
     workers: int = 1,
 ) -> EncodeSummary:
     """Encode `input` (anything PyAV opens) into a Matroska file with a V_STREAMCODEC track.
@@ -328,7 +331,8 @@ def encode_file(
     each frame at once, as the live sender does ("learned" fidelity always runs at zero latency).
     `feather` is the composite's blend width in pixels inside the kept region; a GOP whose keyframe keeps
     more than `whole_above` of the picture is coded whole, with no plate; `preset` is the fidelity codec's
-    speed preset (None: the codec's for the latency, `fidelity.CODECS`). `fidelity` None picks
+    speed preset (None: the codec's for the latency, `fidelity.CODECS`); `plate_refresh` the seconds between
+    full plates, plate updates between (None: `layers.PLATE_REFRESH` offline, 0 live). `fidelity` None picks
     `default_fidelity(latency)`. `workers` > 1 (gc)
     entropy-codes frames on that many processes, `BATCH_PER_WORKER` frames per worker at a time
     (same bytes; `on_frame` then sees the encoder after the frame's batch).
@@ -351,6 +355,7 @@ def encode_file(
         feather,
         whole_above,
         preset,
+        plate_refresh,
     )
     if save_masks is not None:
         if mode != "sc":

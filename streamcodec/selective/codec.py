@@ -7,14 +7,18 @@ Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
               or, with fidelity "learned", the frame's GC latents zeroed outside the kept cells
               (`learned.py`), the kept region then coming from the GC generator's picture
     PLATE     keyframes, background "plate": the background picture as one intra access unit
+    PLATE_UPDATE  keyframes between full plates (files: one full plate per PLATE_REFRESH seconds): an
+              inter access unit of the plate's own stream against the last plate unit, or none if unchanged
     LATENTS   keyframes, background "synth": GC latents of the background at the lowest quality
     LABELS    keyframes, background "synth": the built-in labeler's map of the same background; the
               decoder paints it with the SC generator (`background.SynthDecoder`)
     REFERENCE inter frames: the low byte of the previous packet's CRC-32, so a lost packet is refused
 The decoder composites alpha · fidelity + (1 − alpha) · background (layers.composite). Every
-keyframe is self-contained, so seeking and recovery work there. The encoder decodes its own
-fidelity access units in its loop (the fill needs the reconstruction the decoder will have); the
-mask it knows, and plate reuse compares estimates, so nothing else is decoded there.
+keyframe's kept region is self-contained, so seeking and recovery work there; its background is where
+it carries a full plate (a decoder starting at an update shows a grey background until the next full
+plate). The encoder decodes its own fidelity access units in its loop (the fill needs the
+reconstruction the decoder will have); the mask it knows, and plate reuse compares estimates, so
+nothing else is decoded there.
 
 Threads (all release the GIL; the packets are those of one thread): the mask kinds side by side,
 x265 on its wavefront threads, a keyframe's plate beside its fidelity AU, the loop's decode while
@@ -45,7 +49,7 @@ from ..models.registry import DEFAULT_MODEL, REGISTRY
 from .ahead import MaskPipeline
 from .background import SynthDecoder, SynthEncoder, check_labels_spec, gc_config
 from .fidelity import CODECS, FidelityDecoder, FidelityEncoder
-from .fill import fill_outside
+from .fill import FLAT_RGB, fill_outside
 from .layers import BLOCK, PLATE_CODEC, SC_QUALITY_LEVELS, Compositor, SelectiveOptions, fidelity_frame, fidelity_size
 from .learned import LearnedDecoder, LearnedEncoder
 from .maskcode import block_mask, decode_mask, encode_mask, expand
@@ -127,6 +131,8 @@ class SelectiveEncoder:
         self._seen: Mask | None = None  # pixels seen outside the kept region at least once
         self._background_sections: dict[int, bytes] = {}
         self._background_source: Image | None = None
+        self._plate_unit: bytes | None = None  # the last plate access unit sent: what the next update follows
+        self._plate_full_at = 0  # frame index of the last full plate
         self._blocks: Mask | None = None
         self._whole = False  # the current GOP is coded whole (no mask edge, no plate)
         self._source_tags: tuple[object, ...] | None = None  # () when the source's planes cannot be used
@@ -327,7 +333,9 @@ class SelectiveEncoder:
         # A keyframe's plate (its own x265, or the synth coder) is coded beside the fidelity layer: both release the GIL.
         # The estimate is copied here: offline, the next frames update it in place before the worker gets to it.
         # A GOP coded whole has no plate: its keyframe carries none.
-        background = self._beside(self._background_section, self._plate_picture()) if keyframe and not self._whole else None
+        background = None
+        if keyframe and not self._whole:
+            background = self._beside(self._background_section, self._plate_picture(), self._index - 1)
         filled = rgb  # learned: the encoder takes the frame and its blocks, no fill
         if not self._learned:
             filled = self._fidelity_input(rgb, kept, blocks, keyframe, source)
@@ -441,19 +449,37 @@ class SelectiveEncoder:
             return estimate
         return fill_outside(estimate, self._seen, "blur", block=BLOCK)
 
-    def _background_section(self, estimate: Image) -> dict[int, bytes]:
-        """PLATE, or LATENTS and LABELS, for a keyframe: the last ones' bytes again while the background has not changed."""
+    def _background_section(self, estimate: Image, index: int) -> dict[int, bytes]:
+        """The keyframe at frame `index`'s background: PLATE or PLATE_UPDATE, or LATENTS and LABELS.
+
+        A full plate (or the synth sections) is sent again as the same bytes while the background has not
+        changed. Between full plates (`SelectiveOptions.plate_refresh`) a keyframe carries an update coded
+        against the last plate unit instead, empty while the background has not changed.
+        """
         # Compared with the estimate the last plate was coded from, not its decode: coding noise at
         # the plate's CRF alone would keep the PSNR under the threshold.
         held = self._background_source
-        if not (self._background_sections and held is not None and psnr(estimate, held) > PLATE_REUSE_DB):
-            self._background_source = estimate
-            if self._synth_coder is not None:
-                self._background_sections = self._synth_coder.sections(estimate)
-            else:
-                assert self._plate_coder is not None
-                self._background_sections = {bitstream.PLATE: self._plate_coder.encode(fidelity_frame(estimate), True)}
-        return self._background_sections
+        unchanged = bool(self._background_sections) and held is not None and psnr(estimate, held) > PLATE_REUSE_DB
+        if self._synth_coder is not None:
+            if not unchanged:
+                self._background_source, self._background_sections = estimate, self._synth_coder.sections(estimate)
+            return self._background_sections
+        assert self._plate_coder is not None
+        refresh = self.options.refresh_frames()
+        if not refresh or self._plate_unit is None or index - self._plate_full_at >= refresh:
+            if not (unchanged and bitstream.PLATE in self._background_sections):
+                unit = self._plate_coder.encode(fidelity_frame(estimate), True)
+                self._background_source, self._background_sections = estimate, {bitstream.PLATE: unit}
+                self._plate_unit = unit
+            self._plate_full_at = index
+            return self._background_sections
+        assert self._plate_unit is not None
+        update = bitstream.plate_check(self._plate_unit)
+        if not unchanged:
+            unit = self._plate_coder.encode(fidelity_frame(estimate), False)
+            self._background_source, self._plate_unit, update = estimate, unit, update + unit
+        self._background_sections = {bitstream.PLATE_UPDATE: update}
+        return {bitstream.PLATE_UPDATE: update}
 
     def _adapt_rate(self) -> None:
         """`--bitrate`: after each GOP, move the fidelity CRF toward the target (±RATE_STEP, bounded)."""
@@ -468,6 +494,7 @@ class SelectiveEncoder:
             self._fg_crf = crf
             self._open_coders()
             self._background_sections = {}  # the plate coder restarts; re-code the plate at its new CRF
+            self._plate_unit = None  # and the next plate is a full one
 
     def estimate_rates(self, frames: list[Image], qualities: Sequence[int] | None = None) -> list[float]:
         """The codec track's kbps at each quality (only `qualities` if given, the others 0), from the first frames.
@@ -488,7 +515,10 @@ class SelectiveEncoder:
                 continue
             fg, bg = self.options.crfs(quality)
             sizes = [size + PACKET_OVERHEAD for size in self._probe(frames, kept, fg)]
-            sizes[0] += self._probe_background(frames[0], bg)
+            # One full plate per refresh period; the updates between cost a few percent of one (left out).
+            refresh = self.options.refresh_frames()
+            plate = self._probe_background(frames[0], bg)
+            sizes[0] += round(plate * min(1.0, self.config.gop / refresh)) if refresh else plate
             inter = float(np.mean(sizes[1:])) if len(sizes) > 1 else sizes[0]
             bits = 8 * (intra_share * sizes[0] + (1 - intra_share) * inter)
             rates.append(bits * float(self.options.frame_rate) / 1000.0)
@@ -578,8 +608,13 @@ class SelectiveDecoder:
         else:
             self._fidelity = FidelityDecoder(codec, width=width, height=height, matrix=matrix)
         self._plate = FidelityDecoder(PLATE_CODEC[codec], width=width, height=height, matrix=matrix)
-        self._background: tuple[tuple[bytes, ...], Image] | None = None  # the last background decoded, by its bytes
+        self._background: tuple[tuple[bytes, ...], Image] | None = None  # the last synth background, by its bytes
+        self._plate_unit: bytes | None = None  # the last plate access unit decoded (None: no chain to update)
+        self._plate_picture: Image | None = None  # the last plate picture decoded
         self._shown: Image | None = None  # this GOP's background
+        #: What the caller should be told: a keyframe whose plate update this decoder could not use (it
+        #: started after the plate it follows, or lost it). The file decoder reports and clears them.
+        self.notes: list[str] = []
         self._blocks: Mask | None = None
         self._crc: int | None = None
         self.last_fidelity: Image | None = None
@@ -644,21 +679,48 @@ class SelectiveDecoder:
 
         None for a plate stream's keyframe that keeps every block and so carries no plate (a GOP coded whole).
         """
-        if self._synth is not None:
-            key = self._synth.key(frame)
-        else:
-            key = (frame.sections.get(bitstream.PLATE, b""),)
-            if not key[0] and blocks.all():
-                return None  # the last plate stays cached: a later keyframe may send the same bytes again
-            if not key[0]:
-                raise CorruptStreamError("selective keyframe has no plate section")
-        if self._background is not None and self._background[0] == key:
-            return self._background[1]
-        if self._synth is not None:
-            picture = self._synth.picture(frame)
-        else:
-            picture = self._plate.decode(key[0])[: self.config.height, : self.config.width]
-        self._background = (key, picture)
+        if self._synth is None:
+            return self._plate_of(frame, blocks)
+        key = self._synth.key(frame)
+        if self._background is None or self._background[0] != key:
+            self._background = (key, self._synth.picture(frame))
+        return self._background[1]
+
+    def _plate_of(self, frame: Frame, blocks: Mask) -> Image | None:
+        """A plate keyframe's background: its full plate, or the last plate picture with its update applied."""
+        plate, update = frame.sections.get(bitstream.PLATE), frame.sections.get(bitstream.PLATE_UPDATE)
+        if plate is not None and update is not None:
+            raise CorruptStreamError("selective keyframe has both a plate and a plate update")
+        if plate is None and update is None:
+            if blocks.all():
+                return None  # the last plate stays: a later keyframe may send the same bytes again, or update it
+            raise CorruptStreamError("selective keyframe has no plate section")
+        if plate is not None:
+            if plate != self._plate_unit or self._plate_picture is None:  # the same bytes again: the same picture
+                self._plate_picture = self._decode_plate(plate)
+            return self._plate_picture
+        assert update is not None
+        if len(update) < bitstream.PLATE_CHECK.size:
+            raise CorruptStreamError(f"selective plate update of {len(update)} bytes is shorter than its check")
+        check, unit = update[: bitstream.PLATE_CHECK.size], update[bitstream.PLATE_CHECK.size :]
+        if self._plate_unit is None or bitstream.plate_check(self._plate_unit) != check:
+            self._plate_unit = None  # every update until the next full plate follows what is missing
+            shown = "the last background it has" if self._plate_picture is not None else "a grey background"
+            self.notes.append(
+                "this keyframe's background plate updates a plate the decoder does not hold (it started later, "
+                f"or that keyframe was lost): showing {shown} until the next full plate"
+            )
+            if self._plate_picture is None:
+                return np.full((self.config.height, self.config.width, 3), FLAT_RGB, dtype=np.uint8)
+            return self._plate_picture
+        if unit:
+            self._plate_picture = self._decode_plate(unit)
+        return self._plate_picture
+
+    def _decode_plate(self, unit: bytes) -> Image:
+        self._plate_unit = None  # until it decodes: a damaged unit leaves no chain
+        picture = self._plate.decode(unit)[: self.config.height, : self.config.width]
+        self._plate_unit = unit
         return picture
 
 
