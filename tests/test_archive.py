@@ -313,6 +313,25 @@ def test_archive_without_out_is_one_line_error(tmp_path: Path) -> None:
     assert done.stderr == "streamcodec archive: error: archive needs --out DIR, the archive folder\n"
 
 
+def test_archive_codes_at_its_own_preset_unless_told(tmp_path: Path) -> None:
+    """SVT-AV1 preset 4 by default (ARCHIVE_PRESET: archiving stays over 2x real time), --preset to choose."""
+    (tmp_path / "src").mkdir()
+    make_moving_box(tmp_path / "src" / "box.mp4")
+    files = {}
+    for name, flags in (("default", []), ("4", ["--preset", "4"]), ("8", ["--preset", "8"])):
+        done = run("archive", str(tmp_path / "src"), "--out", str(tmp_path / name), *flags)
+        assert done.returncode == 0, done.stderr[-2000:]
+        files[name] = packets(tmp_path / name / "src" / "box.mkv")
+    assert files["default"] == files["4"] != files["8"]
+    for flags, error in (
+        (["--preset", "slow"], "--preset slow is not an SVT-AV1 preset (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)"),
+        (["--preset", "4", "--mode", "gc"], "--preset applies only to --mode sc"),
+    ):
+        done = run("archive", str(tmp_path / "src"), "--out", str(tmp_path / "bad"), *flags)
+        assert done.returncode == 1 and not (tmp_path / "bad").exists()
+        assert done.stderr == f"streamcodec archive: error: {error}\n"
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'streamcodec[cluster]')")
 def test_archive_on_a_local_ray_instance(tmp_path: Path) -> None:
     src = tmp_path / "src"

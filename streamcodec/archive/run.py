@@ -57,6 +57,7 @@ class ArchiveOptions:
     quality: int | None = None
     backend: str = "auto"
     keep: tuple[str, ...] | None = None
+    preset: str | None = None  # sc: the kept region's codec preset (None: task.ARCHIVE_PRESET)
     jobs: int = 1
     threads: int | None = None  # per job; None: the cores shared between the jobs (see pool.thread_share)
     ray: str | None = None  # None: local processes; "" : a local Ray; else a cluster address
@@ -231,7 +232,8 @@ def _task(catalogue: Catalogue, row: FileRow, found: SourceFile, taken: set[str]
         output = output_name(found.relative, row.sha256, taken, folder)
     taken.add(output)
     catalogue.update(row.id, status="pending", output=output, error=None)
-    return Task(row.id, row.source, str(folder.resolve()), output, options.mode, options.quality, options.backend, options.keep)
+    settings = (options.mode, options.quality, options.backend, options.keep)
+    return Task(row.id, row.source, str(folder.resolve()), output, *settings, preset=options.preset or "")
 
 
 def _plan_copies(catalogue: Catalogue, copies: list[SourceFile], summary: RunSummary, options: ArchiveOptions) -> list[Task]:

@@ -29,6 +29,11 @@ from ..io.safe_output import publish_file
 from ..selective.masks import DEFAULT_KEEP
 from .scan import sha256_file
 
+#: SVT-AV1's preset for archives (`encode` codes files at 2): on two cores, 640x480 still-camera footage at
+#: 10 fps archives at about 2.9x real time at preset 4 (README, `scripts/bench_archive.py`), and at 2, whose
+#: kept region takes 11-20 % fewer bits, encode runs about 2.5x slower, under the 2x real time archiving needs.
+ARCHIVE_PRESET = "4"
+
 TEMP_FOLDER = ".archive-tmp"
 #: A region smaller than this share of the frame is noise (a few motion pixels), not a thing seen.
 MIN_REGION_SHARE = 0.001
@@ -47,6 +52,7 @@ class Task:
     backend: str = "auto"
     keep: tuple[str, ...] | None = None
     threads: int = 1
+    preset: str = ""  # sc: the kept region's codec preset ("": ARCHIVE_PRESET)
 
     def temp(self, suffix: str) -> Path:
         return Path(self.archive) / TEMP_FOLDER / f"{self.file_id}{suffix}"
@@ -142,6 +148,7 @@ def _archive(task: Task, temp: Path) -> Result:
         keep=task.keep or DEFAULT_KEEP,
         on_frame=index,
         threads=task.threads,
+        preset=(task.preset or ARCHIVE_PRESET) if task.mode == "sc" else None,
     )
     size = temp.stat().st_size
     values = {
