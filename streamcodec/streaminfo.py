@@ -59,6 +59,8 @@ class StreamInfo:
     lost_frames: int = 0  # frame slots that container damage emptied (counted in `frames`)
     layer_bits: dict[str, int] = field(default_factory=dict)  # whole stream, by layer (LAYERS)
     frames_by_layer: list[dict[str, int]] = field(default_factory=list)  # per frame: bits by layer
+    #: Selective plate streams: keyframes carrying a full plate, an update, and an empty (unchanged) update.
+    plates: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +81,9 @@ class StreamInfo:
         total = sum(self.layer_bits.values())
         shares = ", ".join(f"{name} {bits} ({100 * bits / total:.1f} %)" for name, bits in self.layer_bits.items() if bits)
         lines.append(f"  layer bits  {shares or 'none'}")
+        if any(self.plates.values()):
+            p = self.plates
+            lines.append(f"  plates      {p['full']} full, {p['updates']} updates ({p['unchanged']} of them unchanged)")
         for index, layers in enumerate(self.frames_by_layer if per_frame else []):
             parts = " ".join(f"{name} {bits}" for name, bits in layers.items() if bits)
             lines.append(f"  frame {index:<5} {sum(layers.values())} bits: {parts}")
@@ -111,6 +116,7 @@ def stream_info(path: Path) -> StreamInfo:
         counts: dict[int, int] = defaultdict(int)
         frame_bits, times, keyframes, lost = [], [], 0, []
         by_layer: list[dict[str, int]] = []
+        plates = {"full": 0, "updates": 0, "unchanged": 0}
         for packet in reader.packets(on_error=container_damage):
             sizes[packet.track] += len(packet.data)
             counts[packet.track] += 1
@@ -124,6 +130,7 @@ def stream_info(path: Path) -> StreamInfo:
                 frame = unpack_frame(packet.data)
                 keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
                 by_layer.append(layer_bits(frame, len(packet.data)))
+                _count_plates(frame, plates)
             except StreamcodecError as exc:
                 damaged.append(f"frame {len(frame_bits) + len(lost) - 1} at {float(packet.time):.3f} s: {exc}")
         lost += slots.at_end()
@@ -159,7 +166,17 @@ def stream_info(path: Path) -> StreamInfo:
         lost_frames=len(lost),
         layer_bits={name: sum(layers[name] for layers in by_layer) for name in [*LAYERS.values(), "header"]},
         frames_by_layer=by_layer,
+        plates=plates,
     )
+
+
+def _count_plates(frame: Frame, plates: dict[str, int]) -> None:
+    if bitstream.PLATE in frame.sections:
+        plates["full"] += 1
+    update = frame.sections.get(bitstream.PLATE_UPDATE)
+    if update is not None:
+        plates["updates"] += 1
+        plates["unchanged"] += len(update) <= bitstream.PLATE_CHECK.size
 
 
 def _lost_lines(lost: list[Fraction], slots: FrameSlots) -> list[str]:

@@ -389,6 +389,11 @@ def test_keyframes_between_full_plates_carry_updates_and_live_streams_full_plate
     fidelity = [[bitstream.unpack_frame(p).sections[bitstream.FIDELITY] for p in streams[n][1]] for n in ("default", "every")]
     assert fidelity[0] == fidelity[1]
     update_bytes = bitstream.unpack_frame(streams["default"][1][GOP]).sections[bitstream.PLATE_UPDATE]
+    unchanged = int(len(update_bytes) == bitstream.PLATE_CHECK.size)
+    assert stream_info(tmp_path / "default.mkv").plates == {"full": 1, "updates": 1, "unchanged": unchanged}
+    assert stream_info(tmp_path / "every.mkv").plates == {"full": 2, "updates": 0, "unchanged": 0}
+    text = run_cli("info", str(tmp_path / "default.mkv")).stdout.splitlines()
+    assert f"  plates      1 full, 1 updates ({unchanged} of them unchanged)" in text
     assert len(update_bytes) < len(bitstream.unpack_frame(streams["every"][1][GOP]).sections[bitstream.PLATE]) / 2
     first, again = decode_all(*streams["default"][:2]), decode_all(*streams["default"][:2])
     for a, b in zip(first, again, strict=True):
