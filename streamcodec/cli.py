@@ -207,7 +207,8 @@ def _add_selective(p: Any) -> None:
         "--bg-quality",
         type=_crf,
         metavar="CRF",
-        help="CRF of the background plate (default: the kept region's + 8 hevc, + 18 av1)",
+        help="CRF of the background plate (default: the kept region's + 8 hevc, + 18 av1, 4 less for av1 plates "
+        "that are updated between full ones, as in files)",
     )
     g.add_argument(
         "--feather",

@@ -51,8 +51,9 @@ FEATHER = 0
 #: and 346.1 / 36.05), so the crossover lies somewhere near 40-50 %; no clip in between has been measured.
 WHOLE_ABOVE = 0.6
 #: Seconds between full (intra) plates of a file's stream; the keyframes between carry plate updates, inter
-#: coded against the last plate (bitstream.PLATE_UPDATE). The plate is then what a decoder starting there lacks
-#: longest. Live streams send a full plate at every keyframe (0), for receivers that join late.
+#: coded against the last plate (bitstream.PLATE_UPDATE). A decoder that starts between full plates shows no
+#: background until the next one, at most this long. Live streams send a full plate at every keyframe (0),
+#: for receivers that join late.
 PLATE_REFRESH = 10.0
 #: How much finer (CRF) a chained plate is coded than a full one each keyframe: an update follows a changed
 #: background only partly, so the chain starts finer. SVT-AV1's low-delay updates come at a coarser QP than its
