@@ -52,7 +52,8 @@ Selective mode (mode "sc"; frame types SELECTIVE_INTRA 2 / SELECTIVE_INTER 3):
                    previous frame's mask between); absent = empty payload (all dropped at a
                    keyframe, unchanged between)
     0x04 FIDELITY  one HEVC (Annex B) or AV1 (low-overhead OBU) access unit of the frame; IDR with
-                   parameter sets at keyframes
+                   parameter sets at keyframes. AV1 units leave out the leading temporal delimiter
+                   OBU (as Matroska's AV1 mapping does); streams written before keep it, and decode alike
                    With fidelity "learned" (new streams only): the LATENTS layout
                    (channel count u8 + range-coded GC symbols, intra tables at keyframes, inter
                    against the previous frame's symbols between), zero (center) outside the kept

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamcodec.errors import CorruptStreamError, UnsupportedStreamError
-from streamcodec.selective.fidelity import FidelityDecoder, FidelityEncoder, is_random_access
+from streamcodec.selective.fidelity import AV1_TEMPORAL_DELIMITER, FidelityDecoder, FidelityEncoder, is_random_access
 from streamcodec.selective.fill import FILLS, FLAT_RGB, estimate_plate, fill_outside, outside_cells
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -61,6 +61,16 @@ def test_round_trip_is_identical_across_runs_and_decoder_threads(coded: tuple[st
         decoder = FidelityDecoder(codec, width=WIDTH, height=HEIGHT, threads=threads)
         outputs.append(np.stack([decoder.decode(au) for au in access_units]))
     assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
+
+
+def test_av1_units_leave_out_the_temporal_delimiter_and_units_with_it_decode_the_same() -> None:
+    frames = _frames()
+    units = _encode("av1", frames)
+    assert not any(unit.startswith(AV1_TEMPORAL_DELIMITER) for unit in units)
+    assert [is_random_access("av1", unit) for unit in units] == [i in KEYS for i in range(COUNT)]
+    bare, delimited = FidelityDecoder("av1", width=WIDTH, height=HEIGHT), FidelityDecoder("av1", width=WIDTH, height=HEIGHT)
+    for unit in units:  # as streams written before carry them
+        np.testing.assert_array_equal(bare.decode(unit), delimited.decode(AV1_TEMPORAL_DELIMITER + unit))
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])

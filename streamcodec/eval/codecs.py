@@ -182,6 +182,7 @@ class StreamcodecCodec(Codec):
                     "whole_above": WHOLE_ABOVE,
                     "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
                     "fidelity_input": "source-planes",  # the kept blocks from the source's 4:2:0 planes
+                    "av1_units": "no-temporal-delimiter",
                 }
                 if self.mode == "sc"
                 else {}

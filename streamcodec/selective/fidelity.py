@@ -36,7 +36,16 @@ import numpy.typing as npt
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
 
-__all__ = ["CODECS", "LATENCIES", "PRESETS", "FidelityDecoder", "FidelityEncoder", "is_random_access", "offline_options"]
+__all__ = [
+    "AV1_TEMPORAL_DELIMITER",
+    "CODECS",
+    "LATENCIES",
+    "PRESETS",
+    "FidelityDecoder",
+    "FidelityEncoder",
+    "is_random_access",
+    "offline_options",
+]
 
 Image = npt.NDArray[np.uint8]
 
@@ -312,7 +321,10 @@ class FidelityEncoder:
             if not self._keyframes or packet.pts != first or packet.is_keyframe != self._keyframes[0]:
                 raise RuntimeError(f"{self.codec} gave frame {packet.pts} (key={packet.is_keyframe}) where frame {first} was due")
             self._keyframes.pop(0)
-            units.append(bytes(packet))
+            unit = bytes(packet)
+            if self.codec == "av1" and unit.startswith(AV1_TEMPORAL_DELIMITER):
+                unit = unit[len(AV1_TEMPORAL_DELIMITER) :]
+            units.append(unit)
         return units
 
     def close(self) -> None:
@@ -326,6 +338,13 @@ class FidelityEncoder:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+#: The temporal delimiter OBU (type 2, size 0) that starts each AV1 temporal unit SVT-AV1 gives. Our packet
+#: delimits the unit already, so it is left out (Matroska's AV1 mapping leaves it out too; dav1d needs none):
+#: 2 bytes a frame, 0.9 % of carphone's stream at quality 1. Units of streams written before keep it and
+#: decode to the same pictures.
+AV1_TEMPORAL_DELIMITER = b"\x12\x00"
 
 
 def _hevc_random_access(data: bytes) -> bool:
