@@ -233,7 +233,7 @@ def _task(catalogue: Catalogue, row: FileRow, found: SourceFile, taken: set[str]
     taken.add(output)
     catalogue.update(row.id, status="pending", output=output, error=None)
     settings = (options.mode, options.quality, options.backend, options.keep)
-    return Task(row.id, row.source, str(folder.resolve()), output, *settings, preset=options.preset or "")
+    return Task(row.id, row.source, str(folder.resolve()), output, *settings, preset=options.preset)
 
 
 def _plan_copies(catalogue: Catalogue, copies: list[SourceFile], summary: RunSummary, options: ArchiveOptions) -> list[Task]:

@@ -52,7 +52,7 @@ class Task:
     backend: str = "auto"
     keep: tuple[str, ...] | None = None
     threads: int = 1
-    preset: str = ""  # sc: the kept region's codec preset ("": ARCHIVE_PRESET)
+    preset: str | None = None  # sc: the kept region's codec preset (None: ARCHIVE_PRESET)
 
     def temp(self, suffix: str) -> Path:
         return Path(self.archive) / TEMP_FOLDER / f"{self.file_id}{suffix}"

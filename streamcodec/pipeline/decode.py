@@ -226,10 +226,9 @@ class _Decoding:
     def _decoded(self, outcome: npt.NDArray[np.uint8] | StreamcodecError) -> npt.NDArray[np.uint8]:
         if not isinstance(outcome, StreamcodecError):
             self.last_good = outcome
-            notes = getattr(self.decoder.impl, "notes", None)  # selective: a plate update it could not use
-            for note in notes or ():
-                self.warn(f"frame {self.frames} at {float(self._packet_at):.3f} s: {note}")
-            if notes:
+            if notes := getattr(self.decoder.impl, "notes", None):  # selective: a plate update it could not use
+                for note in notes:
+                    self.warn(f"frame {self.frames} at {float(self._packet_at):.3f} s: {note}")
                 notes.clear()
             return outcome
         if not isinstance(outcome, CorruptStreamError):

@@ -479,7 +479,7 @@ class SelectiveEncoder:
             unit = self._plate_coder.encode(fidelity_frame(estimate), False)
             self._background_source, self._plate_unit, update = estimate, unit, update + unit
         self._background_sections = {bitstream.PLATE_UPDATE: update}
-        return {bitstream.PLATE_UPDATE: update}
+        return self._background_sections
 
     def _adapt_rate(self) -> None:
         """`--bitrate`: after each GOP, move the fidelity CRF toward the target (±RATE_STEP, bounded)."""
