@@ -64,7 +64,7 @@ class ArtifactSpec:
     def expected(self) -> dict[str, Any]:
         """The manifest an artifact built now, on this machine, would carry."""
         libraries = ENGINE_LIBRARIES.get(self.engine, ("torch",))
-        return {
+        expected = {
             "format": FORMAT,
             "model": self.entry.name,
             "model_id": self.entry.model_id,
@@ -76,6 +76,11 @@ class ArtifactSpec:
             "libraries": {name: library_version(name) for name in libraries},
             "device": device_name(self.device),
         }
+        if self.precision == "int8":  # built from a calibration set, for one kind of int8 kernel
+            from .int8 import calibration_sha256, int8_kernels
+
+            expected |= {"calibration_sha256": calibration_sha256(self.entry), "int8_kernels": int8_kernels()}
+        return expected
 
 
 def manifest_path(artifact: Path) -> Path:

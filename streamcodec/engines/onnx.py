@@ -23,10 +23,13 @@ from .base import (
     example_inputs,
     quiet_exporter,
 )
+from .int8 import quantize_synthesize
 from .manifest import ArtifactSpec, ensure_artifact
 
 #: ONNX graphs keep H and W symbolic: the range is recorded, not enforced by ONNX Runtime.
 ONNX_MAX_SIZE = (4096, 4096)
+#: int8: G quantized, E float32 (engines.int8).
+ONNX_PRECISIONS = ("fp32", "int8")
 
 
 def onnx_exporter(module: torch.nn.Module, args: tuple[Any, ...], shapes: Any) -> Callable[[Path], None]:
@@ -47,17 +50,21 @@ def export_onnx(
     Args:
         model: a loaded GC model.
         folder: the engines folder.
-        precision: only "fp32" (ONNX Runtime's CPU kernels are float32).
+        precision: "fp32", or "int8": G quantized (see engines.int8), E still fp32.
         max_size: (W, H) recorded in the manifest as the shape range.
     Returns:
         Graph name ("analyze", "synthesize") → artifact path.
     """
-    if precision != "fp32":
-        raise BackendUnavailableError(f"engine 'onnxruntime' runs fp32 only on the CPU, not {precision}")
+    if precision not in ONNX_PRECISIONS:
+        raise BackendUnavailableError(f"engine 'onnxruntime' runs {' or '.join(ONNX_PRECISIONS)} on the CPU, not {precision}")
     graphs = TorchGraphs(build_torch_model(model))
     paths = {}
     for which in GRAPHS:
-        spec = ArtifactSpec(model.entry, which, "onnxruntime", precision, max_size)
+        if which == "synthesize" and precision == "int8":
+            spec = ArtifactSpec(model.entry, which, "onnxruntime", "int8", max_size)
+            paths[which] = ensure_artifact(folder, spec, ".onnx", quantize_synthesize(model))
+            continue
+        spec = ArtifactSpec(model.entry, which, "onnxruntime", "fp32", max_size)
         build = onnx_exporter(Graph(graphs, which), (example_inputs(model, which),), dynamic_shapes(which, max_size))
         paths[which] = ensure_artifact(folder, spec, ".onnx", build)
     return paths

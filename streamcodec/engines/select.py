@@ -16,6 +16,8 @@ from .tensorrt import TensorRTBackend
 from .torch_engine import TorchBackend
 
 ENGINE_NAMES = ("auto", "torch", "compile", "onnxruntime", "tensorrt")
+#: Every precision some engine runs: fp16/bf16 on torch, compile and tensorrt; int8 on onnxruntime.
+ALL_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: Why auto chose what it chose, in the order it tries them.
 AUTO_REASONS = {
     "tensorrt": "TensorRT on the GPU",
@@ -46,9 +48,17 @@ def auto_engine(device: str | None = None) -> str:
     return "onnxruntime" if installed("onnxruntime") else "torch"
 
 
+def split_precision(spec: str) -> tuple[str, str | None]:
+    """ "NAME[:DEVICE]@PRECISION" (e.g. "onnxruntime@int8", "compile:cuda@bf16") → ("NAME[:DEVICE]", precision)."""
+    base, at, precision = spec.partition("@")
+    if at and precision not in ALL_PRECISIONS:
+        raise BackendUnavailableError(f"unknown precision {precision!r} in engine {spec!r} ({', '.join(ALL_PRECISIONS)})")
+    return base, precision or None
+
+
 def parse_engine(spec: str) -> tuple[str, str | None]:
-    """ "NAME" or "NAME:DEVICE" (e.g. "torch:cpu", "compile:cuda") → (name, device or None)."""
-    name, _, device = spec.partition(":")
+    """ "NAME" or "NAME:DEVICE" (e.g. "torch:cpu", "compile:cuda"), with an optional "@PRECISION" → (name, device)."""
+    name, _, device = split_precision(spec)[0].partition(":")
     if name == "cuda":  # the old backend name: torch.compile on the GPU
         return "compile", "cuda"
     if name not in ENGINE_NAMES:
@@ -82,17 +92,22 @@ def create_backend(spec: str, model: LoadedModel, precision: str = "fp32", compi
 
     Args:
         spec: an engine name from ENGINE_NAMES, optionally ":cpu"/":cuda" ("cuda" alone: the old
-            backend name for compile on the GPU). "auto" says on stderr, once, which it chose.
+            backend name for compile on the GPU) and "@PRECISION", which overrides `precision`.
+            "auto" says on stderr, once, which it chose.
         model: the loaded model.
-        precision: "fp32", "fp16" or "bf16" (torch/compile autocast, TensorRT precision).
+        precision: "fp32", "fp16" or "bf16" (torch/compile autocast, TensorRT precision), or "int8"
+            (onnxruntime: G in int8).
         compile_mode: torch.compile mode of engine compile (e.g. "reduce-overhead": CUDA graphs).
     Returns:
         A ready Backend; BackendUnavailableError when the engine cannot run here.
     """
     name, device = parse_engine(spec)
+    precision = split_precision(spec)[1] or precision
     if name == "auto":
         name = auto_engine(device)
         _announce(name)
+    if precision == "int8" and name != "onnxruntime":
+        raise BackendUnavailableError(f"precision int8 runs on engine onnxruntime (the CPU) only, not {name}")
     if name == "onnxruntime" and device not in (None, "cpu"):
         raise BackendUnavailableError(f"engine 'onnxruntime' runs on the CPU here, not {device!r}")
     if name == "tensorrt" and device == "cpu":

@@ -71,6 +71,10 @@ def compile_and_save(model: LoadedModel, which: str, precision: str, max_size: t
 
 def build_tensorrt(model: LoadedModel, folder: Path, precision: str, max_size: tuple[int, int]) -> dict[str, Path]:
     """Both graphs as TensorRT artifacts in `folder`, reused while their manifests match."""
+    if precision not in PRECISIONS:
+        raise BackendUnavailableError(
+            f"engine 'tensorrt' builds {', '.join(PRECISIONS)}, not {precision} (int8 is onnxruntime's, on the CPU)"
+        )
     import_torch_tensorrt()
     paths = {}
     for which in GRAPHS:
