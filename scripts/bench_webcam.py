@@ -68,17 +68,29 @@ def _port(receiver: subprocess.Popen[str]) -> int:
     raise RuntimeError("the receiver did not start")
 
 
-def run(source: Path, seconds: float, max_kbps: float | None, mode: str, folder: Path) -> dict[str, Any]:
-    """One run: receiver and sender processes; their JSON summaries merged."""
+def run(source: Path, seconds: float, max_kbps: float | None, mode: str, folder: Path, engine: str = "auto") -> dict[str, Any]:
+    """One run: receiver and sender processes (both on `engine`); their JSON summaries merged."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     receiver = subprocess.Popen(
-        [*CLI, "receive", "--listen", "0", "--port", "0", "--exit-when-done", "--stats-json", str(folder / "receiver.json")],
+        [
+            *CLI,
+            "receive",
+            "--listen",
+            "0",
+            "--port",
+            "0",
+            "--exit-when-done",
+            "--engine",
+            engine,
+            "--stats-json",
+            str(folder / "receiver.json"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
     )
     port = _port(receiver)
-    command = [*CLI, "send", "--to", f"127.0.0.1:{port}", "--source", str(source), "--loop", "--mode", mode]
+    command = [*CLI, "send", "--to", f"127.0.0.1:{port}", "--source", str(source), "--loop", "--mode", mode, "--engine", engine]
     command += ["--stats-json", str(folder / "sender.json")] + (["--max-kbps", str(max_kbps)] if max_kbps else [])
     sender = subprocess.Popen(command, env=env)
     time.sleep(seconds)
@@ -89,6 +101,7 @@ def run(source: Path, seconds: float, max_kbps: float | None, mode: str, folder:
     received = json.loads((folder / "receiver.json").read_text())
     return {
         "mode": mode,
+        "engine": engine,
         "max_kbps": max_kbps,
         "seconds": sent["seconds"],
         "fps": sent["fps"],
@@ -135,12 +148,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-kbps", type=float, default=300.0, help="0 for no cap")
     parser.add_argument("--mode", default="sc", choices=("sc", "gc"))
+    parser.add_argument("--engine", default="auto", help="engine of sender and receiver (e.g. onnxruntime@int8)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source = args.source or make_source(folder, 150)
-        results = run(source, args.seconds, args.max_kbps or None, args.mode, folder)
+        results = run(source, args.seconds, args.max_kbps or None, args.mode, folder, args.engine)
     results["source"] = str(args.source or "make_still_camera_clip.py 640x480, 150 frames, re-timed to 30 fps")
     print(table(results))
     print(json.dumps(results, indent=2))
