@@ -20,14 +20,10 @@ from streamcodec.engines.int8 import SubPixelUp, calibration_inputs, subpixel_gr
 from streamcodec.engines.manifest import ArtifactSpec, stale_reason
 from streamcodec.errors import BackendUnavailableError
 from streamcodec.io.demux import first_frames
+from streamcodec.metrics import psnr
 from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "bbb_640x360.mp4"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 10 * np.log10(255**2 / mse) if mse else float("inf")
 
 
 @pytest.mark.parametrize(("cin", "cout", "height", "width"), [(5, 3, 7, 9), (16, 8, 4, 4), (3, 6, 1, 1)])

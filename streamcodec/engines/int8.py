@@ -18,13 +18,12 @@ an fp32 one; only the decoded pixels differ from fp32's (stated in README, Engin
 
 from __future__ import annotations
 
-import copy
+import functools
 import hashlib
 import platform
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +72,7 @@ class SubPixelUp(nn.Module):
 
 def subpixel_graphs(model: LoadedModel) -> TorchGraphs:
     """The model's graphs with every upsampling ConvTranspose2d of G replaced by SubPixelUp."""
-    net = copy.deepcopy(build_torch_model(model))
+    net = build_torch_model(model)  # a fresh module: rewriting it leaves nothing else changed
     layers = net.G.net
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.ConvTranspose2d):
@@ -91,6 +90,7 @@ def calibration_sha256(entry: ModelEntry) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
+@functools.cache
 def has_vnni() -> bool:
     """Whether this x86 CPU has VNNI (int8 dot products without 16-bit saturation); False when unknown."""
     try:
@@ -125,7 +125,7 @@ def calibration_inputs(model: LoadedModel) -> Iterator[npt.NDArray[np.float32]]:
         yield w_hat
 
 
-def quantize_synthesize(model: LoadedModel) -> Any:
+def quantize_synthesize(model: LoadedModel) -> Callable[[Path], None]:
     """A build step writing G as an int8 ONNX graph (see the module docstring)."""
 
     def build(path: Path) -> None:
