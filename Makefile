@@ -23,7 +23,7 @@ test-all: setup
 	$(PY) -m pytest -m "not gpu"
 
 benchmark: setup
-	$(PY) scripts/benchmark.py
+	$(PY) scripts/benchmarks/benchmark.py
 
 lint: setup
 	$(PY) -m ruff check streamcodec tests scripts

@@ -5,9 +5,9 @@ packed here into one .npz (the photo pyramid and video frames that `CropSampler`
 JPEG bytes) and carried there. On the GPU the pictures are decoded once into device memory and
 crops are cut there, so the data path never waits on the CPU.
 
-    python scripts/pack_training_set.py data/train -o data/packed.npz      # here, once
-    scripts/train_gpu.sh data/packed.npz OUT [MINUTES]                     # on the GPU machine
-    python scripts/export_model.py OUT/model.pt --data data/train --name NAME  # back here
+    python scripts/data/pack_training_set.py data/train -o data/packed.npz      # here, once
+    scripts/gpu/train_gpu.sh data/packed.npz OUT [MINUTES]                     # on the GPU machine
+    python scripts/data/export_model.py OUT/model.pt --data data/train --name NAME  # back here
 
 The schedule is by wall-clock time, not steps: the distortion-only warm-up takes the first
 `warmup_fraction` of the budget, then the discriminator joins, so a shorter budget shrinks both
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a GC profile from a packed training set within a time budget (GPU recipe).",
     )
     p.add_argument("--config", type=Path, required=True, help="training config (.toml), e.g. configs/gc-gpu.toml")
-    p.add_argument("--data", type=Path, required=True, help="packed training set from scripts/pack_training_set.py")
+    p.add_argument("--data", type=Path, required=True, help="packed training set from scripts/data/pack_training_set.py")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and log.jsonl")
     p.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget of the run (default 25)")
     p.add_argument("--warmup-fraction", type=float, default=0.4, help="share of the budget without the GAN loss")

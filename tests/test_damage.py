@@ -327,7 +327,7 @@ def video_packets(path: Path, errors: list[CorruptStreamError] | None = None) ->
 
 
 def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(stream: Path, tmp_path: Path) -> None:
-    # Found by scripts/fuzz.py: two files spliced mid-Cluster; the cut Cluster's declared size ran
+    # Found by scripts/benchmarks/fuzz.py: two files spliced mid-Cluster; the cut Cluster's declared size ran
     # over the next whole Cluster, whose frames were then read (and lost) under the wrong timestamp.
     clusters = top_level(stream)[ID.CLUSTER]
     data = stream.read_bytes()
@@ -341,7 +341,7 @@ def test_cluster_swallowed_by_a_cut_cluster_keeps_its_own_frames_and_times(strea
 
 
 def test_cut_cluster_running_past_the_end_of_the_file_keeps_the_whole_cluster_inside(stream: Path, tmp_path: Path) -> None:
-    # Found by scripts/fuzz.py (seed 8, `splice a[:53139] + b[47289:]`): the cut Cluster's size ran
+    # Found by scripts/benchmarks/fuzz.py (seed 8, `splice a[:53139] + b[47289:]`): the cut Cluster's size ran
     # past the end of the (shorter) spliced file, so it was read as a truncation to the end and the
     # whole last Cluster of the second file, inside it, was lost.
     clusters = top_level(stream)[ID.CLUSTER]
@@ -358,7 +358,7 @@ def test_cut_cluster_running_past_the_end_of_the_file_keeps_the_whole_cluster_in
 
 
 def test_cluster_cut_after_its_id_does_not_hide_the_clusters_its_new_size_runs_over(stream: Path, tmp_path: Path) -> None:
-    # Found by scripts/fuzz.py (GC, `splice a[:11535] + b[4430:]`): the first file is cut just after a
+    # Found by scripts/benchmarks/fuzz.py (GC, `splice a[:11535] + b[4430:]`): the first file is cut just after a
     # Cluster id, so the second file's bytes give that Cluster its size (running over whole Clusters)
     # and a payload with no CRC-32 at all; reading on after its end lost the Clusters inside.
     clusters = top_level(stream)[ID.CLUSTER]
@@ -376,7 +376,7 @@ def test_cluster_cut_after_its_id_does_not_hide_the_clusters_its_new_size_runs_o
 def test_cluster_size_hit_past_the_end_with_every_later_crc_failing_keeps_the_later_clusters(
     stream: Path, tmp_path: Path
 ) -> None:
-    # Found by scripts/fuzz.py (GC, eight flips): a Cluster's size was hit to run past the end of the
+    # Found by scripts/benchmarks/fuzz.py (GC, eight flips): a Cluster's size was hit to run past the end of the
     # file and every later Cluster failed its CRC-32 (a flip in an audio block), so nothing told the
     # hit size from a cut file and every later GOP was lost although its video blocks were whole.
     clusters = top_level(stream)[ID.CLUSTER]
@@ -400,7 +400,7 @@ def test_cluster_size_hit_past_the_end_with_every_later_crc_failing_keeps_the_la
 
 
 def test_spliced_in_file_head_does_not_hide_its_first_cluster(stream: Path, tmp_path: Path) -> None:
-    # Found by scripts/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
+    # Found by scripts/benchmarks/fuzz.py (GC, `splice b[:18790] + a[100:]`): the second file starts inside its
     # SeekHead, where a SeekID holding the Cues id, followed by the SeekPosition id read as a size,
     # looks like a Cues element that runs over the second file's first Cluster. Here the first file
     # is cut between two Clusters, so the reader meets that false element where a Cluster should be.

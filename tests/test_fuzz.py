@@ -2,7 +2,7 @@
 configuration and the decoder. Only the project's exceptions may come out, nothing may hang, and
 a decoder that saw damage decodes the next keyframe exactly as an undamaged one does.
 
-A few hundred examples in all, so this stays in the default suite; scripts/fuzz.py is the long run.
+A few hundred examples in all, so this stays in the default suite; scripts/benchmarks/fuzz.py is the long run.
 """
 
 from __future__ import annotations

@@ -609,13 +609,13 @@ def test_unknown_size_and_void_elements_have_exact_lengths() -> None:
 def test_fixed_size_lacing_of_one_frame_is_that_frame() -> None:
     from streamcodec.io.matroska import unlace
 
-    # Found by scripts/fuzz.py: a flipped flags byte turned a plain block into fixed-size lacing of 1 frame.
+    # Found by scripts/benchmarks/fuzz.py: a flipped flags byte turned a plain block into fixed-size lacing of 1 frame.
     frames = unlace(memoryview(bytes([0]) + b"payload"), 2, 0, Path("x.mkv"))
     assert [bytes(f) for f in frames] == [b"payload"]
 
 
 def test_integer_elements_longer_than_eight_bytes_are_damage() -> None:
-    # Found by scripts/fuzz.py: a spliced file's 40-byte ClusterTimestamp made a time no float holds.
+    # Found by scripts/benchmarks/fuzz.py: a spliced file's 40-byte ClusterTimestamp made a time no float holds.
     assert ebml.decode_uint(b"\xff" * 8) == 2**64 - 1
     with pytest.raises(CorruptStreamError, match="at most 8"):
         ebml.decode_uint(b"\x01" * 9)

@@ -30,7 +30,7 @@ from ..selective.masks import DEFAULT_KEEP
 from .scan import sha256_file
 
 #: SVT-AV1's preset for archives (`encode` codes files at 2): on two cores, 640x480 still-camera footage at
-#: 10 fps archives at about 2.9x real time at preset 4 (README, `scripts/bench_archive.py`), and at 2, whose
+#: 10 fps archives at about 2.9x real time at preset 4 (README, `scripts/benchmarks/bench_archive.py`), and at 2, whose
 #: kept region takes 11-20 % fewer bits, encode runs about 2.5x slower, under the 2x real time archiving needs.
 ARCHIVE_PRESET = "4"
 

@@ -10,7 +10,7 @@ samples, the same PSNR against the source to 0.01 dB:
    channel vectors (a plain `DepthToSpace` in ONNX Runtime costs more than the int8 saves).
 2. The graph is quantized statically (QDQ, uint8 activations and int8 weights per tensor,
    MinMax ranges) on symbols of real frames shipped beside the weights (`<model>.calib.npz`,
-   made by `scripts/make_calibration.py`).
+   made by `scripts/data/make_calibration.py`).
 
 E stays float32 (`analyze` is the fp32 artifact), so an int8 encoder writes the same stream as
 an fp32 one; only the decoded pixels differ from fp32's (stated in README, Engines).
@@ -114,7 +114,7 @@ def calibration_inputs(model: LoadedModel) -> Iterator[npt.NDArray[np.float32]]:
     if not path.exists():
         raise BackendUnavailableError(
             f"model {model.entry.name!r} has no int8 calibration set ({path.name}): "
-            f"make one with scripts/make_calibration.py --model {model.entry.name}, or use fp32"
+            f"make one with scripts/data/make_calibration.py --model {model.entry.name}, or use fp32"
         )
     centers = np.asarray(model.config.centers, dtype=np.float32)
     with np.load(path) as data:

@@ -64,7 +64,7 @@ class CodecSpec:
 
 #: The fidelity codecs by the name recorded in a stream's config. SVT-AV1 offline: preset 2 with lookahead 0
 #: (`_svtav1_options`). Kept-region BD-rate against the former preset 4 with SVT's own lookahead, qualities 1-4
-#: (`python scripts/sc_points.py CLIP`, 2026-11-23): carphone / still_crowd / still_people / bbb
+#: (`python scripts/benchmarks/sc_points.py CLIP`, 2026-11-23): carphone / still_crowd / still_people / bbb
 #:     preset 3: -3.9 / -7.3 / -6.0 / -3.8 %; lookahead 0: -0.8 / -6.6 / -5.0 / +0.6 %; both: -4.0 / -12.7 / -10.0 / -2.4 %
 #:     preset 2 and lookahead 0: -10.6 / -22.3 / -17.4 / -11.1 %
 #: for 2.3x the whole encode's CPU time (640x480, quality 3: 14.6 against 37-39 fps end to end). Lookahead 0 still
@@ -93,7 +93,7 @@ def _spec(codec: str) -> CodecSpec:
 
 
 #: x265's offline tools on top of preset "medium" (bframes stay 0). Kept-region BD-rate (PSNR, qualities 1-4)
-#: against the former offline ("fast", psy on), `python scripts/sc_points.py CLIP "--fidelity hevc"`:
+#: against the former offline ("fast", psy on), `python scripts/benchmarks/sc_points.py CLIP "--fidelity hevc"`:
 #: carphone -5.6 %, still_people -9.3 %, for 1.0x / 1.05x the CPU time of a whole `streamcodec encode
 #: --quality 3 --fidelity hevc` (the fidelity encode alone 1.3x). Alone: psy off -3.3 / -2.8 % (the psy options
 #: trade PSNR, what the eval measures, for looks), medium +1.2 / -1.7 %, TU depth 2 -1.5 / -0.7 %, aq-mode 0

@@ -38,14 +38,14 @@ BACKGROUNDS = ("plate", "synth")
 FILLS = ("recon", "flat", "blur")
 BLOCK = 16
 #: 0 px: a feathered band mixes the plate, coded 8-18 CRF coarser, into the kept region's edge pixels. Kept-region
-#: PSNR with 1 px against 0 px (AV1 offline, q1..q4, `scripts/sc_points.py`): still-camera clip 32.49 /
+#: PSNR with 1 px against 0 px (AV1 offline, q1..q4, `scripts/benchmarks/sc_points.py`): still-camera clip 32.49 /
 #: 33.85 / 35.14 / 36.34 against 32.61 / 34.03 / 35.37 / 36.64 dB, carphone (masked) 0.37-0.78 dB less. The plate shows
 #: the same background as the kept blocks' edges, so the seam is a step in sharpness; a synth background or a
 #: moving camera may want a few pixels (`--feather`).
 FEATHER = 0
 #: A GOP whose keyframe keeps more than this share of the picture is coded whole by the fidelity layer, with
 #: no plate: past it, the mask's moving edge and the plate cost more than the uncoded background saves. On
-#: carphone (about 78 % kept; AV1 offline, q3, `scripts/sc_points.py`) whole GOPs give 79.7 kbps and 34.30 dB
+#: carphone (about 78 % kept; AV1 offline, q3, `scripts/benchmarks/sc_points.py`) whole GOPs give 79.7 kbps and 34.30 dB
 #: in the kept region against 85.7 kbps and 34.22 dB masked. On the still-camera clip (about 33 % kept) masking still wins, but
 #: only by about 3-7 % (whole: 222.6 kbps / 33.56 dB and 399.8 / 36.43 at q1 and q3; masked: 193.6 / 33.11
 #: and 346.1 / 36.05), so the crossover lies somewhere near 40-50 %; no clip in between has been measured.

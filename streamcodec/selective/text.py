@@ -4,7 +4,7 @@ frame ─BGR, [-1, 1], sides rounded to 32─▶ DB detector ─▶ p(text) ─>
 
 DB marks each text line's shrunk core (PP-OCR grows its boxes back by 1.6x); the stabiliser's
 dilation and 16-px blocks grow it here. Opt-in (`--keep ...,text`): the slowest kind by far
-(`scripts/bench_masks.py --text`). Only the model file is used, so `pip install --no-deps
+(`scripts/benchmarks/bench_masks.py --text`). Only the model file is used, so `pip install --no-deps
 rapidocr-onnxruntime` suffices (its own dependencies pull the GUI build of OpenCV, which clashes
 with the headless one).
 """

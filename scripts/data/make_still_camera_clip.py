@@ -52,8 +52,8 @@ at 10 fps (`--fps`), 640x480 (the bench's size; `--size 768x576` for the issue's
 Options given explicitly override a scene's values (`--people` applies to the crowd only); the
 default scene (`--scene people`) is the clip above, byte for byte.
 
-    python scripts/make_still_camera_clip.py OUT.mp4 [--frames 100] [--size 640x480]
-    python scripts/make_still_camera_clip.py OUT.mp4 --scene crowd [--people 4] [--noise 3]
+    python scripts/data/make_still_camera_clip.py OUT.mp4 [--frames 100] [--size 640x480]
+    python scripts/data/make_still_camera_clip.py OUT.mp4 --scene crowd [--people 4] [--noise 3]
         [--noise-blur 1] [--flicker 0.6] [--fps 10] [--foliage 0.6]
 """
 

@@ -1,6 +1,6 @@
 """Selective mode's speed: encode and decode fps at one size, with the time split by stage.
 
-    python scripts/bench_sc.py [CLIP] [--width 640 --height 480 --frames 50 --gop 25 --quality 4]
+    python scripts/benchmarks/bench_sc.py [CLIP] [--width 640 --height 480 --frames 50 --gop 25 --quality 4]
 
 The encoder runs twice on the same frames: serially (each frame's masks, then its fidelity layer),
 and with each frame given to `Encoder.prepare` one frame early, so its keep mask is found on a
@@ -28,7 +28,7 @@ from streamcodec.engines.bench import standard_fps
 from streamcodec.io.demux import first_frames
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: int) -> float:

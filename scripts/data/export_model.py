@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Register a trained checkpoint (e.g. model.pt from scripts/train_gpu.sh) as a model of this installation.
+"""Register a trained checkpoint (e.g. model.pt from scripts/gpu/train_gpu.sh) as a model of this installation.
 
-    python scripts/export_model.py OUT/model.pt --data data/train --name gc-gpu [--to streamcodec/weights]
+    python scripts/data/export_model.py OUT/model.pt --data data/train --name gc-gpu [--to streamcodec/weights]
 
 Writes NAME.npz (weights and the frozen entropy tables, counted over --data) and its entry in
 registry.json; `streamcodec models` then lists it and `--model NAME` uses it.

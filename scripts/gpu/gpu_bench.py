@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GC networks and codec on a CUDA GPU: speed per engine variant, FLOPs, and CUDA ↔ CPU agreement.
 
-    python scripts/gpu_bench.py --frames data/bench_frames.npz --out OUT/gpu_bench.json [--weights gc-gpu=OUT/model.pt]
+    python scripts/gpu/gpu_bench.py --frames data/bench_frames.npz --out OUT/gpu_bench.json [--weights gc-gpu=OUT/model.pt]
 
 For each profile (the shipped gc-small, the gc-gpu architecture with its trained or random
 weights) it times E+Q ("analyze", frames → symbols) and G ("synthesize", symbols → frames) at
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streamcodec.models.gc import GCConfig, GCModel
 from streamcodec.train import load_config
@@ -62,7 +62,7 @@ def load_profile(name: str, weights: Path | None) -> GCModel:
         from streamcodec.models.registry import REGISTRY
 
         return build_torch_model(REGISTRY.load("gc-small")).float()
-    _, cfg, _ = load_config(Path(__file__).resolve().parent.parent / "configs" / f"{name}.toml")
+    _, cfg, _ = load_config(Path(__file__).resolve().parents[2] / "configs" / f"{name}.toml")
     assert isinstance(cfg, GCConfig)
     net = GCModel(cfg)
     if weights is not None:

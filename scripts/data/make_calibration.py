@@ -1,6 +1,6 @@
 """Make the int8 calibration set of a GC model: symbols of real image crops, shipped beside its weights.
 
-    python scripts/make_calibration.py --model gc-small data/train samples/bbb_640x360.mp4
+    python scripts/data/make_calibration.py --model gc-small data/train samples/bbb_640x360.mp4
 
 Writes streamcodec/weights/<model>.calib.npz: `symbols` (N, C, S/16, S/16) uint8, E's symbols of
 N crops of S x S pixels (seeded positions; frames spread over each video), `keep` (N,) the

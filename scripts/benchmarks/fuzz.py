@@ -15,7 +15,7 @@ are counted apart.
 Every case that lost an undamaged GOP is listed with its number; `--cases N,M` replays just those
 (the same seed draws the same damage, so a lost case reproduces in seconds).
 
-    python scripts/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000] [--cases N,M]
+    python scripts/benchmarks/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000] [--cases N,M]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Archive throughput and compression: `streamcodec archive` on still-camera footage, vs x265.
 
-footage   scripts/make_still_camera_clip.py (a fixed camera, two people walking), retimed to
+footage   scripts/data/make_still_camera_clip.py (a fixed camera, two people walking), retimed to
           10 fps and cut into --clips clips of --seconds each, written as H.264 CRF 23 (what a
           camera stores); 640x480 by default
 runs      the same set archived (selective mode), each into a fresh folder: the default (--jobs 1,
@@ -15,7 +15,7 @@ matched   per clip, the kept-region PSNR of the archived file (decoded, against 
           the encoder's own kept masks) and the smallest x265 (medium, same GOP, CRF search) at
           or above it: bytes compared at matched quality in the kept region
 
-PYTHONPATH=. python scripts/bench_archive.py [--clips 4] [--seconds 8] [--size 640x480] [--quality Q]
+PYTHONPATH=. python scripts/benchmarks/bench_archive.py [--clips 4] [--seconds 8] [--size 640x480] [--quality Q]
     [--jobs-1-only] [--no-ray] [--no-match] [--work DIR]
 """
 
@@ -53,7 +53,7 @@ def make_footage(work: Path, clips: int, seconds: float, size: str) -> list[Path
     """`clips` distinct still-camera clips of `seconds` at 10 fps, H.264 CRF 23."""
     frames = int(clips * seconds * FPS)
     long_clip = work / "still-25fps.mp4"
-    script = Path(__file__).with_name("make_still_camera_clip.py")
+    script = Path(__file__).parent.parent / "data" / "make_still_camera_clip.py"
     subprocess.run([sys.executable, str(script), str(long_clip), "--frames", str(frames), "--size", size], check=True)
     footage = work / "footage"
     footage.mkdir()

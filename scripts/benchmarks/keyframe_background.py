@@ -17,7 +17,7 @@ the background picture coded aside, and PSNR inside the kept region:
               lookahead (--latency offline) this build crashed in the encoder, hence zero latency only
     whole     the frame itself at the fidelity CRF (an upper bound for the inter frames)
 
-    python scripts/keyframe_background.py CLIP CRF [av1|hevc] [variants...]
+    python scripts/benchmarks/keyframe_background.py CLIP CRF [av1|hevc] [variants...]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ PSNR over the kept pixels; "ratio" is the BD-rate against x265 on the whole fram
     offline av1 hold    `--latency offline` (the file default): SVT-AV1 preset 6, hierarchical mini-GOPs
     offline av1 whole   SVT-AV1 the same way on the whole frames, for reference
 
-    python scripts/bench_latency.py CLIP [--frames 100] [--size 640x480]
+    python scripts/benchmarks/bench_latency.py CLIP [--frames 100] [--size 640x480]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Encodes CLIP at each quality twice, with `--plate-refresh 0` (a full plate at ev
 default (a full plate every 10 s, updates between), decodes both, and measures PSNR over the pixels the
 eval's masks keep and over the rest (the background), at the source's size. The README's plate-update figures.
 
-    python scripts/plate_ab.py CLIP [--qualities 2 3]
+    python scripts/benchmarks/plate_ab.py CLIP [--qualities 2 3]
 """
 
 from __future__ import annotations

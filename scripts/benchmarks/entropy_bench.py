@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Entropy coding alone on 1080p GC symbols: frames/s with 1..N worker processes, and pickling cost.
 
-    python scripts/entropy_bench.py [--workers 1,2] [--frames 100] [--size 1920x1080]
+    python scripts/benchmarks/entropy_bench.py [--workers 1,2] [--frames 100] [--size 1920x1080]
 
 Symbols come from the shipped model's analysis of the bundled sample, scaled to the size (8
 distinct frames, cycled). Encoding is `EntropyPool.encode` on all frames at once; decoding is
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streamcodec.gc import GCEncoder
 from streamcodec.gc_parallel import CodingState, EntropyPool
 from streamcodec.io.demux import first_frames
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "bbb_640x360.mp4"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_640x360.mp4"
 
 
 def symbols(width: int, height: int, frames: int) -> tuple[GCEncoder, list[np.ndarray]]:

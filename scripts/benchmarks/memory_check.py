@@ -4,7 +4,7 @@
 Frames stream one at a time, so the peak resident set size should not grow with the clip's length.
 The long clip is the bundled sample looped (default 10 minutes), scaled down so the run stays short.
 
-    python scripts/memory_check.py [--minutes 10] [--size 320x180] [--mode sc|gc]
+    python scripts/benchmarks/memory_check.py [--minutes 10] [--size 320x180] [--mode sc|gc]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "bbb_640x360.mp4"
 
 

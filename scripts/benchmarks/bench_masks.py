@@ -5,7 +5,7 @@ Each clip is read with PyAV and scaled to 640x480 RGB; every stage (person segme
 detection, motion, text if asked, the union + dilation + hold) is timed alone over the same
 frames, and the mean kept fraction is printed so the cost can be read next to what it keeps.
 
-    python scripts/bench_masks.py [--clips A.mp4 B.mp4] [--frames 60] [--text] [--threads 1]
+    python scripts/benchmarks/bench_masks.py [--clips A.mp4 B.mp4] [--frames 60] [--text] [--threads 1]
 
 Timings on shared machines drift; compare stages within one run.
 """
@@ -27,7 +27,7 @@ from streamcodec.selective.person import SelfieSegmenter
 from streamcodec.selective.stabilize import Stabilizer
 from streamcodec.selective.text import TextDetector
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_clips() -> list[Path]:

@@ -8,7 +8,7 @@ frame (inter); every payload is decoded and checked. Printed per clip: mean bits
 share of inter frames that cost 0 bytes, and mean ms per frame to encode / decode (decode includes
 the exact-consumption check, a re-encode).
 
-    python scripts/bench_side_info.py [--clips A.mp4 B.mp4] [--frames 100]
+    python scripts/benchmarks/bench_side_info.py [--clips A.mp4 B.mp4] [--frames 100]
 
 Timings on shared machines drift; compare within one run.
 """
@@ -30,7 +30,7 @@ from streamcodec.selective.labels import ColourTextureLabeler
 from streamcodec.selective.maskcode import block_mask, decode_mask, encode_mask
 from streamcodec.selective.masks import create_mask_source
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_clips() -> list[Path]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The live demo's real-time figures: `streamcodec receive` and `streamcodec send` as two processes on loopback.
 
-    python scripts/bench_webcam.py [--source CLIP] [--seconds 20] [--max-kbps 300] [--mode sc] [--json OUT.json]
+    python scripts/benchmarks/bench_webcam.py [--source CLIP] [--seconds 20] [--max-kbps 300] [--mode sc] [--json OUT.json]
 
 The source (default: a 640x480 still-camera clip made by make_still_camera_clip.py, re-timed to
 30 fps) is played at its own rate, looped, for --seconds; then the sender is stopped as Ctrl-C
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "streamcodec.cli"]
 TARGETS = {"fps": 25.0, "latency_ms_median": 150.0, "latency_ms_p99": 300.0, "kbps": 300.0}
 

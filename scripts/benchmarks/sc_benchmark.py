@@ -1,6 +1,6 @@
 """Background quality of selective mode's synthesis: SC generator vs gc-small q1 from the same latents.
 
-    python scripts/sc_benchmark.py samples/bbb_640x360.mp4 bikes.mp4 [--model sc-small] [--registry DIR/registry.json]
+    python scripts/benchmarks/sc_benchmark.py samples/bbb_640x360.mp4 bikes.mp4 [--model sc-small] [--registry DIR/registry.json]
 
 For every `--every`-th of the first `--frames` frames: the base GC model's q1 latent (what the SC
 codec sends at a keyframe), the built-in label map of the source frame, and the keep mask of

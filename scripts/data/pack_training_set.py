@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Pack training media into one .npz of JPEGs for the GPU recipe (scripts/train_gpu.sh).
+"""Pack training media into one .npz of JPEGs for the GPU recipe (scripts/gpu/train_gpu.sh).
 
-    scripts/prepare_training_data.sh data/train
-    python scripts/pack_training_set.py data/train -o data/packed.npz
+    scripts/data/prepare_training_data.sh data/train
+    python scripts/data/pack_training_set.py data/train -o data/packed.npz
 """
 
 from __future__ import annotations

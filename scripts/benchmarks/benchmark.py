@@ -6,7 +6,7 @@ the whole .mkv of the video stream), bpp, PSNR (mean of per-frame RGB PSNR), MS-
 encode/decode fps of the full file pipelines. Then the codec-only speed at 640x480 (Encoder.encode
 and Decoder.decode on frames already in memory).
 
-    python scripts/benchmark.py [--clips A.mp4 B.mp4] [--frames 100] [--json out.json]
+    python scripts/benchmarks/benchmark.py [--clips A.mp4 B.mp4] [--frames 100] [--json out.json]
 
 Timings on shared machines drift; compare the ratios within one run.
 """
@@ -30,7 +30,7 @@ from streamcodec.metrics import QualityAccumulator
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_clips() -> list[Path]:

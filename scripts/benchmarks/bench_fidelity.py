@@ -12,7 +12,7 @@ is x265 as people run it offline (preset medium, B-frames and lookahead, keyint 
 Fills: flat, blur, plate (median of the first 25 source frames: a still camera's background plate),
 recon (the decoder's previous reconstruction outside the mask, flat on keyframes).
 
-    python scripts/bench_fidelity.py [--clips A.mp4 ...] [--still OUT.mp4] [--frames 50] [--crfs 24 28 32 36]
+    python scripts/benchmarks/bench_fidelity.py [--clips A.mp4 ...] [--still OUT.mp4] [--frames 50] [--crfs 24 28 32 36]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from streamcodec.selective.fidelity import FidelityDecoder, FidelityEncoder, fra
 from streamcodec.selective.fill import estimate_plate, fill_outside
 from streamcodec.selective.masks import create_mask_source
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOP = 25
 FPS = 25
 Frames = list[np.ndarray]

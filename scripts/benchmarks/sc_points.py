@@ -5,7 +5,7 @@ Encodes CLIP at qualities 1..4 (or --qualities) once per flag set, decodes it, a
 pixels the eval's masks keep (`create_mask_source()`, the same as `streamcodec eval`), at the source's
 own size. Used for the feather, whole-GOP and source-planes figures in README.
 
-    python scripts/sc_points.py CLIP "--feather 1" "--feather 0" [--qualities 1 3]
+    python scripts/benchmarks/sc_points.py CLIP "--feather 1" "--feather 0" [--qualities 1 3]
 """
 
 from __future__ import annotations
