@@ -17,13 +17,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .backends import Backend
 from .bitstream import StreamConfig
-from .gc import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder
+from .engines import Backend
+from .gc.codec import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder
 from .models.registry import DEFAULT_MODEL, REGISTRY
 from .selective.codec import SC_QUALITY_LEVELS, SelectiveDecoder, SelectiveEncoder, SelectiveOptions
+from .selective.fidelity import PRESETS as FIDELITY_PRESETS
+from .selective.masks import DEFAULT_KEEP, parse_keep
 
-__all__ = ["DEFAULT_GOP", "DEFAULT_MODE", "MODES", "Decoder", "EncodedFrame", "Encoder", "SelectiveOptions", "quality_levels"]
+__all__ = [
+    "DEFAULT_GOP",
+    "DEFAULT_KEEP",
+    "DEFAULT_MODE",
+    "FIDELITY_PRESETS",
+    "MODES",
+    "Decoder",
+    "EncodedFrame",
+    "Encoder",
+    "SelectiveOptions",
+    "parse_keep",
+    "quality_levels",
+]
 
 DEFAULT_MODE = "sc"
 
@@ -67,7 +81,7 @@ class Encoder:
         model: registered GC model name (gc: the codec; sc: the synthesized background).
         quality: 1..quality_levels(model, mode); the default is the highest.
         gop: frames per GOP (a keyframe every `gop` frames), ≥ 1.
-        backend: inference backend name (see backends.create_backend).
+        backend: inference backend name (see engines.create_backend).
         selective: selective-mode options (ignored by gc).
     Other attributes (`model`, `analyze`, ...) are the mode implementation's.
     """

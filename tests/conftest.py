@@ -26,7 +26,7 @@ def require(tool: str) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def onnx_engines() -> None:
     """Build the shipped model's ONNX engines once, before any test (or CLI subprocess) needs them."""
-    from streamcodec.backends import engines_dir, export_onnx
+    from streamcodec.engines import engines_dir, export_onnx
     from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
 
     export_onnx(REGISTRY.load(DEFAULT_MODEL), engines_dir())

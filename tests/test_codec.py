@@ -100,7 +100,7 @@ def test_wrong_frame_shape_is_rejected() -> None:
 
 
 def test_backends_decode_identical_symbols_and_near_identical_pixels(frames: list[np.ndarray]) -> None:
-    from streamcodec.backends import create_backend
+    from streamcodec.engines import create_backend
 
     model = Encoder(301, 203, mode="gc").model
     torch_backend, onnx_backend = create_backend("torch", model), create_backend("onnxruntime", model)

@@ -22,7 +22,7 @@ from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.io.mkv_writer import MatroskaWriter
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file
-from streamcodec.streaminfo import stream_info
+from streamcodec.pipeline.info import stream_info
 
 from .conftest import ffmpeg
 

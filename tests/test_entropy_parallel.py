@@ -14,7 +14,7 @@ import pytest
 from streamcodec import bitstream
 from streamcodec.codec import Decoder, Encoder
 from streamcodec.errors import StreamcodecError
-from streamcodec.gc_parallel import gops
+from streamcodec.gc.parallel import gops
 from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file

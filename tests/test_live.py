@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import pytest
 
-from streamcodec.cli_live import MODES
+from streamcodec.cli.live import MODES
 from streamcodec.codec import MODES as CODEC_MODES
 from streamcodec.errors import MalformedMessageError
 from streamcodec.live import protocol

@@ -23,8 +23,8 @@ from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 from streamcodec.io.safe_output import Partial, absolute
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file
+from streamcodec.pipeline.info import stream_info
 from streamcodec.pipeline.sink import VideoSink
-from streamcodec.streaminfo import stream_info
 
 from .conftest import ffmpeg
 

@@ -15,7 +15,7 @@ from streamcodec import bitstream
 from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import CODEC_ID, encode_file
-from streamcodec.streaminfo import stream_info
+from streamcodec.pipeline.info import stream_info
 
 from .conftest import ffmpeg, require
 

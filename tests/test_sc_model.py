@@ -16,7 +16,7 @@ from streamcodec.models.registry import REGISTRY, Registry, register_index
 from streamcodec.models.sc import SCConfig, SCGenerator
 from streamcodec.selective.labels import ColourTextureLabeler
 from streamcodec.selective.synth import SynthesisModel
-from streamcodec.train_sc import base_gc_model
+from streamcodec.train.sc import base_gc_model
 
 TINY_SC = """
 name = "tiny-sc"

@@ -22,10 +22,10 @@ from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.metrics import psnr, psnr_from_mse
 from streamcodec.pipeline.decode import decode_file, stream_track
 from streamcodec.pipeline.encode import encode_file
+from streamcodec.pipeline.info import stream_info
 from streamcodec.selective.codec import SelectiveDecoder
 from streamcodec.selective.maskcode import decode_mask, encode_mask
 from streamcodec.selective.synth import SynthesisModel
-from streamcodec.streaminfo import stream_info
 
 from .conftest import SAMPLE, ffmpeg
 
@@ -117,7 +117,7 @@ def test_decode_file_decodes_gc_and_sc_streams_from_their_own_config(
 
 def test_gc_packets_are_unchanged_by_the_mode_dispatch(clip: Path) -> None:
     """The GC bitstream did not change: GCEncoder and Encoder(mode="gc") write the same bytes."""
-    from streamcodec.gc import GCEncoder
+    from streamcodec.gc.codec import GCEncoder
 
     rgb = source_frames(clip)[0].rgb
     assert Encoder(160, 96, mode="gc").encode(rgb).packet == GCEncoder(160, 96).encode(rgb).packet
@@ -512,14 +512,14 @@ def synth_encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def gc_background(config: StreamConfig, latents: bytes) -> np.ndarray:
     """What gc-small's own generator paints from a keyframe's LATENTS (the pre-SC synth background)."""
-    from streamcodec.gc import GCDecoder
+    from streamcodec.gc.codec import GCDecoder
     from streamcodec.selective.background import gc_config
 
     return GCDecoder(gc_config(config)).decode(bitstream.pack_frame(bitstream.Frame(bitstream.FrameType.INTRA, {1: latents})))
 
 
 def test_synth_round_trip_sends_latents_and_labels_on_keyframes(synth_encoded: Path) -> None:
-    from streamcodec.gc import GCDecoder
+    from streamcodec.gc.codec import GCDecoder
     from streamcodec.selective.background import gc_config
     from streamcodec.selective.labelcode import decode_labels
 

@@ -18,7 +18,7 @@ from streamcodec import cli
 from streamcodec.errors import ModelError
 from streamcodec.models.gc import GCConfig
 from streamcodec.models.registry import Registry, register_index
-from streamcodec.train import TrainConfig, Trainer, load_config
+from streamcodec.train.gc import TrainConfig, Trainer, load_config
 
 from .conftest import ffmpeg
 
@@ -100,8 +100,8 @@ def test_registering_a_name_twice_raises(tmp_path: Path) -> None:
 
 
 def test_gpu_recipe_packs_trains_within_its_budget_and_exports(data: Path, tmp_path: Path) -> None:
-    from streamcodec import train_gpu
-    from streamcodec.models.export import export_checkpoint
+    from streamcodec.train import gpu as train_gpu
+    from streamcodec.train.export import export_checkpoint
 
     packed = tmp_path / "packed.npz"
     figures = train_gpu.pack([data], packed, crop=32)
@@ -206,7 +206,7 @@ def test_checkpoint_without_the_stabiliser_options_still_loads(tmp_path: Path) -
 
 
 def test_d_lr_reaches_the_discriminator_optimizer(tmp_path: Path) -> None:
-    from streamcodec import train_gpu
+    from streamcodec.train import gpu as train_gpu
 
     trainer = _trainer(tmp_path, lr=2e-4, d_lr=5e-5)
     assert [g["lr"] for g in trainer.opt_d.param_groups] == [5e-5]

@@ -37,7 +37,7 @@ import numpy as np
 from streamcodec.archive import ArchiveOptions, Catalogue, archive
 from streamcodec.eval.codecs import CODECS
 from streamcodec.eval.quality import masked_psnr
-from streamcodec.gc import DEFAULT_GOP
+from streamcodec.gc.codec import DEFAULT_GOP
 from streamcodec.io.demux import Source, VideoFrame
 from streamcodec.selective.masks import create_mask_source
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from streamcodec.codec import Decoder, Encoder, SelectiveOptions
-from streamcodec.engines.bench import standard_fps
+from streamcodec.eval.speed import standard_fps
 from streamcodec.io.demux import first_frames
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from streamcodec.gc import GCEncoder
-from streamcodec.gc_parallel import CodingState, EntropyPool
+from streamcodec.gc.codec import GCEncoder
+from streamcodec.gc.parallel import CodingState, EntropyPool
 from streamcodec.io.demux import first_frames
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_640x360.mp4"

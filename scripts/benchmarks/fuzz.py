@@ -44,7 +44,7 @@ from streamcodec.errors import StreamcodecError
 from streamcodec.pipeline import decode as decode_module
 from streamcodec.pipeline.decode import decode_file
 from streamcodec.pipeline.encode import encode_file
-from streamcodec.streaminfo import stream_info
+from streamcodec.pipeline.info import stream_info
 
 GOP = 10
 CLUSTER_ID = bytes.fromhex("1f43b675")

@@ -24,7 +24,7 @@ from streamcodec.models.registry import REGISTRY, Registry, register_index
 from streamcodec.selective.labels import create_labeler
 from streamcodec.selective.masks import create_mask_source
 from streamcodec.selective.synth import SynthesisModel
-from streamcodec.train_sc import base_gc_model
+from streamcodec.train.sc import base_gc_model
 
 
 def read_frames(path: Path, count: int) -> list[np.ndarray]:

@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from streamcodec.models.export import export_checkpoint
 from streamcodec.models.registry import WEIGHTS_DIR
+from streamcodec.train.export import export_checkpoint
 
 
 def main() -> None:

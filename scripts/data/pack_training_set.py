@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from streamcodec.train_gpu import pack
+from streamcodec.train.gpu import pack
 
 
 def main() -> None:

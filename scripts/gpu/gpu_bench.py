@@ -10,7 +10,7 @@ torch.compile bf16 with CUDA graphs, at batch 1 and batch 8 (median of CUDA-even
 warm-up). It counts the FLOPs per frame (torch.utils.flop_counter) and sets the best time beside
 the GPU's measured bf16 matrix rate. Then it runs the whole GC codec (entropy coding on the CPU
 included) at 1080p, one frame at a time and in batches with entropy coding on every core
-(encode_batch / decode_many, streamcodec/gc_parallel.py), and checks that CUDA and CPU agree:
+(encode_batch / decode_many, streamcodec/gc/parallel.py), and checks that CUDA and CPU agree:
 symbols of E, pixels of G, and a stream encoded on the CPU decoded on CUDA. libx265 at 1080p
 (the fidelity layer of selective mode) is timed on the same frames when PyAV is importable.
 """
@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streamcodec.models.gc import GCConfig, GCModel
-from streamcodec.train import load_config
+from streamcodec.train.gc import load_config
 
 Graph = Callable[[torch.Tensor], torch.Tensor]
 
@@ -58,7 +58,7 @@ def cuda_ms(fn: Callable[[], Any], iters: int = 30, warmup: int = 5) -> float:
 
 def load_profile(name: str, weights: Path | None) -> GCModel:
     if name == "gc-small":
-        from streamcodec.backends import build_torch_model
+        from streamcodec.engines import build_torch_model
         from streamcodec.models.registry import REGISTRY
 
         return build_torch_model(REGISTRY.load("gc-small")).float()

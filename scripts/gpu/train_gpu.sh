@@ -9,4 +9,4 @@ out=${2:?output folder}
 minutes=${3:-25}
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m streamcodec.train_gpu --config configs/gc-gpu.toml --data "$packed" --out "$out" --minutes "$minutes"
+exec "${PYTHON:-python3}" -m streamcodec.train.gpu --config configs/gc-gpu.toml --data "$packed" --out "$out" --minutes "$minutes"

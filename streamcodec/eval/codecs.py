@@ -30,7 +30,6 @@ from typing import Any
 import ffmpeg
 import numpy as np
 
-from .. import __version__
 from ..bitstream import FORMAT_VERSION
 from ..codec import Decoder, quality_levels
 from ..io.demux import Source, VideoFrame
@@ -41,6 +40,7 @@ from ..pipeline.encode import default_fidelity, encode_file
 from ..selective.fidelity import CODECS as FIDELITY_CODECS
 from ..selective.fidelity import offline_options
 from ..selective.layers import BG_OFFSET, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
+from ..version import __version__
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
 from .roi import ROI_QOFFSET, roi_rectangles

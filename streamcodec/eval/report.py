@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from ..version import __version__
 from .bdrate import bd_rate
 from .ffmpeg_tools import ffmpeg_version
 from .masks import MaskSource

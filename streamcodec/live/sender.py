@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .. import __version__
 from ..codec import Encoder, SelectiveOptions
 from ..errors import LinkError, StreamcodecError, UnreadableInputError
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
+from ..version import __version__
 from .capture import Capture, CapturedFrame
 from .protocol import Message, MessageType, read_message, send_message
 from .rate import TARGET_SHARE, RateController

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..bitstream import FORMAT_VERSION, StreamConfig
 from ..codec import DEFAULT_GOP, DEFAULT_MODE, EncodedFrame, Encoder, SelectiveOptions
 from ..errors import OutputError, UnreadableInputError
@@ -29,6 +28,7 @@ from ..progress import Progress
 from ..selective.layers import FEATHER, WHOLE_ABOVE
 from ..selective.masks import DEFAULT_KEEP
 from ..selective.planes import source_matrix
+from ..version import __version__
 from .audio import AudioRoute
 from .batch import encoded_in_batches
 from .rate import choose_quality, estimate_rates, preview_budget

@@ -18,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import bitstream
-from ..backends import Backend
 from ..bitstream import Frame, FrameType, StreamConfig
+from ..engines import Backend
 from ..errors import CorruptStreamError, ModelError, UnsupportedStreamError
-from ..gc import GCDecoder, GCEncoder
+from ..gc.codec import GCDecoder, GCEncoder
 from ..models.registry import REGISTRY
 from .labelcode import decode_labels, encode_labels
 from .labels import ColourTextureLabeler, label_shape

@@ -40,10 +40,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import bitstream
-from ..backends import Backend
 from ..bitstream import Frame, FrameType, StreamConfig
+from ..engines import Backend
 from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
-from ..gc import DEFAULT_GOP, EncodedFrame, check_size, padded
+from ..gc.codec import DEFAULT_GOP, EncodedFrame, check_size, padded
 from ..metrics import psnr
 from ..models.registry import DEFAULT_MODEL, REGISTRY
 from .ahead import MaskPipeline
@@ -726,7 +726,7 @@ class SelectiveDecoder:
 
 def _check_gc_fields(config: StreamConfig) -> None:
     """The model-dependent fields of a plate stream, checked as GC would without loading a backend."""
-    from ..gc import check_against_model
+    from ..gc.codec import check_against_model
 
     entry = REGISTRY.by_id(config.model_id)
     check_against_model(config, REGISTRY.load(entry.name))

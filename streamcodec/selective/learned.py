@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import bitstream
-from ..backends import Backend, create_backend
+from ..engines import Backend, create_backend
 from ..entropy import context
 from ..errors import CorruptStreamError
-from ..gc import GCEncoder
+from ..gc.codec import GCEncoder
 from ..models.registry import REGISTRY, LoadedModel
 
 __all__ = ["LearnedDecoder", "LearnedEncoder", "keep_cells"]
@@ -70,7 +70,7 @@ class LearnedEncoder:
             width, height: source frame size.
             model: registered GC model name (gc-small, gc-gpu).
             level: GC quality level 1..levels: how many latent channels are sent.
-            backend: inference backend (see backends.create_backend).
+            backend: inference backend (see engines.create_backend).
         """
         self.gc = GCEncoder(width, height, model=model, gop=1, backend=backend)
         self.channels = check_level(self.gc.model, level)

@@ -16,14 +16,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli_engines import add_engine_argument
-from .io.safe_output import check_file_target
-from .live.protocol import parse_address
+from ..io.safe_output import check_file_target
+from ..live.protocol import parse_address
+from .engines import add_engine_argument
 
 if TYPE_CHECKING:
-    from .live.receiver import Receiver
-    from .live.stats import LiveState
-    from .live.web import PageServer
+    from ..live.receiver import Receiver
+    from ..live.stats import LiveState
+    from ..live.web import PageServer
 
 #: codec.MODES, spelled out so that `streamcodec --help` does not import torch (tests/test_live.py checks they agree).
 MODES = ("sc", "gc")
@@ -99,8 +99,8 @@ def add_live_commands(sub: Any) -> None:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    from .live.capture import Capture, open_input
-    from .live.sender import Sender, SenderSettings
+    from ..live.capture import Capture, open_input
+    from ..live.sender import Sender, SenderSettings
 
     if args.camera and args.source:
         raise ValueError("give --camera or --source, not both")
@@ -138,9 +138,9 @@ def _link_address(text: str, listen_any: bool) -> tuple[str, int]:
 
 
 def _start_receiver(args: argparse.Namespace, link: str) -> tuple[Receiver, PageServer, LiveState]:
-    from .live.receiver import Receiver, ReceiverSettings
-    from .live.stats import LiveState
-    from .live.web import PageServer
+    from ..live.receiver import Receiver, ReceiverSettings
+    from ..live.stats import LiveState
+    from ..live.web import PageServer
 
     if args.stats_json is not None:
         check_file_target(args.stats_json, False)

@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .train import Trainer, load_config
-from .train_data import CropSampler, find_media
+from .data import CropSampler, find_media
+from .gc import Trainer, load_config
 
 JPEG_QUALITY = 92
 
@@ -132,7 +132,7 @@ def _device(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m streamcodec.train_gpu",
+        prog="python -m streamcodec.train.gpu",
         description="Train a GC profile from a packed training set within a time budget (GPU recipe).",
     )
     p.add_argument("--config", type=Path, required=True, help="training config (.toml), e.g. configs/gc-gpu.toml")

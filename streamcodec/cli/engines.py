@@ -11,7 +11,7 @@ from typing import Any
 
 ENGINE_CHOICES = ("auto", "torch", "compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "bbb_640x360.mp4"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_640x360.mp4"
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -134,9 +134,9 @@ def _add_bench(sub: Any) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from .engines import engines_dir
-    from .engines.build import build_engines
-    from .models.registry import DEFAULT_MODEL
+    from ..engines import engines_dir
+    from ..engines.build import build_engines
+    from ..models.registry import DEFAULT_MODEL
 
     for path in build_engines(args.model or DEFAULT_MODEL, args.engine, args.precision, args.max_size, engines_dir()):
         print(path)
@@ -144,8 +144,8 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from .engines import engines_dir
-    from .engines.build import availability, list_artifacts
+    from ..engines import engines_dir
+    from ..engines.build import availability, list_artifacts
 
     folder = engines_dir()
     rows, engines = list_artifacts(folder), availability()
@@ -162,7 +162,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .engines.bench import BenchConfig, run_bench, table
+    from ..eval.speed import BenchConfig, run_bench, table
 
     if args.frames < 2:
         raise ValueError(f"--frames {args.frames}: at least 2")

@@ -2,7 +2,7 @@
 
     GCEncoder.encode(rgb) ──► packet bytes ──► GCDecoder.decode(packet) ──► rgb
     GCEncoder.encode_batch(frames, workers=N) / GCDecoder.decode_many(packets, workers=N): the same,
-    entropy coding on N processes (frame-parallel / GOP-parallel, see gc_parallel.py)
+    entropy coding on N processes (frame-parallel / GOP-parallel, see parallel.py)
 
 Frames are (H, W, 3) uint8 at the source size; the codec pads to a multiple of 16 by
 repeating edge pixels and crops back after decoding. A GOP starts with an intra frame;
@@ -20,13 +20,13 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from . import bitstream
-from .backends import Backend, create_backend
-from .bitstream import Frame, StreamConfig
-from .errors import CorruptStreamError, StreamcodecError
-from .gc_parallel import CodingState, EntropyPool
-from .gc_symbols import EncodedFrame, SymbolDecoder, encode_packet
-from .models.registry import DEFAULT_MODEL, REGISTRY, LoadedModel
+from .. import bitstream
+from ..bitstream import Frame, StreamConfig
+from ..engines import Backend, create_backend
+from ..errors import CorruptStreamError, StreamcodecError
+from ..models.registry import DEFAULT_MODEL, REGISTRY, LoadedModel
+from .parallel import CodingState, EntropyPool
+from .symbols import EncodedFrame, SymbolDecoder, encode_packet
 
 DEFAULT_GOP = 25
 
@@ -108,7 +108,7 @@ class GCEncoder(_EntropyWorkers):
         model: registered model name.
         quality: 1..quality_levels(model); the default is the highest.
         gop: frames per GOP (an intra frame every `gop` frames), ≥ 1.
-        backend: inference backend name (see backends.create_backend).
+        backend: inference backend name (see engines.create_backend).
     """
 
     def __init__(

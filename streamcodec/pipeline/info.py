@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import bitstream
-from .bitstream import Frame, FrameType, unpack_frame
-from .errors import StreamcodecError, TruncatedStreamError
-from .io.mkv_reader import MatroskaReader
+from .. import bitstream
+from ..bitstream import Frame, FrameType, unpack_frame
+from ..errors import StreamcodecError, TruncatedStreamError
+from ..io.mkv_reader import MatroskaReader
 
 if TYPE_CHECKING:
-    from .pipeline.conceal import FrameSlots
+    from .conceal import FrameSlots
 
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
 LAYERS = {
@@ -99,8 +99,8 @@ def stream_info(path: Path) -> StreamInfo:
     Container damage, damaged frames and the count of frames the damage lost all go to `damaged`
     (the CLI exits non-zero when it is not empty).
     """
-    from .pipeline.conceal import FrameSlots
-    from .pipeline.decode import stream_track
+    from .conceal import FrameSlots
+    from .decode import stream_track
 
     damaged: list[str] = []
     with MatroskaReader(path) as reader:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .bitstream import StreamConfig
-from .entropy.context import ContextTables
-from .errors import StreamcodecError
-from .gc_symbols import EncodedFrame, SymbolDecoder, Symbols, encode_packet, starts_gop
+from ..bitstream import StreamConfig
+from ..entropy.context import ContextTables
+from ..errors import StreamcodecError
+from .symbols import EncodedFrame, SymbolDecoder, Symbols, encode_packet, starts_gop
 
 Small = npt.NDArray[np.uint8]
 #: What decoding one packet gives: its symbols, or the error the serial decoder would raise.

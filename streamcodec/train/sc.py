@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ModelError
-from .models.gc import GCModel, MultiScaleDiscriminator
-from .models.registry import REGISTRY, WEIGHTS_DIR, file_sha256
-from .models.sc import SCConfig, SCGenerator, save_sc_weights
-from .selective.labels import create_labeler
-from .train import Trainer, _feature_matching, _lsgan_d, _lsgan_g
-from .train_data import CropSampler, find_media
+from ..errors import ModelError
+from ..models.gc import GCModel, MultiScaleDiscriminator
+from ..models.registry import REGISTRY, WEIGHTS_DIR, file_sha256
+from ..models.sc import SCConfig, SCGenerator, save_sc_weights
+from ..selective.labels import create_labeler
+from .data import CropSampler, find_media
+from .gc import Trainer, _feature_matching, _lsgan_d, _lsgan_g
 
 
 @dataclass(frozen=True)

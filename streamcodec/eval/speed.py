@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..engines.base import Backend
+from ..engines.select import create_backend
 from ..io.demux import first_frames
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..models.registry import DEFAULT_MODEL, REGISTRY
-from .base import Backend
-from .select import create_backend
 
 X264 = ("libx264", {"preset": "medium"})
 X265 = ("libx265", {"preset": "fast", "tune": "zerolatency", "x265-params": "log-level=none"})

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from ..entropy import coder, context
-from ..train_data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_media
-from .gc import GCConfig, GCModel
-from .registry import WEIGHTS_DIR, file_sha256, save_weights
+from ..models.gc import GCConfig, GCModel
+from ..models.registry import WEIGHTS_DIR, file_sha256, save_weights
+from .data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, find_media
 
 
 def _padded(rgb: np.ndarray, factor: int) -> torch.Tensor:
@@ -78,7 +78,7 @@ def export_checkpoint(
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if state.get("kind") == "sc":
-        from ..train_sc import export_sc_checkpoint
+        from .sc import export_sc_checkpoint
 
         return export_sc_checkpoint(state, name or str(state["name"]), out_dir)
     cfg = GCConfig.from_dict(state["model_cfg"])

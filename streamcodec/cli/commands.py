@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cli_archive import add_archive_commands
-from .cli_engines import add_engine_argument, add_engine_commands, add_workers_argument
-from .cli_live import add_live_commands
-from .errors import StreamcodecError
+from ..errors import StreamcodecError
+from ..version import __version__
+from .archive import add_archive_commands
+from .engines import add_engine_argument, add_engine_commands, add_workers_argument
+from .live import add_live_commands
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -112,14 +112,14 @@ def _add_encode(sub: Any) -> None:
 
 
 def _gc_levels() -> int:
-    from .codec import quality_levels
+    from ..codec import quality_levels
 
     return quality_levels("gc-small")
 
 
 def _keep_list(text: str) -> tuple[str, ...]:
-    from .errors import ModelError
-    from .selective.masks import parse_keep
+    from ..errors import ModelError
+    from ..selective.masks import parse_keep
 
     try:
         return parse_keep(text)
@@ -342,7 +342,7 @@ def _add_train(sub: Any) -> None:
 
 
 def _codec_list(text: str) -> list[str]:
-    from .eval.codecs import CODECS
+    from ..eval.codecs import CODECS
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in CODECS]
@@ -419,8 +419,8 @@ def _print(summary: Any, as_json: bool) -> None:
 
 
 def _run_encode(args: argparse.Namespace) -> int:
-    from .models.registry import DEFAULT_MODEL
-    from .pipeline.encode import encode_file
+    from ..models.registry import DEFAULT_MODEL
+    from ..pipeline.encode import encode_file
 
     output = args.output or args.input.with_suffix(".sc.mkv" if args.input.suffix.lower() == ".mkv" else ".mkv")
     summary = encode_file(
@@ -454,7 +454,7 @@ def _warn(message: str) -> None:
 
 
 def _run_decode(args: argparse.Namespace) -> int:
-    from .pipeline.decode import decode_file
+    from ..pipeline.decode import decode_file
 
     output = args.output or args.input.with_suffix(".decoded.mp4")
     summary = decode_file(
@@ -473,7 +473,7 @@ def _run_decode(args: argparse.Namespace) -> int:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from .streaminfo import stream_info
+    from ..pipeline.info import stream_info
 
     info = stream_info(args.input)
     print(json.dumps(info.to_dict(), indent=2, default=str) if args.json else info.text(per_frame=args.frames))
@@ -481,7 +481,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from .models.registry import REGISTRY
+    from ..models.registry import REGISTRY
 
     rows = [{"name": n, "model_id": REGISTRY.entry(n).model_id, "file": str(REGISTRY.entry(n).path)} for n in REGISTRY.names()]
     print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['name']}\t{r['model_id']}" for r in rows))
@@ -491,9 +491,9 @@ def _run_models(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .models.export import export_checkpoint
-    from .models.registry import WEIGHTS_DIR
-    from .train import Trainer, load_config
+    from ..models.registry import WEIGHTS_DIR
+    from ..train.export import export_checkpoint
+    from ..train.gc import Trainer, load_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -513,9 +513,9 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     import shlex
 
-    from .eval import EvalConfig, run_eval
-    from .eval.codecs import DEFAULT_CODECS
-    from .models.registry import DEFAULT_MODEL
+    from ..eval import EvalConfig, run_eval
+    from ..eval.codecs import DEFAULT_CODECS
+    from ..models.registry import DEFAULT_MODEL
 
     config = EvalConfig(
         clips=args.clips,
@@ -586,6 +586,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     return EXIT_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

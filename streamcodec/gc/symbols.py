@@ -3,7 +3,7 @@
     symbols (K, h, w) ──encode_packet──► packet bytes ──SymbolDecoder.decode_symbols──► symbols
 
 Kept apart from gc.py (which loads torch for the networks) so that worker processes of
-`gc_parallel` import only numpy and the range coder. The serial codec and the parallel one call
+`parallel` import only numpy and the range coder. The serial codec and the parallel one call
 these same functions, so their packets and their errors are the same.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from . import bitstream
-from .bitstream import Frame, FrameType, StreamConfig
-from .entropy import context
-from .entropy.context import ContextTables
-from .errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
+from .. import bitstream
+from ..bitstream import Frame, FrameType, StreamConfig
+from ..entropy import context
+from ..entropy.context import ContextTables
+from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
 
 Symbols = npt.NDArray[np.int64]
 

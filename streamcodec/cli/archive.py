@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .cli_engines import add_engine_argument
+from .engines import add_engine_argument
 
 EXIT_PROBLEM = 1
 
@@ -100,8 +100,8 @@ def _add_archive(sub: Any) -> None:
 
 
 def _keep_list(text: str) -> tuple[str, ...]:
-    from .errors import ModelError
-    from .selective.masks import parse_keep
+    from ..errors import ModelError
+    from ..selective.masks import parse_keep
 
     try:
         return parse_keep(text)
@@ -143,13 +143,13 @@ def _run_archive(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ValueError("archive needs --out DIR, the archive folder")
     if args.preset is not None:
-        from .selective.fidelity import PRESETS
+        from ..selective.fidelity import PRESETS
 
         if args.mode != "sc":
             raise ValueError("--preset applies only to --mode sc")
         if args.preset not in PRESETS["av1"]:
             raise ValueError(f"--preset {args.preset} is not an SVT-AV1 preset ({', '.join(PRESETS['av1'])})")
-    from .archive import ArchiveOptions, archive
+    from ..archive import ArchiveOptions, archive
 
     options = ArchiveOptions(
         sources=[Path(s) for s in args.src],
@@ -171,7 +171,7 @@ def _run_archive(args: argparse.Namespace) -> int:
 
 
 def _status(folder: Path) -> int:
-    from .archive import Catalogue
+    from ..archive import Catalogue
 
     with Catalogue(folder) as catalogue:
         counts = catalogue.counts()
@@ -195,7 +195,7 @@ def _status(folder: Path) -> int:
 
 
 def _find(folder: Path, kind: str | None, between: list[str] | None) -> int:
-    from .archive import Catalogue
+    from ..archive import Catalogue
 
     if not kind:
         raise ValueError("archive find needs --has KIND (person, face, motion, text, mask or kept)")
@@ -242,7 +242,7 @@ def _clock(seconds: int) -> str:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from .archive import verify
+    from ..archive import verify
 
     report = verify(args.dir, full=args.full, backend=args.engine, progress=sys.stderr.isatty())
     print(report.text())
@@ -250,7 +250,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from .archive import restore
+    from ..archive import restore
 
     report = restore(args.dir, args.out, backend=args.engine, progress=sys.stderr.isatty())
     print(report.text())

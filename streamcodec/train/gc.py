@@ -1,6 +1,6 @@
 """Training loop for the GC profile: distortion warm-up, then GAN with feature matching.
 
-A config with `kind = "sc"` trains selective mode's synthesis generator instead (`train_sc`):
+A config with `kind = "sc"` trains selective mode's synthesis generator instead (`train.sc`):
 `load_config` and `Trainer` dispatch on it, so `streamcodec train` serves both.
 
 Checkpoints are written atomically every `checkpoint_every` steps and on Ctrl-C; `resume`
@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .models.gc import GCConfig, GCModel, MultiScaleDiscriminator
-from .models.sc import SCConfig
-from .train_data import CropSampler, find_media
+from ..models.gc import GCConfig, GCModel, MultiScaleDiscriminator
+from ..models.sc import SCConfig
+from .data import CropSampler, find_media
 
 if TYPE_CHECKING:
-    from .train_sc import SCTrainConfig
+    from .sc import SCTrainConfig
 
 
 class Sampler(Protocol):
@@ -77,7 +77,7 @@ def load_config(path: Path) -> tuple[str, GCConfig | SCConfig, TrainConfig | SCT
         raw = tomllib.load(f)
     kind = raw.get("kind", "gc")
     if kind == "sc":
-        from .train_sc import load_sc_config
+        from .sc import load_sc_config
 
         return load_sc_config(raw, path)
     if kind != "gc":
@@ -138,7 +138,7 @@ class Trainer:
     def __new__(cls, name: str, model_cfg: GCConfig | SCConfig, *args: Any, **kwargs: Any) -> Trainer:
         # An SC config trains the SC generator: `Trainer(...)` stays the one entry point.
         if cls is Trainer and isinstance(model_cfg, SCConfig):
-            from .train_sc import SCTrainer
+            from .sc import SCTrainer
 
             return super().__new__(SCTrainer)
         return super().__new__(cls)
