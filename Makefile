@@ -28,6 +28,7 @@ benchmark: setup
 lint: setup
 	$(PY) -m ruff check streamcodec tests scripts
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache

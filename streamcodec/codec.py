@@ -19,11 +19,15 @@ import numpy.typing as npt
 
 from .bitstream import StreamConfig
 from .engines import Backend
+from .engines.onnx import set_session_threads
 from .gc.codec import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder
 from .models.registry import DEFAULT_MODEL, REGISTRY
 from .selective.codec import SC_QUALITY_LEVELS, SelectiveDecoder, SelectiveEncoder, SelectiveOptions
+from .selective.fidelity import CODECS as FIDELITY_CODECS
 from .selective.fidelity import PRESETS as FIDELITY_PRESETS
-from .selective.masks import DEFAULT_KEEP, parse_keep
+from .selective.fidelity import offline_options
+from .selective.masks import DEFAULT_KEEP, create_mask_source, parse_keep
+from .selective.options import BG_OFFSET, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
 
 __all__ = [
     "DEFAULT_GOP",
@@ -35,8 +39,11 @@ __all__ = [
     "EncodedFrame",
     "Encoder",
     "SelectiveOptions",
+    "create_mask_source",
     "parse_keep",
     "quality_levels",
+    "selective_fingerprint",
+    "set_session_threads",
 ]
 
 DEFAULT_MODE = "sc"
@@ -140,6 +147,12 @@ class Encoder:
         """Change the quality before the first frame (used by bitrate selection)."""
         self.impl.with_quality(quality)
 
+    @property
+    def last_mask_kinds(self) -> dict[str, npt.NDArray[np.bool_]]:
+        """Selective mode: the last frame's (H, W) bool mask per kind found ("person", "face", ...); gc: none."""
+        masks = getattr(self.impl, "masks", None)
+        return masks.last_kinds if masks is not None else {}
+
     def __getattr__(self, name: str) -> Any:
         return _delegate(self, name)
 
@@ -166,3 +179,20 @@ class Decoder:
 
     def __getattr__(self, name: str) -> Any:
         return _delegate(self, name)
+
+
+def selective_fingerprint() -> dict[str, Any]:
+    """Selective mode's fixed settings that shape its streams besides the options (an eval cache keys on them).
+
+    Returns:
+        JSON-able values: feather, background offsets, the fidelity codecs' offline presets and options,
+        the whole-frame threshold and the plate refresh.
+    """
+    return {
+        "feather": FEATHER,
+        "bg_offset": BG_OFFSET,
+        "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
+        "offline_options": {name: offline_options(name) for name in FIDELITY_CODECS},
+        "whole_above": WHOLE_ABOVE,
+        "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
+    }

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamcodec import cli
 from streamcodec.bitstream import StreamConfig
-from streamcodec.codec import Encoder
+from streamcodec.codec import Encoder, SelectiveOptions
 from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 from streamcodec.pipeline import encode as encode_module
 
@@ -227,3 +229,120 @@ def test_help_of_quality_models_json_and_info_input() -> None:
     assert f"{quality_levels('gc-small')} for gc-small" in " ".join(run_cli("encode", "--help").stdout.split())
     assert "print name, model identifier" in run_cli("models", "--help").stdout
     assert "a .mkv made by streamcodec encode" in run_cli("info", "--help").stdout
+
+
+# --- the front door: click, "did you mean", completion, fast help, pipes -----------------------------
+
+
+def _imports_torch(*args: str) -> tuple[subprocess.CompletedProcess[str], bool]:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "streamcodec.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    return result, any(line.rstrip().endswith(" torch") for line in result.stderr.splitlines())
+
+
+def test_help_and_usage_errors_do_not_import_torch(tmp_path: Path) -> None:
+    for args in (["--help"], ["encode", "--help"], ["eval", "--help"], ["encode", "x.mp4", "--feather", "99"], ["encdoe"]):
+        result, torch_loaded = _imports_torch(*args)
+        assert result.returncode in (0, 2) and not torch_loaded, args
+
+
+def test_a_typo_is_answered_with_the_usage_and_did_you_mean() -> None:
+    command = run_cli("encdoe", "clip.mp4")
+    assert command.returncode == 2 and "Traceback" not in command.stderr
+    assert command.stderr.splitlines() == [
+        "usage: streamcodec [OPTIONS] COMMAND [ARGS]...",
+        "streamcodec: error: no such command 'encdoe' (did you mean encode or send?)",
+    ]
+    flag = run_cli("encode", "clip.mp4", "--qualty", "2")
+    assert flag.returncode == 2 and flag.stderr.splitlines()[0] == "usage: streamcodec encode [OPTIONS] INPUT"
+    assert flag.stderr.splitlines()[-1].startswith("streamcodec encode: error: no such option --qualty (did you mean --quality")
+    sub = run_cli("engines", "biuld")
+    assert sub.returncode == 2
+    assert sub.stderr.splitlines()[-1] == "streamcodec engines: error: no such command 'biuld' (did you mean build?)"
+
+
+def test_quality_and_bitrate_together_are_a_usage_error(clip_with_audio: Path, tmp_path: Path) -> None:
+    result = run_cli("encode", str(clip_with_audio), "-o", str(tmp_path / "x.mkv"), "--quality", "1", "--bitrate", "9")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "streamcodec encode: error: argument --bitrate: not allowed with argument --quality"
+    assert _only(tmp_path) == []
+
+
+def test_live_commands_and_eval_describe_themselves() -> None:
+    for command, words in (("webcam", "live demo on one machine"), ("send", "stream it over TCP"), ("receive", "Wait for")):
+        shown = run_cli(command, "--help")
+        assert shown.returncode == 0 and words in " ".join(shown.stdout.split()), command
+    evaluation = " ".join(run_cli("eval", "--help").stdout.split())
+    assert "kept region" in evaluation and "until selective mode exists" not in evaluation
+
+
+def test_root_help_documents_shell_completion_and_the_script_is_generated() -> None:
+    assert "_STREAMCODEC_COMPLETE=bash_source streamcodec" in run_cli("--help").stdout
+    env = {**os.environ, "_STREAMCODEC_COMPLETE": "bash_source"}
+    script = subprocess.run([sys.executable, "-m", "streamcodec.cli"], capture_output=True, text=True, env=env, timeout=60)
+    assert script.returncode == 0 and "complete -o nosort -F _streamcodec_completion streamcodec" in script.stdout
+    query = {**os.environ, "_STREAMCODEC_COMPLETE": "bash_complete", "COMP_WORDS": "streamcodec enc", "COMP_CWORD": "1"}
+    words = subprocess.run([sys.executable, "-m", "streamcodec.cli"], capture_output=True, text=True, env=query, timeout=60)
+    assert words.stdout.split() == ["plain,encode"]
+
+
+class _FakeSummary:
+    def line(self) -> str:
+        return "summary line"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"summary": "json"}
+
+
+def _fake_encode(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def fake(input: object, output: object, **kwargs: Any) -> _FakeSummary:
+        seen.update(kwargs, input=input, output=output)
+        return _FakeSummary()
+
+    monkeypatch.setattr(encode_module, "encode_file", fake)
+    return seen
+
+
+def test_dash_reads_stdin_and_writes_stdout_with_the_summary_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = _fake_encode(monkeypatch)
+    assert cli.main(["encode", "-", "-o", "-", "--mode", "gc"]) == 0
+    assert seen["input"] == "-" and seen["output"] == "-"  # passed on as they are: no Path, no checks
+    out, err = capsys.readouterr()
+    assert out == "" and err == "summary line\n"
+    assert cli.main(["encode", "-", "-o", str(Path("x.mkv"))]) == 0
+    assert seen["input"] == "-" and capsys.readouterr().out == "summary line\n"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["encode", "-"])
+    assert exit_info.value.code == cli.EXIT_USAGE and "needs -o OUTPUT" in capsys.readouterr().err
+
+
+def test_encode_flags_build_one_selective_options_object(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen = _fake_encode(monkeypatch)
+    flags = ["--keep", "motion,face", "--fg-quality", "30", "--latency", "zero", "--mask", str(tmp_path / "m.mp4")]
+    assert cli.main(["encode", "in.mp4", *flags]) == 0
+    expected = SelectiveOptions.for_files(keep=("motion", "face"), fg_crf=30, latency="zero", mask_video=tmp_path / "m.mp4")
+    assert seen["selective"] == expected and seen["output"] == Path("in.mkv")
+    assert cli.main(["encode", "in.mp4"]) == 0
+    assert seen["selective"] == SelectiveOptions.for_files() and seen["selective"].fidelity == "av1"
+    assert cli.main(["encode", "in.mp4", "--mode", "gc"]) == 0 and seen["selective"] is None
+
+
+def test_selective_options_for_files_pick_the_fidelity_latency_and_threads() -> None:
+    assert (SelectiveOptions.for_files().fidelity, SelectiveOptions.for_files().latency) == ("av1", "offline")
+    assert SelectiveOptions.for_files(latency="zero").fidelity == "hevc"
+    assert SelectiveOptions.for_files(fidelity="learned").latency == "zero"
+    one = SelectiveOptions.for_files().with_thread_budget(1)
+    assert (one.codec_threads, one.parallel) == (1, False)
+    assert SelectiveOptions.for_files().with_thread_budget(None) == SelectiveOptions.for_files()
+
+
+def test_gc_small_levels_in_help_match_the_model() -> None:
+    from streamcodec.cli.commands import GC_SMALL_LEVELS
+    from streamcodec.codec import quality_levels
+
+    assert quality_levels("gc-small") == GC_SMALL_LEVELS

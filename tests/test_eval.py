@@ -22,7 +22,7 @@ from streamcodec.eval.clip import prepare_clip
 from streamcodec.eval.codecs import CODECS, FfmpegCodec, classical_targets, spread_qualities
 from streamcodec.eval.masks import ClipMasks, mask_source, unavailable_reason
 from streamcodec.eval.measure import rate_note
-from streamcodec.eval.report import COLUMNS
+from streamcodec.eval.results import COLUMNS
 from streamcodec.eval.roi import roi_rectangles
 from streamcodec.eval.vmaf import find_vmaf_ffmpeg
 

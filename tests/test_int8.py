@@ -96,7 +96,7 @@ def test_int8_manifest_names_its_calibration_and_kernels_and_a_changed_set_is_st
 
 def test_int8_without_a_calibration_set_says_how_to_make_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(int8_module, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(BackendUnavailableError, match=r"scripts/make_calibration\.py --model gc-small"):
+    with pytest.raises(BackendUnavailableError, match=r"scripts/data/make_calibration\.py --model gc-small"):
         next(calibration_inputs(REGISTRY.load(DEFAULT_MODEL)))
 
 

@@ -21,8 +21,9 @@ from streamcodec.errors import CorruptStreamError, EmptyOutputError, InputNotFou
 from streamcodec.io import ebml
 from streamcodec.io.audio_codecs import audio_specific_config, matroska_audio_track, strip_adts
 from streamcodec.io.ebml import ID
+from streamcodec.io.mkv_interleave import Interleaver
 from streamcodec.io.mkv_reader import MatroskaReader, Packet
-from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec, _Interleaver
+from streamcodec.io.mkv_writer import MatroskaWriter, TrackSpec
 
 MS = Fraction(1, 1000)
 VIDEO = TrackSpec(
@@ -371,7 +372,7 @@ def test_audio_fed_early_or_late_comes_out_in_time_order(tmp_path: Path) -> None
 
 
 def test_interleaver_releases_when_one_track_runs_far_ahead() -> None:
-    interleaver = _Interleaver([1, 2], max_span=10_000, max_bytes=1 << 20)
+    interleaver = Interleaver([1, 2], max_span=10_000, max_bytes=1 << 20)
     released = [p for k in range(30) for p in interleaver.push((k * 1000, 1, b"v", True))]
     # Track 2 is silent: nothing may go out until 10 s are buffered, then the oldest go first.
     assert [p[0] for p in released] == [k * 1000 for k in range(19)]

@@ -296,3 +296,16 @@ def test_decoding_a_rotated_stream_to_frames_says_they_are_unrotated(portrait_cl
     plain: list[str] = []
     decode_file(encoded, tmp_path / "back.mp4", on_warning=plain.append)
     assert plain == []
+
+
+def test_paths_may_be_str_or_pathlike(clip_with_audio: Path, tmp_path: Path) -> None:
+    """encode_file, decode_file and stream_info take str as well as Path (os.PathLike)."""
+    from streamcodec.pipeline.info import stream_info
+
+    out = str(tmp_path / "str.mkv")
+    summary = encode_file(str(clip_with_audio), out, mode="gc", quality=1, preview=False)
+    assert summary.frames == 12 and summary.input == str(clip_with_audio) and summary.output == out
+    assert stream_info(out).frames == 12
+    frames = decode_file(out, f"{tmp_path}/frames/", reference=str(clip_with_audio))
+    assert frames.frames == 12 and len(list((tmp_path / "frames").glob("*.png"))) == 12
+    assert decode_file(tmp_path / "str.mkv", None).frames == 12

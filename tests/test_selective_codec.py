@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def encoded(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     """The clip in SC (default mode: AV1 offline) with GOP 8, and the masks the encoder kept; a coarse plate (CRF 63)."""
     folder = tmp_path_factory.mktemp("sc-out")
     out, masks = folder / "sc.mkv", folder / "masks"
-    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks, bg_quality=63)
+    summary = encode_file(clip, out, gop=GOP, preview=False, save_masks=masks, selective=SelectiveOptions.for_files(bg_crf=63))
     assert summary.frames == FRAMES
     return out, masks
 
@@ -330,8 +331,8 @@ def test_preset_reaches_the_fidelity_codec_and_a_wrong_one_is_one_line(clip: Pat
 def test_a_gop_keeping_most_of_the_picture_is_coded_whole_with_no_plate(clip: Path, tmp_path: Path) -> None:
     """Motion only: nothing moves yet at frame 0 (masked, a plate); by frame 8 it does, and whole_above 0 codes that GOP whole."""
     whole, masked = tmp_path / "whole.mkv", tmp_path / "masked.mkv"
-    encode_file(clip, whole, gop=GOP, preview=False, keep=["motion"], whole_above=0.0)
-    encode_file(clip, masked, gop=GOP, preview=False, keep=["motion"], whole_above=1.0)
+    encode_file(clip, whole, gop=GOP, preview=False, selective=SelectiveOptions.for_files(keep=("motion",), whole_above=0.0))
+    encode_file(clip, masked, gop=GOP, preview=False, selective=SelectiveOptions.for_files(keep=("motion",), whole_above=1.0))
     assert all(plates_of(packets_of(masked)[1], GOP))  # a full plate or an update at each keyframe
     config, packets, _ = packets_of(whole)
     frames = [bitstream.unpack_frame(packet) for packet in packets]
@@ -409,7 +410,8 @@ def test_a_decoder_starting_at_a_plate_update_shows_grey_and_says_so_until_the_n
 ) -> None:
     out = tmp_path / "chain.mkv"
     # GOP 4 at 25 fps, a full plate at most every 8 frames (0.32 s): keyframes 0, 4, 8, 12 carry full, update, full, update.
-    encode_file(clip, out, gop=4, preview=False, keep=["motion"], whole_above=1.0, plate_refresh=0.32)
+    options = SelectiveOptions.for_files(keep=("motion",), whole_above=1.0, plate_refresh=0.32)
+    encode_file(clip, out, gop=4, preview=False, selective=options)
     config, packets, _ = packets_of(out)
     assert plates_of(packets, 4) == [[bitstream.PLATE], [bitstream.PLATE_UPDATE]] * 2
     clean = decode_all(config, packets)
@@ -457,7 +459,8 @@ def test_a_bt709_source_is_coded_from_its_planes_with_the_matrix_recorded(tmp_pa
     clip, out = tmp_path / "hd.mp4", tmp_path / "hd.mkv"
     ffmpeg("-i", str(SAMPLE), "-vf", "scale=160:96", "-frames:v", str(FRAMES), "-an", "-c:v", "libx264", "-crf", "12",
            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", str(clip))  # fmt: skip
-    encode_file(clip, out, gop=GOP, preview=False, keep=["motion"], fg_quality=8, whole_above=0.0)
+    options = SelectiveOptions.for_files(keep=("motion",), fg_crf=8, whole_above=0.0)
+    encode_file(clip, out, gop=GOP, preview=False, selective=options)
     config, packets, _ = packets_of(out)
     assert config.extra["matrix"] == "bt709"
     items = source_frames(clip)
@@ -472,7 +475,8 @@ def test_a_bt709_source_is_coded_from_its_planes_with_the_matrix_recorded(tmp_pa
 
 def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "av1.mkv"
-    encode_file(clip, out, preview=False, fidelity="av1", background="synth", fg_quality=40, keep=["motion"], gop=GOP)
+    options = SelectiveOptions.for_files(fidelity="av1", background="synth", fg_crf=40, keep=("motion",))
+    encode_file(clip, out, preview=False, selective=options, gop=GOP)
     config, packets, _ = packets_of(out)
     assert config.extra == {
         "fidelity": "av1",
@@ -505,7 +509,8 @@ def synth_encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ffmpeg(
         "-i", str(SAMPLE), "-vf", "scale=96:64", "-frames:v", str(SYNTH_FRAMES), "-an", "-c:v", "libx264", "-crf", "12", str(clip)
     )
-    summary = encode_file(clip, out, gop=SYNTH_GOP, preview=False, background="synth", quality=1)
+    options = SelectiveOptions.for_files(background="synth")
+    summary = encode_file(clip, out, gop=SYNTH_GOP, preview=False, selective=options, quality=1)
     assert summary.frames == SYNTH_FRAMES
     return out
 
@@ -663,7 +668,8 @@ def test_offline_encoder_refuses_encode_and_learned_has_no_offline_mode() -> Non
 
 def test_offline_bitrate_restarts_the_coder_at_keyframes_and_loses_no_frame(clip: Path, tmp_path: Path) -> None:
     """--bitrate with an offline coder drains it at each keyframe to count the GOP: still one packet per frame."""
-    summary = encode_file(clip, tmp_path / "rate.mkv", gop=GOP, preview=False, bitrate_kbps=40, fidelity="hevc")
+    options = SelectiveOptions.for_files(fidelity="hevc")
+    summary = encode_file(clip, tmp_path / "rate.mkv", gop=GOP, preview=False, bitrate_kbps=40, selective=options)
     config, packets, _ = packets_of(tmp_path / "rate.mkv")
     assert summary.frames == len(packets) == FRAMES and config.extra["latency"] == "offline"
     decoder = Decoder(config)
@@ -676,23 +682,58 @@ def test_offline_plate_is_coded_from_the_estimate_at_its_keyframe_however_late_t
     """Offline, later frames update the background estimate before a keyframe's plate worker runs: it must not see them."""
     import time as time_module
 
-    from streamcodec.selective.codec import SelectiveEncoder
+    from streamcodec.selective.plate import PlateBackground
 
     frames = [item.rgb for item in source_frames(clip)]
     serial = sc_packets(frames, ahead=False, latency="offline", parallel=False)
-    real = SelectiveEncoder._background_section
+    real = PlateBackground._background_section
 
-    def late(self: SelectiveEncoder, *args: Any) -> dict[int, bytes]:
+    def late(self: PlateBackground, *args: Any) -> dict[int, bytes]:
         time_module.sleep(0.3)  # the caller's thread codes several frames meanwhile
         return real(self, *args)
 
-    monkeypatch.setattr(SelectiveEncoder, "_background_section", late)
+    monkeypatch.setattr(PlateBackground, "_background_section", late)
     assert sc_packets(frames, ahead=False, latency="offline") == serial
+
+
+def test_offline_bitrate_restart_codes_a_changed_background_as_a_full_plate(tmp_path: Path) -> None:
+    """An offline `--bitrate` restart at an unchanged CRF reopens the plate codec inside an update chain: a
+    background that changed then comes as a full plate (a fresh codec has no picture to code an update against)."""
+    import av
+
+    frames, gop = 20, 2
+    mask_path = tmp_path / "mask.mkv"
+    with av.open(str(mask_path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "gray"
+        for _ in range(frames):
+            luma = np.zeros((96, 160), dtype=np.uint8)
+            luma[16:80, 48:112] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(luma, format="gray")))
+        container.mux(stream.encode())
+    options = SelectiveOptions(keep=(), mask_video=mask_path, latency="offline", parallel=False)
+    encoder = Encoder(160, 96, gop=gop, quality=1, selective=options)
+    encoder.with_target(0.001)  # far under any rate: the CRF climbs to its bound within a few GOPs, then stays
+    pictures = [np.full((96, 160, 3), (index * 37) % 256, np.uint8) for index in range(frames)]  # the background changes
+    packets = [e.packet for rgb in pictures for e in encoder.push(rgb)] + [e.packet for e in encoder.flush()]
+    encoder.close()
+    assert len(packets) == frames
+    keyframes = [bitstream.unpack_frame(packet).sections for packet in packets[::gop]]
+    assert all(bitstream.PLATE in sections for sections in keyframes)
+    decoder = Decoder(encoder.config)
+    backgrounds = []
+    for index, packet in enumerate(packets):
+        assert decoder.decode(packet).shape == (96, 160, 3)
+        if index % gop == 0:
+            backgrounds.append(float(decoder.background.mean()))
+    assert not decoder.notes
+    assert all(abs(a - b) > 1 for a, b in itertools.pairwise(backgrounds))  # each keyframe's plate follows the change
 
 
 def test_zero_latency_files_default_to_hevc(clip: Path, tmp_path: Path) -> None:
     """`--latency zero` without --fidelity: x265, as the live demo codes; the stream says so."""
-    encode_file(clip, tmp_path / "zero.mkv", gop=GOP, preview=False, latency="zero", quality=1)
+    options = SelectiveOptions.for_files(latency="zero")
+    encode_file(clip, tmp_path / "zero.mkv", gop=GOP, preview=False, selective=options, quality=1)
     config = packets_of(tmp_path / "zero.mkv")[0]
     assert config.extra["fidelity"] == "hevc" and config.extra["fill"] == "recon" and "latency" not in config.extra
 

@@ -16,8 +16,8 @@ from streamcodec.errors import CorruptStreamError, ModelError
 from streamcodec.selective import maskcode, sidecode
 from streamcodec.selective.labelcode import decode_labels, encode_labels
 from streamcodec.selective.labels import ColourTextureLabeler, OnnxLabeler, create_labeler
-from streamcodec.selective.layers import Compositor, composite, feather_alpha
 from streamcodec.selective.maskcode import block_mask, decode_mask, encode_mask, expand
+from streamcodec.selective.options import Compositor, composite, feather_alpha
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 

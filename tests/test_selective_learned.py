@@ -19,9 +19,9 @@ from streamcodec.io.mkv_reader import MatroskaReader
 from streamcodec.models.registry import REGISTRY
 from streamcodec.pipeline.decode import decode_file, stream_track
 from streamcodec.pipeline.encode import encode_file
-from streamcodec.selective.layers import BLOCK, composite
 from streamcodec.selective.learned import LearnedDecoder, keep_cells
 from streamcodec.selective.maskcode import decode_mask, expand
+from streamcodec.selective.options import BLOCK, composite
 
 from .conftest import SAMPLE, ffmpeg
 
@@ -145,7 +145,8 @@ def test_a_level_outside_the_model_is_a_corrupt_config(coded: tuple[StreamConfig
 
 def test_api_round_trip_with_gc_gpu(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu.mkv"
-    summary = encode_file(clip, out, model="gc-gpu", fidelity="learned", keep=["motion"], gop=GOP, preview=False)
+    options = SelectiveOptions.for_files(fidelity="learned", keep=("motion",))
+    summary = encode_file(clip, out, model="gc-gpu", selective=options, gop=GOP, preview=False)
     assert summary.frames == FRAMES
     with MatroskaReader(out) as reader:
         _, config = stream_track(reader, out)

@@ -18,7 +18,8 @@ from streamcodec import cli
 from streamcodec.errors import ModelError
 from streamcodec.models.gc import GCConfig
 from streamcodec.models.registry import Registry, register_index
-from streamcodec.train.gc import TrainConfig, Trainer, load_config
+from streamcodec.train import TrainConfig, load_config
+from streamcodec.train.gc import Trainer
 
 from .conftest import ffmpeg
 

@@ -3,7 +3,7 @@
 
 Encodes CLIP at each quality twice, with `--plate-refresh 0` (a full plate at every keyframe) and with the
 default (a full plate every 10 s, updates between), decodes both, and measures PSNR over the pixels the
-eval's masks keep and over the rest (the background), at the source's size. The README's plate-update figures.
+eval's masks keep and over the rest (the background), at the source's size. The plate-update figures in docs/selective.md.
 
     python scripts/benchmarks/plate_ab.py CLIP [--qualities 2 3]
 """

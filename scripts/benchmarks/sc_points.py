@@ -3,7 +3,8 @@
 
 Encodes CLIP at qualities 1..4 (or --qualities) once per flag set, decodes it, and measures PSNR over the
 pixels the eval's masks keep (`create_mask_source()`, the same as `streamcodec eval`), at the source's
-own size. Used for the feather, whole-GOP and source-planes figures in README.
+own size. Behind the preset and plate-update figures in docs/selective.md and the feather and whole-GOP
+figures in streamcodec/selective/options.py.
 
     python scripts/benchmarks/sc_points.py CLIP "--feather 1" "--feather 0" [--qualities 1 3]
 """

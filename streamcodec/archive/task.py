@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..codec import DEFAULT_KEEP, SelectiveOptions, set_session_threads
 from ..errors import StreamcodecError
 from ..io.safe_output import publish_file
-from ..selective.masks import DEFAULT_KEEP
 from .scan import sha256_file
 
 #: SVT-AV1's preset for archives (`encode` codes files at 2): on two cores, 640x480 still-camera footage at
@@ -94,14 +94,14 @@ class KindIndex:
             options = getattr(encoder, "options", None)
             self.threads = options.codec_threads if options is not None else _torch_threads()
         second = int(time - self.first)
-        masks = getattr(encoder, "masks", None)
-        if masks is None or encoder.last_mask is None:
+        kept = getattr(encoder, "last_mask", None)
+        if kept is None:
             return  # gc mode keeps no regions
-        for kind, mask in {**masks.last_kinds, "kept": encoder.last_mask}.items():
+        for kind, mask in {**encoder.last_mask_kinds, "kept": kept}.items():
             regions, area = _regions(mask)
             old = self.cells[(second, kind)]
             self.cells[(second, kind)] = (max(old[0], regions), max(old[1], area))
-        self.kept.append(float(encoder.last_mask.mean()))
+        self.kept.append(float(kept.mean()))
 
     def rows(self) -> list[tuple[int, str, int, float]]:
         return [(second, kind, regions, round(area, 4)) for (second, kind), (regions, area) in sorted(self.cells.items())]
@@ -145,10 +145,12 @@ def _archive(task: Task, temp: Path) -> Result:
         quality=task.quality,
         backend=task.backend,
         preview=False,  # archives are for our own tools; a preview track would only cost bytes
-        keep=task.keep or DEFAULT_KEEP,
         on_frame=index,
-        threads=task.threads,
-        preset=(task.preset or ARCHIVE_PRESET) if task.mode == "sc" else None,
+        selective=SelectiveOptions.for_files(
+            keep=task.keep or DEFAULT_KEEP, preset=task.preset or ARCHIVE_PRESET
+        ).with_thread_budget(task.threads)
+        if task.mode == "sc"
+        else None,
     )
     size = temp.stat().st_size
     values = {
@@ -207,8 +209,6 @@ def _limit_threads(threads: int) -> None:
     """Share the cores between workers instead of every worker claiming them all."""
     import cv2
     import torch
-
-    from ..engines.onnx import set_session_threads
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

@@ -1,21 +1,23 @@
 """The archive commands: `archive` (with its `status` and `find` forms), `verify` and `restore`.
 
 `archive SRC...` takes free positional sources, so `status` and `find` are its first word rather
-than argparse sub-commands (which cannot share a parser with free positionals): `archive status
+than sub-commands (which cannot share a command with free positionals): `archive status
 DIR` and `archive find DIR --has KIND` are read as such, and a source folder that happens to be
 called `status` or `find` is given as `./status`.
 """
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-from .engines import add_engine_argument
+import click
+
+from .base import CONTEXT, POSITIVE_INT, Checked, Command, Group, argument, option
+from .engines import engine_option
+from .selective import keep_list
 
 EXIT_PROBLEM = 1
 
@@ -43,131 +45,127 @@ examples:
   streamcodec restore /archive/cctv --out /tmp/restored"""
 
 
-def add_archive_commands(sub: Any) -> None:
-    """Register `archive`, `verify` and `restore` on the main parser's sub-command set."""
-    _add_archive(sub)
-    _add_verify(sub)
-    _add_restore(sub)
+def add_archive_commands(cli: Group) -> None:
+    """Register `archive`, `verify` and `restore` on the top-level group."""
+    for archive_command in (archive, verify, restore):
+        cli.add_command(archive_command)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
-    return value
-
-
-def _add_archive(sub: Any) -> None:
-    p = sub.add_parser(
-        "archive",
-        help="archive folders of footage: batch, resumable, searchable (also: archive status, archive find)",
-        usage=ARCHIVE_USAGE,
-        description="Offline archival of footage into a folder with a searchable SQLite catalogue.",
-        epilog=ARCHIVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("src", nargs="+", metavar="SRC", help="files and folders to archive (or: status DIR, find DIR)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="the archive folder (created if needed)")
-    p.add_argument("--mode", choices=["sc", "gc"], default="sc", help="sc (default): selective; gc: generative")
-    p.add_argument("--quality", type=_positive_int, help="rate point, 1 (smallest) to 4 for sc (default: the highest)")
-    p.add_argument("--keep", type=_keep_list, help="sc: kinds to keep, e.g. person,face,motion,text (default person,face,motion)")
-    p.add_argument(
-        "--preset",
-        metavar="NAME",
+@click.command(
+    "archive",
+    cls=Command,
+    context_settings=CONTEXT,
+    usage=ARCHIVE_USAGE,
+    short_help="archive folders of footage: batch, resumable, searchable (also: archive status, archive find)",
+    help="Offline archival of footage into a folder with a searchable SQLite catalogue.",
+    epilog=ARCHIVE_EPILOG,
+)
+@argument("src", "files and folders to archive (or: status DIR, find DIR)", nargs=-1, required=True, metavar="SRC...")
+@option("--out", type=click.Path(path_type=Path), metavar="DIR", help="the archive folder (created if needed)")
+@option("--mode", type=click.Choice(["sc", "gc"]), default="sc", help="sc (default): selective; gc: generative")
+@option("--quality", type=POSITIVE_INT, help="rate point, 1 (smallest) to 4 for sc (default: the highest)")
+@option("--keep", type=Checked("LIST", keep_list), metavar="LIST",
+        help="sc: kinds to keep, e.g. person,face,motion,text (default person,face,motion)")
+@option("--preset", metavar="NAME",
         help="sc: speed preset of the kept region's codec, SVT-AV1 0..13 (default 4: about 2.9x real time on two "
-        "cores at 640x480, 10 fps; 2, what encode uses, takes 11-20 %% fewer bytes for about 2.5x the time)",
-    )
-    p.add_argument("--jobs", type=_positive_int, default=1, help="files encoded at once by local processes (default 1)")
-    p.add_argument(
-        "--threads-per-job",
-        type=_positive_int,
-        metavar="T",
+        "cores at 640x480, 10 fps; 2, what encode uses, takes 11-20 % fewer bytes for about 2.5x the time)")
+@option("--jobs", type=POSITIVE_INT, default=1, help="files encoded at once by local processes (default 1)")
+@option("--threads-per-job", type=POSITIVE_INT, metavar="T",
         help="CPU threads each job uses (x265's pool, torch, OpenCV, ONNX Runtime; 1: sc's mask kinds and look-ahead "
         "in turn, not beside) and, on Ray, the CPUs each task asks for (default: the cores divided between the jobs; "
-        "1 per task on a Ray cluster); the output is the same whatever T is",
-    )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help="run the files as Ray tasks: on the cluster at ADDRESS, or alone on a local Ray with --jobs CPUs",
-    )
-    add_engine_argument(p)
-    p.add_argument("--has", metavar="KIND", help="find: the kind to look for")
-    p.add_argument("--between", nargs=2, metavar=("T1", "T2"), help="find: seconds or [H:]MM:SS into each file")
-    p.set_defaults(run=_run_archive)
-
-
-def _keep_list(text: str) -> tuple[str, ...]:
-    from ..errors import ModelError
-    from ..selective.masks import parse_keep
-
-    try:
-        return parse_keep(text)
-    except ModelError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_verify(sub: Any) -> None:
-    p = sub.add_parser(
-        "verify",
-        help="check an archive: every file's CRCs, size and sha256 against the catalogue (--full: decode all)",
-        description="Names every damaged or missing archived file; exits 1 if there is one.",
-    )
-    p.add_argument("dir", type=Path, metavar="DIR", help="the archive folder")
-    p.add_argument("--full", action="store_true", help="also decode every file and report any damaged frame")
-    add_engine_argument(p)
-    p.set_defaults(run=_run_verify)
-
-
-def _add_restore(sub: Any) -> None:
-    p = sub.add_parser(
-        "restore",
-        help="decode an archive back to ordinary video (.mp4, mirrored layout)",
-        description="Decodes every archived file into RESTORED; existing files there are left as they are.",
-    )
-    p.add_argument("dir", type=Path, metavar="DIR", help="the archive folder")
-    p.add_argument("--out", type=Path, required=True, metavar="RESTORED", help="folder for the restored videos")
-    add_engine_argument(p)
-    p.set_defaults(run=_run_restore)
-
-
-def _run_archive(args: argparse.Namespace) -> int:
-    first = args.src[0]
+        "1 per task on a Ray cluster); the output is the same whatever T is")
+@option("--ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+        help="run the files as Ray tasks: on the cluster at ADDRESS, or alone on a local Ray with --jobs CPUs")
+@engine_option
+@option("--has", metavar="KIND", help="find: the kind to look for")
+@option("--between", nargs=2, metavar="T1 T2", help="find: seconds or [H:]MM:SS into each file")
+@click.pass_context
+def archive(ctx: click.Context, src: tuple[str, ...], out: Path | None, mode: str, quality: int | None,
+            keep: tuple[str, ...] | None, preset: str | None, jobs: int, threads_per_job: int | None, ray: str | None,
+            engine: str, has: str | None, between: tuple[str, str] | None) -> int:  # fmt: skip
+    first = src[0]
     if first in ("status", "find"):
-        if len(args.src) != 2:
-            raise ValueError(f"archive {first} takes one archive folder, got {len(args.src) - 1}: {args.src[1:]}")
-        folder = Path(args.src[1])
-        return _status(folder) if first == "status" else _find(folder, args.has, args.between)
-    if args.out is None:
+        if len(src) != 2:
+            raise ValueError(f"archive {first} takes one archive folder, got {len(src) - 1}: {list(src[1:])}")
+        folder = Path(src[1])
+        return _status(folder) if first == "status" else _find(folder, has, between)
+    if out is None:
         raise ValueError("archive needs --out DIR, the archive folder")
-    if args.preset is not None:
-        from ..selective.fidelity import PRESETS
+    from ..archive import ArchiveOptions
+    from ..archive import archive as run_archive
+    from ..codec import FIDELITY_PRESETS
 
-        if args.mode != "sc":
+    if preset is not None:
+        if mode != "sc":
             raise ValueError("--preset applies only to --mode sc")
-        if args.preset not in PRESETS["av1"]:
-            raise ValueError(f"--preset {args.preset} is not an SVT-AV1 preset ({', '.join(PRESETS['av1'])})")
-    from ..archive import ArchiveOptions, archive
-
+        if preset not in FIDELITY_PRESETS["av1"]:
+            raise ValueError(f"--preset {preset} is not an SVT-AV1 preset ({', '.join(FIDELITY_PRESETS['av1'])})")
     options = ArchiveOptions(
-        sources=[Path(s) for s in args.src],
-        archive=args.out,
-        mode=args.mode,
-        quality=args.quality,
-        backend=args.engine,
-        keep=args.keep,
-        preset=args.preset,
-        jobs=args.jobs,
-        threads=args.threads_per_job,
-        ray=args.ray,
+        sources=[Path(s) for s in src],
+        archive=out,
+        mode=mode,
+        quality=quality,
+        backend=engine,
+        keep=_kinds(ctx, keep),
+        preset=preset,
+        jobs=jobs,
+        threads=threads_per_job,
+        ray=ray,
         progress=sys.stderr.isatty(),
         command=shlex.join(["streamcodec", *sys.argv[1:]]),
     )
-    summary = archive(options)
+    summary = run_archive(options)
     print(summary.text())
     return EXIT_PROBLEM if summary.failed or summary.disk_full else 0
+
+
+def _kinds(ctx: click.Context, keep: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """`--keep`'s kinds, checked (here, not while parsing: the check loads the codec)."""
+    if keep is None:
+        return None
+    from ..codec import parse_keep
+    from ..errors import ModelError
+
+    try:
+        return parse_keep(",".join(keep))
+    except ModelError as exc:
+        raise click.BadParameter(str(exc), ctx, next(p for p in ctx.command.params if p.name == "keep")) from None
+
+
+@click.command(
+    "verify",
+    cls=Command,
+    context_settings=CONTEXT,
+    short_help="check an archive: every file's CRCs, size and sha256 against the catalogue (--full: decode all)",
+    help="Names every damaged or missing archived file; exits 1 if there is one.",
+)
+@argument("dir", "the archive folder", type=click.Path(path_type=Path), metavar="DIR")
+@option("--full", is_flag=True, help="also decode every file and report any damaged frame")
+@engine_option
+def verify(dir: Path, full: bool, engine: str) -> int:
+    from ..archive import verify as run_verify
+
+    report = run_verify(dir, full=full, backend=engine, progress=sys.stderr.isatty())
+    print(report.text())
+    return 0 if report.ok else EXIT_PROBLEM
+
+
+@click.command(
+    "restore",
+    cls=Command,
+    context_settings=CONTEXT,
+    short_help="decode an archive back to ordinary video (.mp4, mirrored layout)",
+    help="Decodes every archived file into RESTORED; existing files there are left as they are.",
+)
+@argument("dir", "the archive folder", type=click.Path(path_type=Path), metavar="DIR")
+@option("--out", type=click.Path(path_type=Path), required=True, metavar="RESTORED", help="folder for the restored videos")
+@engine_option
+def restore(dir: Path, out: Path, engine: str) -> int:
+    from ..archive import restore as run_restore
+
+    report = run_restore(dir, out, backend=engine, progress=sys.stderr.isatty())
+    print(report.text())
+    return EXIT_PROBLEM if report.failed else 0
 
 
 def _status(folder: Path) -> int:
@@ -194,7 +192,7 @@ def _status(folder: Path) -> int:
     return 0
 
 
-def _find(folder: Path, kind: str | None, between: list[str] | None) -> int:
+def _find(folder: Path, kind: str | None, between: Sequence[str] | None) -> int:
     from ..archive import Catalogue
 
     if not kind:
@@ -239,19 +237,3 @@ def _seconds(text: str) -> float:
 
 def _clock(seconds: int) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    from ..archive import verify
-
-    report = verify(args.dir, full=args.full, backend=args.engine, progress=sys.stderr.isatty())
-    print(report.text())
-    return 0 if report.ok else EXIT_PROBLEM
-
-
-def _run_restore(args: argparse.Namespace) -> int:
-    from ..archive import restore
-
-    report = restore(args.dir, args.out, backend=args.engine, progress=sys.stderr.isatty())
-    print(report.text())
-    return EXIT_PROBLEM if report.failed else 0

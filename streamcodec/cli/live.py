@@ -7,18 +7,22 @@ streamcodec send --to HOST:9000 [--camera DEV | --source FILE|URL] ...
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from ..io.safe_output import check_file_target
 from ..live.protocol import parse_address
-from .engines import add_engine_argument
+from .base import CONTEXT, Checked, Command, Group, option
+from .engines import engine_option
 
 if TYPE_CHECKING:
     from ..live.receiver import Receiver
@@ -31,12 +35,13 @@ DEFAULT_LINK_PORT = 9000
 EXIT_ERROR = 1
 DEFAULT_PAGE_PORT = 8000
 ANY_HOST = "0.0.0.0"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
     if not (width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT with both at least 16 (e.g. 640x480)")
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT with both at least 16 (e.g. 640x480)")
     return int(width), int(height)
 
 
@@ -46,59 +51,105 @@ def _kbps(text: str) -> float:
     except ValueError:
         value = 0.0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"--max-kbps {text!r} must be a positive number")
+        raise ValueError(f"--max-kbps {text!r} must be a positive number")
     return value
 
 
-def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", metavar="DEVICE", help="camera device (default: the platform's first camera)")
-    p.add_argument("--source", metavar="FILE|URL", help="play a file or stream at its own frame rate, as if it were a camera")
-    p.add_argument("--loop", action="store_true", help="start --source again at its end")
-    p.add_argument("--size", type=_size, metavar="WxH", help="frame size (default: 640x480 for a camera, a file's own)")
-    p.add_argument("--fps", type=float, default=30.0, help="frames per second asked of a camera (default 30)")
-    p.add_argument("--max-kbps", type=_kbps, metavar="N", help="hold the stream under N kbit/s (drops frames, lowers quality)")
-    p.add_argument("--record", type=Path, metavar="OUT.mkv", help="also write the stream to an .mkv `streamcodec decode` reads")
-    p.add_argument("-y", "--force", action="store_true", help="replace an existing --record file")
-    p.add_argument("--mode", choices=list(MODES), default="sc", help="sc (selective, default) or gc")
-    p.add_argument("--quality", type=int, help="starting quality level (default: the mode's highest)")
-    p.add_argument("--gop", type=int, default=60, help="a keyframe every GOP frames (default 60); receivers can ask for more")
+def _source_options(function: F) -> F:
+    """Where the frames come from and how they are coded: `webcam` and `send`."""
+    for decorator in reversed((
+        option("--camera", metavar="DEVICE", help="camera device (default: the platform's first camera)"),
+        option("--source", metavar="FILE|URL", help="play a file or stream at its own frame rate, as if it were a camera"),
+        option("--loop", is_flag=True, help="start --source again at its end"),
+        option("--size", type=Checked("WxH", _size), metavar="WxH",
+               help="frame size (default: 640x480 for a camera, a file's own)"),
+        option("--fps", type=float, default=30.0, help="frames per second asked of a camera (default 30)"),
+        option("--max-kbps", type=Checked("N", _kbps), metavar="N",
+               help="hold the stream under N kbit/s (drops frames, lowers quality)"),
+        option("--record", type=click.Path(path_type=Path), metavar="OUT.mkv",
+               help="also write the stream to an .mkv `streamcodec decode` reads"),
+        option("-y", "--force", is_flag=True, help="replace an existing --record file"),
+        option("--mode", type=click.Choice(list(MODES)), default="sc", help="sc (selective, default) or gc"),
+        option("--quality", type=int, help="starting quality level (default: the mode's highest)"),
+        option("--gop", type=int, default=60, help="a keyframe every GOP frames (default 60); receivers can ask for more"),
+    )):
+        function = decorator(function)
+    return function
 
 
-def _add_engine(p: argparse.ArgumentParser) -> None:
-    add_engine_argument(p)
+def _page_options(function: F) -> F:
+    """The local web page that shows the stream: `webcam` and `receive`."""
+    for decorator in reversed((
+        option("--port", type=int, default=DEFAULT_PAGE_PORT, help=f"the page's HTTP port (default {DEFAULT_PAGE_PORT})"),
+        option("--listen-any", is_flag=True, help="accept other machines (default: this machine only, 127.0.0.1)"),
+        option("--dump-frames", type=click.Path(path_type=Path), metavar="DIR",
+               help="write the sha256 of every decoded frame to DIR/frames.txt"),
+        option("--exit-when-done", is_flag=True, help="exit when the sender finishes (tests, benchmarks)"),
+        option("--stats-json", type=click.Path(path_type=Path), metavar="FILE",
+               help="write the final statistics as JSON to a new FILE"),
+    )):
+        function = decorator(function)
+    return function
 
 
-def _add_page(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=DEFAULT_PAGE_PORT, help=f"the page's HTTP port (default {DEFAULT_PAGE_PORT})")
-    p.add_argument("--listen-any", action="store_true", help="accept other machines (default: this machine only, 127.0.0.1)")
-    p.add_argument("--dump-frames", type=Path, metavar="DIR", help="write the sha256 of every decoded frame to DIR/frames.txt")
-    p.add_argument("--exit-when-done", action="store_true", help="exit when the sender finishes (tests, benchmarks)")
-    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final statistics as JSON to a new FILE")
+def add_live_commands(cli: Group) -> None:
+    """Add `webcam`, `send` and `receive` to the top-level group."""
+    for live_command in (webcam, send, receive):
+        cli.add_command(live_command)
 
 
-def add_live_commands(sub: Any) -> None:
-    """Add `webcam`, `send` and `receive` to the CLI's subparsers."""
-    p = sub.add_parser("webcam", help="live demo: camera → encode → decode → a local web page")
-    _add_source(p)
-    _add_engine(p)
-    _add_page(p)
-    p.set_defaults(run=run_webcam)
-    p = sub.add_parser("send", help="stream a camera or file live to `streamcodec receive`")
-    p.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
-    p.add_argument("--preview", action="store_true", help="also send camera and mask pictures for the page (not counted)")
-    p.add_argument("--wait", type=float, default=30.0, metavar="S", help="seconds to try reaching the receiver (default 30)")
-    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the sender's summary as JSON to a new FILE")
-    _add_source(p)
-    _add_engine(p)
-    p.set_defaults(run=run_send)
-    p = sub.add_parser("receive", help="receive a live stream and show it on a local web page")
-    p.add_argument("--listen", default=str(DEFAULT_LINK_PORT), metavar="[HOST:]PORT", help="where senders connect")
-    _add_engine(p)
-    _add_page(p)
-    p.set_defaults(run=run_receive)
+@click.command(
+    "webcam",
+    cls=Command,
+    context_settings=CONTEXT,
+    short_help="live demo: camera → encode → decode → a local web page",
+    help="The live demo on one machine: frames from a camera (or a file played at its own rate) are encoded by a "
+    "sender process, decoded here and shown on a local web page with the bitrate, latency and masks. "
+    "Ctrl-C stops it; --record also keeps the stream as an .mkv.",
+)
+@_source_options
+@engine_option
+@_page_options
+def webcam(**values: Any) -> int:
+    return run_webcam(SimpleNamespace(**values))
 
 
-def run_send(args: argparse.Namespace) -> int:
+@click.command(
+    "send",
+    cls=Command,
+    context_settings=CONTEXT,
+    short_help="stream a camera or file live to `streamcodec receive`",
+    help="Encode a camera (or a file played at its own rate) at zero latency and stream it over TCP to "
+    "`streamcodec receive` on HOST:PORT, holding --max-kbps by dropping frames and lowering quality; the "
+    "receiver can ask for a keyframe. Ctrl-C ends the stream (and completes --record).",
+)
+@option("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
+@option("--preview", is_flag=True, help="also send camera and mask pictures for the page (not counted)")
+@option("--wait", type=float, default=30.0, metavar="S", help="seconds to try reaching the receiver (default 30)")
+@option("--stats-json", type=click.Path(path_type=Path), metavar="FILE", help="write the sender's summary as JSON to a new FILE")
+@_source_options
+@engine_option
+def send(**values: Any) -> int:
+    return run_send(SimpleNamespace(**values))
+
+
+@click.command(
+    "receive",
+    cls=Command,
+    context_settings=CONTEXT,
+    short_help="receive a live stream and show it on a local web page",
+    help="Wait for `streamcodec send` on [HOST:]PORT, decode its stream as it comes and show it on a local web "
+    "page with the bitrate and latency; damaged or missing frames are concealed until the next keyframe, "
+    "which is asked of the sender. Ctrl-C stops it.",
+)
+@option("--listen", default=str(DEFAULT_LINK_PORT), metavar="[HOST:]PORT", help="where senders connect")
+@engine_option
+@_page_options
+def receive(**values: Any) -> int:
+    return run_receive(SimpleNamespace(**values))
+
+
+def run_send(args: SimpleNamespace) -> int:
     from ..live.capture import Capture, open_input
     from ..live.sender import Sender, SenderSettings
 
@@ -137,7 +188,7 @@ def _link_address(text: str, listen_any: bool) -> tuple[str, int]:
     return (ANY_HOST if listen_any and not explicit else host), port
 
 
-def _start_receiver(args: argparse.Namespace, link: str) -> tuple[Receiver, PageServer, LiveState]:
+def _start_receiver(args: SimpleNamespace, link: str) -> tuple[Receiver, PageServer, LiveState]:
     from ..live.receiver import Receiver, ReceiverSettings
     from ..live.stats import LiveState
     from ..live.web import PageServer
@@ -155,7 +206,7 @@ def _start_receiver(args: argparse.Namespace, link: str) -> tuple[Receiver, Page
     return receiver, page, state
 
 
-def _finish(args: argparse.Namespace, page: PageServer, state: LiveState) -> None:
+def _finish(args: SimpleNamespace, page: PageServer, state: LiveState) -> None:
     page.close()
     stats = state.snapshot()
     print(
@@ -169,7 +220,7 @@ def _finish(args: argparse.Namespace, page: PageServer, state: LiveState) -> Non
         args.stats_json.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
 
 
-def run_receive(args: argparse.Namespace) -> int:
+def run_receive(args: SimpleNamespace) -> int:
     receiver, page, state = _start_receiver(args, args.listen)
     try:
         receiver.run()
@@ -180,7 +231,7 @@ def run_receive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sender_command(args: argparse.Namespace, to: tuple[str, int]) -> list[str]:
+def _sender_command(args: SimpleNamespace, to: tuple[str, int]) -> list[str]:
     command = [sys.executable, "-m", "streamcodec.cli", "send", "--to", f"{to[0]}:{to[1]}", "--preview"]
     command += ["--mode", args.mode, "--gop", str(args.gop), "--engine", args.engine, "--fps", str(args.fps)]
     for flag, value in (("--camera", args.camera), ("--source", args.source), ("--record", args.record)):
@@ -195,7 +246,7 @@ def _sender_command(args: argparse.Namespace, to: tuple[str, int]) -> list[str]:
     return command + [flag for flag, on in (("--loop", args.loop), ("--force", args.force)) if on]
 
 
-def run_webcam(args: argparse.Namespace) -> int:
+def run_webcam(args: SimpleNamespace) -> int:
     if args.record is not None:
         check_file_target(args.record, args.force)
     receiver, page, state = _start_receiver(args, "127.0.0.1:0")

@@ -1,7 +1,23 @@
 """Inference engines behind one small interface (`Backend`): eager torch, torch.compile, ONNX
-Runtime and TensorRT, with their artifacts and manifests in the top-level `engines/` folder."""
+Runtime and TensorRT run any model's `Program` (its entry points with declared inputs and
+outputs: `GC_SIGNATURE`, `engines.sc.SC_SIGNATURE`), with their artifacts and manifests in the
+top-level `engines/` folder."""
 
-from .base import GRAPHS, STRIDE, Backend, Graph, TorchGraphs, build_torch_model, engines_dir
+from .base import (
+    GC_SIGNATURE,
+    GRAPHS,
+    STRIDE,
+    Backend,
+    EntryPoint,
+    Graph,
+    Program,
+    Signature,
+    TensorSpec,
+    TorchGraphs,
+    build_torch_model,
+    engines_dir,
+    gc_program,
+)
 from .manifest import ArtifactSpec, read_manifest, stale_reason
 from .onnx import OnnxRuntimeBackend, export_onnx
 from .select import ENGINE_NAMES, auto_engine, create_backend, parse_engine
@@ -10,13 +26,18 @@ from .torch_engine import TorchBackend
 
 __all__ = [
     "ENGINE_NAMES",
+    "GC_SIGNATURE",
     "GRAPHS",
     "STRIDE",
     "ArtifactSpec",
     "Backend",
+    "EntryPoint",
     "Graph",
     "OnnxRuntimeBackend",
+    "Program",
+    "Signature",
     "TensorRTBackend",
+    "TensorSpec",
     "TorchBackend",
     "TorchGraphs",
     "auto_engine",
@@ -24,6 +45,7 @@ __all__ = [
     "create_backend",
     "engines_dir",
     "export_onnx",
+    "gc_program",
     "parse_engine",
     "read_manifest",
     "stale_reason",

@@ -11,6 +11,7 @@ from ..errors import BackendUnavailableError
 from ..models.registry import REGISTRY
 from .manifest import ArtifactSpec, library_version, read_manifest, stale_reason
 from .onnx import ONNX_MAX_SIZE, export_onnx
+from .sc import export_sc_onnx
 from .select import auto_engine
 from .tensorrt import TRT_MAX_SIZE, build_tensorrt
 
@@ -46,13 +47,10 @@ def build_engines(model: str, engine: str, precision: str, max_size: tuple[int, 
 
 
 def _build_sc(model: str, engine: str, precision: str, max_size: tuple[int, int], folder: Path) -> list[Path]:
-    from ..selective.synth import SynthesisModel
-    from .sc import export_sc_onnx
-
     if engine != "onnxruntime" or precision != "fp32":
         raise BackendUnavailableError(f"SC model {model!r} has an onnxruntime fp32 engine only, not {engine} {precision}")
-    synthesis = SynthesisModel(model)
-    return [export_sc_onnx(REGISTRY.entry(model), synthesis.net, folder, max_size)]
+    loaded = REGISTRY.load_sc(model)
+    return [export_sc_onnx(loaded.entry, loaded.net, folder, max_size)]
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def subpixel_graphs(model: LoadedModel) -> TorchGraphs:
 
 
 def calibration_path(entry: ModelEntry) -> Path:
+    """`<model>.calib.npz` beside the weights: symbols of real frames for static quantization."""
     return WEIGHTS_DIR / f"{entry.name}.calib.npz"
 
 

@@ -58,6 +58,7 @@ class ArtifactSpec:
     device: str = "cpu"
 
     def stem(self) -> str:
+        """The artifact's file name without suffix: model id, graph, engine, precision, max size, device."""
         device = "" if self.device == "cpu" else "-cuda"
         return f"{self.entry.model_id}-{self.graph}-{self.engine}-{self.precision}-{self.max_size[0]}x{self.max_size[1]}{device}"
 
@@ -84,6 +85,7 @@ class ArtifactSpec:
 
 
 def manifest_path(artifact: Path) -> Path:
+    """`<artifact>.json`, beside the artifact."""
     return artifact.with_name(artifact.name + ".json")
 
 

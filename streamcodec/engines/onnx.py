@@ -1,4 +1,4 @@
-"""ONNX Runtime engine: the graphs exported by the dynamo exporter, H and W multiples of 16."""
+"""ONNX Runtime engine: a Program's graphs exported by the dynamo exporter, H and W multiples of 16."""
 
 from __future__ import annotations
 
@@ -12,17 +12,7 @@ import torch
 
 from ..errors import BackendUnavailableError
 from ..models.registry import LoadedModel
-from .base import (
-    GRAPHS,
-    Backend,
-    Graph,
-    TorchGraphs,
-    build_torch_model,
-    dynamic_shapes,
-    engines_dir,
-    example_inputs,
-    quiet_exporter,
-)
+from .base import Backend, Program, as_gc_model, as_program, engines_dir, quiet_exporter
 from .int8 import quantize_synthesize
 from .manifest import ArtifactSpec, ensure_artifact
 
@@ -43,29 +33,29 @@ def onnx_exporter(module: torch.nn.Module, args: tuple[Any, ...], shapes: Any) -
 
 
 def export_onnx(
-    model: LoadedModel, folder: Path, precision: str = "fp32", max_size: tuple[int, int] = ONNX_MAX_SIZE
+    model: LoadedModel | Program, folder: Path, precision: str = "fp32", max_size: tuple[int, int] = ONNX_MAX_SIZE
 ) -> dict[str, Path]:
-    """Export E+Q and G to ONNX (dynamic sizes, multiples of 16), reused while their manifests match.
+    """Export every graph of a model to ONNX (dynamic sizes), reused while their manifests match.
 
     Args:
-        model: a loaded GC model.
+        model: a loaded GC model (E+Q and G), or any model's Program (the SC generator).
         folder: the engines folder.
-        precision: "fp32", or "int8": G quantized (see engines.int8), E still fp32.
+        precision: "fp32", or "int8" (GC models): G quantized (see engines.int8), E still fp32.
         max_size: (W, H) recorded in the manifest as the shape range.
     Returns:
         Graph name ("analyze", "synthesize") → artifact path.
     """
     if precision not in ONNX_PRECISIONS:
         raise BackendUnavailableError(f"engine 'onnxruntime' runs {' or '.join(ONNX_PRECISIONS)} on the CPU, not {precision}")
-    graphs = TorchGraphs(build_torch_model(model))
+    program = as_program(model)
     paths = {}
-    for which in GRAPHS:
+    for which, module in program.modules.items():
         if which == "synthesize" and precision == "int8":
-            spec = ArtifactSpec(model.entry, which, "onnxruntime", "int8", max_size)
-            paths[which] = ensure_artifact(folder, spec, ".onnx", quantize_synthesize(model))
+            spec = ArtifactSpec(program.entry, which, "onnxruntime", "int8", max_size)
+            paths[which] = ensure_artifact(folder, spec, ".onnx", quantize_synthesize(as_gc_model(program)))
             continue
-        spec = ArtifactSpec(model.entry, which, "onnxruntime", "fp32", max_size)
-        build = onnx_exporter(Graph(graphs, which), (example_inputs(model, which),), dynamic_shapes(which, max_size))
+        spec = ArtifactSpec(program.entry, which, "onnxruntime", "fp32", max_size)
+        build = onnx_exporter(module, program.example(which), program.dynamic_shapes(which, max_size))
         paths[which] = ensure_artifact(folder, spec, ".onnx", build)
     return paths
 
@@ -99,25 +89,30 @@ def run_session(session: Any, *arrays: np.ndarray) -> np.ndarray:
 
 
 class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime on the CPU: about twice as fast as eager torch on this project's 2-core machines."""
+    """ONNX Runtime on the CPU: about twice as fast as eager torch on this project's 2-core machines.
+
+    Args:
+        model: a loaded GC model, or any model's Program (e.g. selective mode's SC generator).
+        folder: the engines folder (default `engines_dir()`).
+        precision: "fp32", or "int8" (GC models: G quantized).
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, model: LoadedModel, folder: Path | None = None, precision: str = "fp32") -> None:
+    def __init__(self, model: LoadedModel | Program, folder: Path | None = None, precision: str = "fp32") -> None:
         try:  # fail with the install line before exporting anything
             import onnxruntime  # noqa: F401
         except ImportError:
             raise BackendUnavailableError("engine 'onnxruntime' needs `pip install streamcodec[onnx]`") from None
+        program = as_program(model)
+        self.signature = program.signature
         try:
-            paths = export_onnx(model, folder or engines_dir(), precision)
+            paths = export_onnx(program, folder or engines_dir(), precision)
         except BackendUnavailableError:
             raise
         except Exception as exc:  # the exporter raises many types; all mean "no engine"
             raise BackendUnavailableError(f"could not build the ONNX engine: {exc}") from exc
         self._sessions = {which: ort_session(path) for which, path in paths.items()}
 
-    def analyze(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-        return run_session(self._sessions["analyze"], np.ascontiguousarray(rgb)).astype(np.int64)
-
-    def synthesize(self, w_hat: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        return run_session(self._sessions["synthesize"], np.ascontiguousarray(w_hat, dtype=np.float32)).astype(np.uint8)
+    def _execute(self, graph: str, inputs: tuple[npt.NDArray[Any], ...]) -> npt.NDArray[Any]:
+        return run_session(self._sessions[graph], *inputs)

@@ -1,9 +1,14 @@
-"""Engines for selective mode's SC generator (`sc-small`): eager torch and ONNX Runtime.
+"""Selective mode's SC generator (`sc-small`) as a Program: one entry point, any engine that runs it.
 
 The graph is F and G of `SCGenerator` with the one-hot and the uint8 conversion inside; the
-checks that need data (label ids < K) stay in numpy in `SynthesisModel`, outside the graph.
-The segmenter and face detector of selective mode are vendored MediaPipe .tflite models run by
-LiteRT (`ai-edge-litert`); they have no engine here.
+checks that need data (label ids < K) stay in numpy in `SynthesisModel`, outside the graph:
+
+    synthesize: w_hat (1, C, h, w) float32, labels (1, rh, rw) int64 ids < K → frames (1, 16h, 16w, 3) uint8
+                (r = latent factor / label stride)
+
+It runs on the engines every model runs on (`create_backend("torch" | "onnxruntime", sc_program(...))`),
+eager torch on the CPU unless asked otherwise. Selective mode's mask models (`selfie`, `face`) are
+registry entries run by LiteRT (`selective.runtime`); they have no engine here.
 """
 
 from __future__ import annotations
@@ -11,18 +16,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from ..errors import BackendUnavailableError
 from ..models.registry import ModelEntry
 from ..models.sc import SCGenerator
-from .base import engines_dir
-from .manifest import ArtifactSpec, ensure_artifact
-from .onnx import ONNX_MAX_SIZE, onnx_exporter, ort_session, run_session
+from .base import EntryPoint, Program, Signature, TensorSpec
+from .onnx import ONNX_MAX_SIZE, export_onnx
 
 SC_ENGINES = ("torch", "onnxruntime")
+SC_SIGNATURE: Signature = {
+    "synthesize": EntryPoint(
+        (TensorSpec("w_hat", (1, "C", "h", "w"), np.float32), TensorSpec("labels", (1, "rh", "rw"), np.int64)),
+        TensorSpec("frames", (1, "16h", "16w", 3), np.uint8),
+    )
+}
 
 
 class SCGraph(torch.nn.Module):
@@ -43,33 +51,34 @@ def _example(net: SCGenerator) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.zeros(1, net.cfg.gc.channels, 4, 4), torch.zeros(1, 4 * ratio, 4 * ratio, dtype=torch.int64)
 
 
-def export_sc_onnx(entry: ModelEntry, net: SCGenerator, folder: Path, max_size: tuple[int, int] = ONNX_MAX_SIZE) -> Path:
-    """The SC generator as ONNX (dynamic latent grid), reused while its manifest matches."""
+def _dynamic_shapes(net: SCGenerator, max_size: tuple[int, int]) -> dict[str, dict[int, object]]:
+    """The latent grid h, w up to `max_size` (W, H); the label grid follows at r times it."""
     ratio = net.cfg.gc.factor // net.cfg.label_stride
     h = torch.export.Dim("h", min=1, max=max(2, max_size[1] // net.cfg.gc.factor))
     w = torch.export.Dim("w", min=1, max=max(2, max_size[0] // net.cfg.gc.factor))
-    shapes = {"w_hat": {2: h, 3: w}, "labels": {1: ratio * h, 2: ratio * w}}
-    spec = ArtifactSpec(entry, "synthesize", "onnxruntime", "fp32", max_size)
-    return ensure_artifact(folder, spec, ".onnx", onnx_exporter(SCGraph(net), _example(net), shapes))
+    return {"w_hat": {2: h, 3: w}, "labels": {1: ratio * h, 2: ratio * w}}
 
 
-class SCEngine:
-    """Runs the SC graph on one engine ("torch" or "onnxruntime")."""
+def sc_program(entry: ModelEntry, net: SCGenerator) -> Program:
+    """A registered SC generator as a Program (torch or onnxruntime; eager torch on the CPU).
 
-    def __init__(self, entry: ModelEntry, net: SCGenerator, engine: str = "torch", folder: Path | None = None) -> None:
-        if engine not in SC_ENGINES:
-            raise BackendUnavailableError(
-                f"engine {engine!r} cannot run SC model {entry.name!r} (choose from {', '.join(SC_ENGINES)})"
-            )
-        self.name = engine
-        self._graph = SCGraph(net).eval()
-        self._session = ort_session(export_sc_onnx(entry, net, folder or engines_dir())) if engine == "onnxruntime" else None
+    Args:
+        entry: its registry entry (`REGISTRY.load_sc(name).entry`).
+        net: its network in eval mode (`REGISTRY.load_sc(name).net`).
+    Returns:
+        The Program with one entry point, "synthesize", as SC_SIGNATURE declares it.
+    """
+    return Program(
+        entry,
+        SC_SIGNATURE,
+        {"synthesize": SCGraph(net).eval()},
+        lambda which: _example(net),
+        lambda which, max_size: _dynamic_shapes(net, max_size),
+        engines=SC_ENGINES,
+        device="cpu",
+    )
 
-    def __call__(self, w_hat: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-        """w_hat (1, C, h, w) float32 and labels (1, rh, rw) int64 ids < K → (1, 16h, 16w, 3) uint8."""
-        w_hat = np.ascontiguousarray(w_hat, dtype=np.float32)
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
-        if self._session is not None:
-            return run_session(self._session, w_hat, labels).astype(np.uint8)
-        with torch.inference_mode():
-            return self._graph(torch.from_numpy(w_hat), torch.from_numpy(labels)).numpy()
+
+def export_sc_onnx(entry: ModelEntry, net: SCGenerator, folder: Path, max_size: tuple[int, int] = ONNX_MAX_SIZE) -> Path:
+    """The SC generator as ONNX (dynamic latent grid), reused while its manifest matches."""
+    return export_onnx(sc_program(entry, net), folder, "fp32", max_size)["synthesize"]

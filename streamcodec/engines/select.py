@@ -10,7 +10,7 @@ import torch
 
 from ..errors import BackendUnavailableError
 from ..models.registry import LoadedModel
-from .base import Backend
+from .base import Backend, Program, as_gc_model
 from .onnx import OnnxRuntimeBackend
 from .tensorrt import TensorRTBackend
 from .torch_engine import TorchBackend
@@ -29,6 +29,7 @@ _announced: set[str] = set()
 
 
 def default_device() -> str:
+    """The default device: "cuda" when torch sees a CUDA GPU, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -76,25 +77,28 @@ def _announce(name: str) -> None:
         print(f"streamcodec: engine auto → {name} ({AUTO_REASONS[name]})", file=sys.stderr)
 
 
-FACTORIES: dict[str, Callable[[LoadedModel, str, str, str | None], Backend]] = {
+FACTORIES: dict[str, Callable[[LoadedModel | Program, str, str, str | None], Backend]] = {
     "torch": lambda model, device, precision, mode: TorchBackend(model, device, precision=precision),
     "compile": lambda model, device, precision, mode: TorchBackend(
         model, device, compile=True, compile_mode=mode, precision=precision
     ),
     "onnxruntime": lambda model, device, precision, mode: OnnxRuntimeBackend(model, precision=precision),
     # fp32 asked (the default): a current `engines build` of any precision is used as it is.
-    "tensorrt": lambda model, device, precision, mode: TensorRTBackend(model, None if precision == "fp32" else precision),
+    "tensorrt": lambda model, device, precision, mode: TensorRTBackend(
+        as_gc_model(model), None if precision == "fp32" else precision
+    ),
 }
 
 
-def create_backend(spec: str, model: LoadedModel, precision: str = "fp32", compile_mode: str | None = None) -> Backend:
-    """Instantiate engine `spec` for a loaded GC model.
+def create_backend(spec: str, model: LoadedModel | Program, precision: str = "fp32", compile_mode: str | None = None) -> Backend:
+    """Instantiate engine `spec` for a model: a loaded GC model, or any model's Program (the SC generator).
 
     Args:
         spec: an engine name from ENGINE_NAMES, optionally ":cpu"/":cuda" ("cuda" alone: the old
             backend name for compile on the GPU) and "@PRECISION", which overrides `precision`.
             "auto" says on stderr, once, which it chose.
-        model: the loaded model.
+        model: a loaded GC model, or a Program (`engines.sc.sc_program`), which names the engines
+            and the device that may run it.
         precision: "fp32", "fp16" or "bf16" (torch/compile autocast, TensorRT precision), or "int8"
             (onnxruntime: G in int8).
         compile_mode: torch.compile mode of engine compile (e.g. "reduce-overhead": CUDA graphs).
@@ -103,13 +107,24 @@ def create_backend(spec: str, model: LoadedModel, precision: str = "fp32", compi
     """
     name, device = parse_engine(spec)
     precision = split_precision(spec)[1] or precision
+    device = device or (model.device if isinstance(model, Program) else None)
     if name == "auto":
         name = auto_engine(device)
         _announce(name)
+    if isinstance(model, Program) and name not in model.engines:
+        kind = model.entry.kind.upper()
+        raise BackendUnavailableError(
+            f"engine {spec!r} cannot run {kind} model {model.entry.name!r} (choose from {', '.join(model.engines)})"
+        )
+    check_engine(name, device, precision)
+    return FACTORIES[name](model, device or default_device(), precision, compile_mode)
+
+
+def check_engine(name: str, device: str | None, precision: str) -> None:
+    """Refuse a precision or device the engine `name` does not run, in one line."""
     if precision == "int8" and name != "onnxruntime":
         raise BackendUnavailableError(f"precision int8 runs on engine onnxruntime (the CPU) only, not {name}")
     if name == "onnxruntime" and device not in (None, "cpu"):
         raise BackendUnavailableError(f"engine 'onnxruntime' runs on the CPU here, not {device!r}")
     if name == "tensorrt" and device == "cpu":
         raise BackendUnavailableError("engine 'tensorrt' runs on an NVIDIA GPU, not the CPU")
-    return FACTORIES[name](model, device or default_device(), precision, compile_mode)

@@ -16,7 +16,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import torch
 
@@ -121,17 +120,12 @@ class TensorRTBackend(Backend):
         self.max_size = max_size
         self._modules = {which: torch.export.load(str(path)).module() for which, path in paths.items()}
 
-    def _run(self, which: str, array: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self._modules[which](torch.from_numpy(array).cuda()).cpu().numpy()
-
-    def analyze(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-        if rgb.shape[2] > self.max_size[0] or rgb.shape[1] > self.max_size[1]:
+    def _execute(self, graph: str, inputs: tuple[npt.NDArray[Any], ...]) -> npt.NDArray[Any]:
+        (array,) = inputs
+        if graph == "analyze" and (array.shape[2] > self.max_size[0] or array.shape[1] > self.max_size[1]):
             raise BackendUnavailableError(
-                f"frame {rgb.shape[2]}x{rgb.shape[1]} is larger than the TensorRT engine's "
+                f"frame {array.shape[2]}x{array.shape[1]} is larger than the TensorRT engine's "
                 f"{self.max_size[0]}x{self.max_size[1]}: streamcodec engines build --engine tensorrt --max-size WxH"
             )
-        return self._run("analyze", np.ascontiguousarray(rgb)).astype(np.int64)
-
-    def synthesize(self, w_hat: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        return self._run("synthesize", np.ascontiguousarray(w_hat, dtype=np.float32)).astype(np.uint8)
+        with torch.inference_mode():
+            return self._modules[graph](torch.from_numpy(array).cuda()).cpu().numpy()

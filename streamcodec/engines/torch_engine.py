@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import torch
 
 from ..errors import BackendUnavailableError
 from ..models.registry import LoadedModel
-from .base import Backend, TorchGraphs, build_torch_model
+from .base import Backend, Program, as_program
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: On CUDA: Inductor's autotuned kernels without CUDA graphs (shapes change with every frame size);
@@ -26,10 +26,10 @@ def check_device(device: str) -> None:
 
 
 class TorchBackend(Backend):
-    """PyTorch on the CPU or a GPU; `compile=True` wraps both graphs in torch.compile.
+    """PyTorch on the CPU or a GPU; `compile=True` wraps every graph in torch.compile.
 
     Args:
-        model: a loaded GC model.
+        model: a loaded GC model, or any model's Program (e.g. selective mode's SC generator).
         device: "cpu" or "cuda[:N]".
         compile: run both graphs through torch.compile (dynamic shapes).
         compile_mode: torch.compile mode (default: Inductor's default on CPU, CUDA_COMPILE_MODE on CUDA).
@@ -39,7 +39,7 @@ class TorchBackend(Backend):
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: LoadedModel | Program,
         device: str = "cpu",
         compile: bool = False,
         compile_mode: str | None = None,
@@ -51,25 +51,20 @@ class TorchBackend(Backend):
         self.max_batch = 8  # eager and compiled graphs take any B; 8 is where CUDA throughput levels off
         self.name = ("compile" if compile else "torch") + ("" if device == "cpu" else f"-{device}")
         self.device, self.precision = torch.device(device), precision
-        graphs = TorchGraphs(build_torch_model(model)).to(self.device)
-        self._analyze: Callable[[torch.Tensor], torch.Tensor] = graphs.analyze
-        self._synthesize: Callable[[torch.Tensor], torch.Tensor] = graphs.synthesize
-        if compile:
-            mode = compile_mode or (None if device == "cpu" else CUDA_COMPILE_MODE)
-            self._analyze = torch.compile(graphs.analyze, dynamic=True, mode=mode)
-            self._synthesize = torch.compile(graphs.synthesize, dynamic=True, mode=mode)
+        program = as_program(model)
+        self.signature = program.signature
+        mode = compile_mode or (None if device == "cpu" else CUDA_COMPILE_MODE)
+        self._graphs: dict[str, Callable[..., torch.Tensor]] = {}
+        for which, module in program.modules.items():
+            module = module.to(self.device)
+            self._graphs[which] = torch.compile(module, dynamic=True, mode=mode) if compile else module
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
-    def analyze(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    def _execute(self, graph: str, inputs: tuple[npt.NDArray[Any], ...]) -> npt.NDArray[Any]:
         with torch.inference_mode(), self._autocast():
-            out = self._analyze(torch.from_numpy(rgb).to(self.device))
-        return out.cpu().numpy()
-
-    def synthesize(self, w_hat: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        with torch.inference_mode(), self._autocast():
-            out = self._synthesize(torch.from_numpy(w_hat).to(self.device))
+            out = self._graphs[graph](*(torch.from_numpy(array).to(self.device) for array in inputs))
         return out.cpu().numpy()

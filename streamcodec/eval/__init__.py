@@ -3,13 +3,16 @@
     runner.run_eval ─► codecs (encode/decode) ─► measure (metrics.py + quality.py, vmaf.py)
                    ─► cache (one JSON per clip × codec × point) ─► report (CSV, JSON, PNG, HTML)
 
-Selective-mode pieces (streamcodec-sc, x265-roi, kept-region metrics, person IoU, background
-flicker) depend on one mask source, `masks.mask_source()`, and report themselves as not available
-until selective mode provides it (see masks.py for the contract).
+Imports point one way: runner → report → html_report / plots, all of them on results (EvalConfig,
+EvalRun, the columns). Selective-mode pieces (streamcodec-sc, x265-roi, kept-region metrics, person
+IoU, background flicker) take their masks from one source, `masks.mask_source()`: selective mode's
+keep masks, the same the encoder uses. Should they fail to load, those pieces report themselves as
+not available, with the reason.
 """
 
 from __future__ import annotations
 
-from .runner import EvalConfig, EvalRun, run_eval
+from .results import EvalConfig, EvalRun
+from .runner import run_eval
 
 __all__ = ["EvalConfig", "EvalRun", "run_eval"]

@@ -17,7 +17,6 @@ rate it did reach.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from abc import ABC, abstractmethod
@@ -31,15 +30,12 @@ import ffmpeg
 import numpy as np
 
 from ..bitstream import FORMAT_VERSION
-from ..codec import Decoder, quality_levels
+from ..codec import Decoder, SelectiveOptions, quality_levels, selective_fingerprint
 from ..io.demux import Source, VideoFrame
 from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
 from ..pipeline.decode import stream_track
 from ..pipeline.encode import default_fidelity, encode_file
-from ..selective.fidelity import CODECS as FIDELITY_CODECS
-from ..selective.fidelity import offline_options
-from ..selective.layers import BG_OFFSET, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
 from ..version import __version__
 from .ffmpeg_tools import FfmpegError, ffmpeg_version, run_ffmpeg
 from .masks import Frame, Mask
@@ -156,11 +152,6 @@ class StreamcodecCodec(Codec):
         if fidelity:
             self.description += f", {fidelity} fidelity layer"
 
-    def unavailable(self, masks_reason: str | None) -> str | None:
-        if self.needs_masks and masks_reason is None and "mode" not in inspect.signature(encode_file).parameters:
-            return "needs selective mode in encode_file (mode='sc')"
-        return super().unavailable(masks_reason)
-
     def points(self, model: str, count: int) -> list[RatePoint]:
         return [RatePoint(f"q{q}", quality=q) for q in spread_qualities(quality_levels(model), count)]
 
@@ -174,13 +165,8 @@ class StreamcodecCodec(Codec):
             **(
                 {
                     "latency": "zero" if self.fidelity == "learned" else "offline",
-                    "feather": FEATHER,
-                    "bg_offset": BG_OFFSET,
+                    **selective_fingerprint(),  # feather, bg_offset, offline presets/options, whole_above, plate_refresh
                     "plate": "unseen-blur",
-                    "offline_presets": {name: spec.offline_preset for name, spec in FIDELITY_CODECS.items()},
-                    "offline_options": {name: offline_options(name) for name in FIDELITY_CODECS},
-                    "whole_above": WHOLE_ABOVE,
-                    "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
                     "fidelity_input": "source-planes",  # the kept blocks from the source's 4:2:0 planes
                     "av1_units": "no-temporal-delimiter",
                 }
@@ -198,7 +184,10 @@ class StreamcodecCodec(Codec):
         out = out_dir / f"{self.name}-{point.label}.mkv"
         extra: dict[str, Any] = {"mode": self.mode, **({"fidelity": self.fidelity} if self.fidelity else {})}
         # No preview track and an audio-free input: the file holds only what our decoder needs.
-        summary = encode_file(clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, **extra)
+        options = SelectiveOptions.for_files(fidelity=extra.get("fidelity")) if self.mode == "sc" else None
+        summary = encode_file(
+            clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, mode=extra["mode"], selective=options
+        )
         return Encoded(out, summary.seconds, [])
 
     def frames(self, path: Path) -> Iterator[Frame]:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .report import COLUMNS, LABELS, fmt
-
-if TYPE_CHECKING:
-    from .runner import EvalRun
+from .results import COLUMNS, LABELS, EvalRun, fmt
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}

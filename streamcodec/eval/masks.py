@@ -5,19 +5,17 @@ synthesizes the rest. For a fair comparison `x265-roi` spends its bits on that s
 the kept-region metrics, person-mask IoU and background flicker measure inside/outside it, so all
 of them take their masks from here, computed once per clip from the source frames.
 
-Contract with selective mode (the evaluation switches these on by itself once it is met):
+The masks are selective mode's own, through the public codec API:
 
-    streamcodec/selective/masks.py defines
-        create_mask_source() -> MaskSource     # an object with the members of `MaskSource` below
+    streamcodec.codec.create_mask_source() -> MaskSource     # an object with the members of `MaskSource` below
 
-and `streamcodec.pipeline.encode.encode_file` accepts `mode="sc"` (encoding with the same masks).
-Until then `mask_source()` returns None and `unavailable_reason()` says why.
+the same source `encode_file(mode="sc")` encodes with. Should it fail to load (a mask model missing),
+`mask_source()` returns None and `unavailable_reason()` says why.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-SELECTIVE_MODULE = "streamcodec.selective.masks"
+from ..codec import create_mask_source
+
 NEEDS_MASKS = "needs selective-mode masks"
 
 Mask = npt.NDArray[np.bool_]
@@ -62,17 +61,7 @@ class MaskLookup:
 @functools.cache
 def _lookup() -> MaskLookup:
     try:
-        module = importlib.import_module(SELECTIVE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name in ("streamcodec.selective", SELECTIVE_MODULE):
-            return MaskLookup(None, f"{NEEDS_MASKS} (no {SELECTIVE_MODULE} yet)")
-        # The module exists but one of its own dependencies is missing: say which.
-        return MaskLookup(None, f"{NEEDS_MASKS} ({SELECTIVE_MODULE} cannot import {exc.name})")
-    create = getattr(module, "create_mask_source", None)
-    if create is None:
-        return MaskLookup(None, f"{NEEDS_MASKS} ({SELECTIVE_MODULE} has no create_mask_source())")
-    try:
-        source = create()
+        source = create_mask_source()
     except Exception as exc:  # a mask model that fails to load must not end the whole evaluation
         return MaskLookup(None, f"{NEEDS_MASKS} (create_mask_source() failed: {type(exc).__name__}: {exc})")
     if not isinstance(source, MaskSource):
@@ -81,7 +70,7 @@ def _lookup() -> MaskLookup:
 
 
 def mask_source() -> MaskSource | None:
-    """The selective-mode mask source, or None while selective mode does not exist."""
+    """The selective-mode mask source, or None when it cannot load (see `unavailable_reason`)."""
     return _lookup().source
 
 

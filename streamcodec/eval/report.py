@@ -13,23 +13,16 @@ import json
 import math
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..version import __version__
 from .bdrate import bd_rate
 from .ffmpeg_tools import ffmpeg_version
+from .html_report import write_html
 from .masks import MaskSource
+from .plots import write_plots
+from .results import COLUMNS, LABELS, EvalRun, fmt
 
-if TYPE_CHECKING:
-    from .runner import EvalRun
-
-COLUMNS = (
-    "clip", "codec", "point", "quality_level", "target_kbps", "status", "detail",
-    "kbps", "bpp", "file_bytes", "frames", "width", "height", "duration_s",
-    "psnr_db", "psnr_of_mean_mse_db", "ms_ssim", "vmaf",
-    "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou",
-    "flicker", "background_flicker", "encode_fps", "decode_fps", "notes", "cached",
-)  # fmt: skip
 SUMMARY_COLUMNS = (
     "clip",
     "codec",
@@ -45,11 +38,6 @@ SUMMARY_COLUMNS = (
     "decode_fps",
 )
 BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept")
-LABELS = {
-    "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "psnr_kept_db": "PSNR kept region (dB)",
-    "ms_ssim_kept": "MS-SSIM kept region", "kbps": "kbps", "bpp": "bpp", "flicker": "flicker",
-    "person_iou": "person IoU", "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
-}  # fmt: skip
 
 
 def environment(ffmpeg: str, vmaf_exe: str | None, masks: MaskSource | None) -> dict[str, Any]:
@@ -127,18 +115,6 @@ def write_json(run: EvalRun, bd: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(document, indent=1, default=str) + "\n")
 
 
-def fmt(value: Any, column: str = "") -> str:
-    """A cell for the human-readable tables."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        digits = 4 if column.startswith("ms_ssim") or column in ("bpp", "person_iou") else 1 if column.endswith("fps") else 2
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _bd_lines(bd: list[dict[str, Any]], anchor: str) -> list[str]:
     """BD-rates that could be computed, then why the others could not (metrics sharing a reason on one line)."""
     known = [b for b in bd if b["bd_rate_percent"] is not None]
@@ -174,9 +150,6 @@ def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) 
 
 def write_reports(run: EvalRun) -> dict[str, Path]:
     """Write every output file into the run's folder; returns them by kind."""
-    from .html_report import write_html
-    from .plots import write_plots
-
     out = run.config.out
     bd = bd_rate_table(run.rows, run.anchor, run.not_available)
     outputs = {

@@ -14,61 +14,24 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..codec import DEFAULT_GOP
 from ..errors import InputNotFoundError
 from ..io.demux import Source
-from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from .cache import CellCache, file_digest
 from .clip import PreparedClip, prepare_clip
-from .codecs import CODECS, DEFAULT_CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
+from .codecs import CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
 from .ffmpeg_tools import system_ffmpeg
-from .masks import MaskSource, mask_source, unavailable_reason
+from .masks import mask_source, unavailable_reason
 from .measure import measure_cell
+from .report import environment, write_reports
+from .results import EvalConfig, EvalRun
 from .vmaf import NO_VMAF, find_vmaf_ffmpeg
 
 DEFAULT_ANCHOR = "x265"
 MASK_METRICS = ("psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou", "background_flicker")
-
-
-@dataclass
-class EvalConfig:
-    """What to evaluate and where to write it.
-
-    `mask_source` is "auto" (selective mode's, when it exists) or a given source (tests).
-    """
-
-    clips: list[Path]
-    codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
-    points: int = 4
-    out: Path = Path("eval-results")
-    anchor: str | None = None  # None: x265 when it runs, else the first codec given
-    model: str = DEFAULT_MODEL
-    gop: int = DEFAULT_GOP
-    vmaf: bool = True
-    progress: bool = False
-    command: str | None = None
-    mask_source: MaskSource | Literal["auto"] | None = "auto"
-
-
-@dataclass
-class EvalRun:
-    """What a run produced: the rows, the not-available reasons, and what it had to compute."""
-
-    config: EvalConfig
-    anchor: str
-    rows: list[dict[str, Any]]
-    not_available: dict[str, str]
-    environment: dict[str, Any]
-    computed: int = 0
-    cached: int = 0
-    failed: int = 0
-    unavailable: int = 0
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def validate(config: EvalConfig) -> None:
@@ -218,8 +181,6 @@ def run_eval(config: EvalConfig) -> EvalRun:
     Returns:
         EvalRun with the rows and counts of computed / cached / failed / unavailable cells.
     """
-    from .report import environment, write_reports  # matplotlib loads only when reports are written
-
     validate(config)
     config.out.mkdir(parents=True, exist_ok=True)
     grid = _Grid(config)

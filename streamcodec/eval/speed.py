@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..engines.base import Backend
-from ..engines.select import create_backend
+from ..codec import Decoder, Encoder
+from ..engines import Backend, create_backend
 from ..io.demux import first_frames
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..models.registry import DEFAULT_MODEL, REGISTRY
@@ -99,8 +99,6 @@ def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: i
 
 
 def _codec(config: BenchConfig, width: int, height: int, backend: Backend) -> tuple[Any, Any]:
-    from ..codec import Decoder, Encoder
-
     encoder = Encoder(width, height, mode=config.mode, backend=backend)
     return encoder, Decoder(encoder.config, backend=backend)
 

@@ -2,15 +2,20 @@
 
 Timestamps are rationals in seconds (`Fraction`), computed from each frame's pts and its
 stream's time_base, so variable-frame-rate sources keep every timestamp.
+
+`-` reads stdin (see stdio): y4m (`ffmpeg … -f yuv4mpegpipe -`) by its signature, anything else as
+FFmpeg probes it from the first bytes. A pipe has no frame count and cannot seek; nothing here seeks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import av.logging
@@ -18,8 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InputNotFoundError, UnreadableInputError, UnsupportedStreamError, media_errors
+from .stdio import STDIN_NAME, display_name, is_stdio, stdin_stream
 
 OWN_TAG = "STREAMCODEC_MODEL_ID"  # track tag every streamcodec file carries (PyAV cannot see CodecPrivate)
+Y4M_SIGNATURE = b"YUV4MPEG2"
 
 
 @dataclass(frozen=True)
@@ -73,22 +80,30 @@ def _last_message(logs: list[tuple[int, str, str]]) -> str | None:
 
 
 class Source:
-    """A video file opened for reading; iterate `items()` for frames and audio packets in order.
+    """A video file (or stdin) opened for reading; iterate `items()` for frames and audio packets in order.
 
     After `items()` is exhausted, `damage()` says what (if anything) was lost or concealed on the way.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if not path.exists():
-            raise InputNotFoundError("no such file", path)
-        if path.is_dir():
-            raise UnreadableInputError("is a directory, not a video file", path)
+    def __init__(self, path: str | os.PathLike[str] | BinaryIO) -> None:
+        """Open `path`: a file, `-` for stdin, or a binary file object (read from where it is, never closed here).
+
+        Raises:
+            InputNotFoundError: no such file.
+            UnreadableInputError: not a video FFmpeg can read (an empty or garbage stream included).
+            UnsupportedStreamError: a streamcodec file (decode it first).
+        """
+        stream = _input_stream(path)
+        self.path = display_name(path, STDIN_NAME)
+        if stream is None and not self.path.exists():
+            raise InputNotFoundError("no such file", self.path)
+        if stream is None and self.path.is_dir():
+            raise UnreadableInputError("is a directory, not a video file", self.path)
         self.errors: list[str] = []
-        self.container = self._open(path, self.errors)
+        self.container = self._open(self.path, self.errors, stream)
         if not self.container.streams.video:
             self.close()
-            raise UnreadableInputError("has no video stream", path)
+            raise UnreadableInputError("has no video stream", self.path)
         self.video = self.container.streams.video[0]
         # A file of ours has an H.264 preview first, which FFmpeg would happily decode: refuse by our track.
         if self.video.codec_context is None or self._is_streamcodec_file():
@@ -101,16 +116,16 @@ class Source:
         self.info = self._info()
         if not self.info.width or not self.info.height:
             self.close()
-            raise UnreadableInputError("video stream has no frame size", path)
+            raise UnreadableInputError("video stream has no frame size", self.path)
         self.decoded = self.failed_packets = self.null_frames = 0
 
     @staticmethod
-    def _open(path: Path, errors: list[str]) -> av.container.InputContainer:
-        """Open `path`, keeping FFmpeg's error lines (a damaged header shows there first) in `errors`."""
+    def _open(path: Path, errors: list[str], stream: BinaryIO | None) -> av.container.InputContainer:
+        """Open `path` (or `stream`), keeping FFmpeg's error lines (a damaged header shows there first) in `errors`."""
         with ffmpeg_log() as logs:
             try:
                 with media_errors(path):
-                    return av.open(str(path))
+                    return av.open(str(path)) if stream is None else av.open(stream, "r", format=_stream_format(stream, path))
             except UnreadableInputError as exc:
                 reason = _last_message(logs)
                 if reason is None:
@@ -134,7 +149,7 @@ class Source:
         rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
         duration = None
         if self.video.duration is not None and self.video.time_base is not None:
-            duration = self.video.duration * self.video.time_base
+            duration = self.video.duration * self.video.time_base or None  # a pipe's 0: unknown
         elif self.container.duration is not None:
             duration = Fraction(self.container.duration, av.time_base)
         return SourceInfo(
@@ -226,6 +241,27 @@ class Source:
             return ""
         about = int(self.info.duration * self.info.frame_rate)
         return f"; the container's duration implies about {about} frames" if about > self.decoded else ""
+
+
+def _input_stream(path: str | os.PathLike[str] | BinaryIO) -> BinaryIO | None:
+    """The stream to read: stdin for `-`, the caller's file object, or None for a file path."""
+    if is_stdio(path):
+        return stdin_stream()
+    return None if isinstance(path, (str, os.PathLike)) else path
+
+
+def _stream_format(stream: BinaryIO, name: Path) -> str | None:
+    """The FFmpeg format of a y4m stream ("yuv4mpegpipe"), None (FFmpeg probes) for anything else; refuses an empty stream.
+
+    Looks at the bytes already buffered (`peek`), so nothing is consumed from a pipe.
+    """
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return None
+    head = bytes(peek(len(Y4M_SIGNATURE)))[: len(Y4M_SIGNATURE)]
+    if not head:
+        raise UnreadableInputError("is empty: no video came through (is the command before the | failing?)", name)
+    return "yuv4mpegpipe" if head == Y4M_SIGNATURE else None
 
 
 def first_frames(path: Path, count: int, width: int = 640, height: int = 480) -> list[npt.NDArray[np.uint8]]:

@@ -8,7 +8,7 @@ decoders the reader needs for TrackEntry fields and laced blocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -256,3 +256,16 @@ def unlace(data: memoryview, lacing: int, offset: int, path: Path) -> list[memor
         frames.append(data[pos : pos + size])
         pos += size
     return frames
+
+
+def check_writer_arguments(
+    tracks: Sequence[TrackSpec], track_tags: Mapping[int, Mapping[str, str]], timestamp_scale_ns: int
+) -> None:
+    """Refuse a MatroskaWriter's tracks, tags or timestamp scale that would make a broken file (ValueError)."""
+    numbers = [spec.number for spec in tracks]
+    if len(set(numbers)) != len(numbers) or 1 not in numbers:
+        raise ValueError(f"track numbers must be unique and include 1, got {numbers}")
+    if timestamp_scale_ns <= 0:
+        raise ValueError(f"timestamp_scale_ns must be > 0, got {timestamp_scale_ns}")
+    if unknown := set(track_tags) - set(numbers):
+        raise ValueError(f"track_tags name unknown tracks {sorted(unknown)}")

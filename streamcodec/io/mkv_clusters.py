@@ -46,6 +46,7 @@ class ClusterReader:
     _by_number: dict[int, TrackInfo]
     _consumed: int
     _cut_reported: bool
+    _cues_met: bool  # a Cues element was seen (at open, or while walking the Clusters)
 
     def _element_packets(
         self, pos: int, tracks: Container[int] | None, report: ErrorHandler
@@ -62,6 +63,7 @@ class ClusterReader:
             self._cut_reported = element.end is not None
             raise TruncatedStreamError(f"element 0x{element.id:X} runs past the end of the file (truncated)", self.path, pos)
         inner = self._intact_cluster_within(element.data_offset, element.end)
+        self._cues_met = self._cues_met or (element.id == ID.CUES and inner is None)
         if inner is not None:  # a false element (a top-level id inside a spliced-in SeekHead, say) swallowing a Cluster
             report(CorruptStreamError(f"element 0x{element.id:X} runs over an intact Cluster; reading on there", self.path, pos))
             return inner

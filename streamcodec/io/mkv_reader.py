@@ -10,8 +10,10 @@ when there is none). Packets that still parse are yielded anyway — the caller'
 decide — and after a broken structure the reader resynchronises on the next Cluster id or on the
 next Cluster body (CRC-32 then Timestamp, as our writer starts one), so a Cluster whose header was
 hit keeps its frames. A file our own writer left unfinished (killed encode: Segment of unknown
-size) is reported as truncated before any packet. Every walk over the file only moves forward,
-and SeekHead chains are bounded, so damage can never make the reader loop.
+size) is reported as truncated before any packet; our live-style stream (written to a pipe:
+Segment of unknown size, a SeekHead, Cues last) that ends before its Cues was cut, and is reported
+so. Every walk over the file only moves forward, and SeekHead chains are bounded, so damage can
+never make the reader loop.
 
 Times are Fractions of seconds: stored timestamp × TimestampScale − the track's CodecDelay, the
 inverse of what `MatroskaWriter` stores.
@@ -123,6 +125,9 @@ class MatroskaReader(ClusterReader):
         if segment.size is None and not self._unfinished and self._index_past_end():
             # A Segment of unknown size has no end to miss: its index tells that the file was cut.
             self._truncated, self._cut_message = True, "file ends before the index elements its SeekHead points at (truncated)"
+        # Our stream to a pipe ends with its Cues (see mkv_writer): without them it was cut.
+        self._cues_met = ID.CUES in self._loaded or any(i == ID.CUES for i, _ in self._seeks)
+        self._stream_cut = segment.size is None and self.muxing_app == OUR_MUXING_APP and not self._unfinished
         self._resolve_index()
 
     def _index_past_end(self) -> bool:
@@ -377,6 +382,8 @@ class MatroskaReader(ClusterReader):
                 pos = self._resync(max(start + 1, self._consumed))
         if self._truncated and not self._cut_reported:
             report(TruncatedStreamError(self._cut_message, self.path, self._ebml.size))
+        elif self._stream_cut and not self._cues_met and not self._cut_reported:
+            report(TruncatedStreamError("stream ends before its Cues (truncated: a cut pipe?)", self.path, self._ebml.size))
 
     def close(self) -> None:
         """Close the file."""

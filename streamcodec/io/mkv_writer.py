@@ -14,6 +14,23 @@ Every top-level element starts with a CRC-32 element. The file is written under 
 name next to `path` and renamed onto it only when `close()` succeeds; an existing `path` is refused
 unless `force` is given (see safe_output: stale temporaries of killed writers are removed first).
 
+To a stream (`-` for stdout, or a binary file object: a pipe that cannot seek back) the writer sends
+a live-style Matroska stream instead, with nothing patched after it was sent:
+
+    EBML header
+    Segment (unknown size)
+      SeekHead → Info, Tracks, Tags      (filled in before the first Cluster is sent)
+      Info (no Duration)   Tracks   Tags
+      Cluster … Cluster                  (each held in memory until it ends, then sent whole)
+      Cues                               (at the end; no SeekHead entry points at them)
+
+The head waits for the first Cluster: the CodecDelays of tracks whose first packet came by then are
+known (and fixed from then on), and an encode that fails before its first frame sends nothing. A
+Cluster spans at most one GOP of track 1 or MAX_CLUSTER_NS, so holding one costs little; it keeps
+its size and CRC-32, and its bytes equal those of a file written from the same packets. Cues cannot
+precede the Clusters without seeking back; sent last, they still give a saved stream its keyframe
+index (our reader and mkvinfo find it by walking the Clusters) and tell a whole stream from a cut one.
+
 Timestamps: `time` is a packet's presentation time in seconds; Matroska stores `time + CodecDelay`
 rounded to the nearest tick (readers subtract CodecDelay again) and no stored time may be negative.
 Negative times (audio priming: AAC from MP4 starts at -1024 samples) are handled per track. An
@@ -25,22 +42,22 @@ clamped to 0 and reads back as -CodecDelay.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
-from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import BinaryIO
 
 from streamcodec.errors import EmptyOutputError, OutputError, StreamcodecError
-from streamcodec.io import ebml
+from streamcodec.io import ebml, matroska
 from streamcodec.io.ebml import ID
 from streamcodec.io.matroska import NS_PER_SECOND, TrackSpec, cue_point, ebml_header, seek_entry, tag_element, track_entry
-from streamcodec.io.safe_output import Partial, check_file_target, publish_file, remove_stale_partials
+from streamcodec.io.mkv_interleave import Interleaver
+from streamcodec.io.safe_output import Partial, check_file_target, fsync_folder, publish_file, remove_stale_partials
+from streamcodec.io.stdio import STDOUT_NAME, StreamOutput, StreamTail, display_name, is_stdio
 
 __all__ = ["MatroskaWriter", "TrackSpec"]  # TrackSpec lives in matroska; re-exported for callers
 
@@ -53,62 +70,8 @@ _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 _NO_TRACK_TAGS: Mapping[int, Mapping[str, str]] = MappingProxyType({})
 
 
-_Pending = tuple[int, int, bytes, bool]  # (ticks, track, data, keyframe)
-
-
-class _Interleaver:
-    """Holds packets until every open track has reached their timestamp, then releases them.
-
-    Each track keeps its own arrival order; across tracks the earliest head goes first (ties:
-    lower track number). When the buffer exceeds its time span or byte budget, the earliest
-    packets are released anyway, so a silent or lagging track cannot hold memory hostage.
-    """
-
-    def __init__(self, tracks: Sequence[int], max_span: int, max_bytes: int) -> None:
-        self.queues: dict[int, collections.deque[_Pending]] = {t: collections.deque() for t in tracks}
-        self.reached: dict[int, int | None] = {t: None for t in tracks}
-        self.ended: set[int] = set()
-        self.max_span, self.max_bytes, self.bytes = max_span, max_bytes, 0
-
-    def push(self, packet: _Pending) -> list[_Pending]:
-        ticks, track = packet[0], packet[1]
-        self.queues[track].append(packet)
-        self.bytes += len(packet[2])
-        self.reached[track] = max(ticks, self.reached[track] or 0)
-        return self._release(force=False)
-
-    def end(self, track: int) -> list[_Pending]:
-        self.ended.add(track)
-        return self._release(force=False)
-
-    def drain(self) -> list[_Pending]:
-        return self._release(force=True)
-
-    def _earliest(self) -> int | None:
-        heads = [(q[0][0], track) for track, q in self.queues.items() if q]
-        return min(heads)[1] if heads else None
-
-    def _may_release(self, ticks: int) -> bool:
-        return all(track in self.ended or (r is not None and r >= ticks) for track, r in self.reached.items())
-
-    def _over_budget(self, ticks: int) -> bool:
-        newest = max((r for r in self.reached.values() if r is not None), default=ticks)
-        return self.bytes > self.max_bytes or newest - ticks > self.max_span
-
-    def _release(self, force: bool) -> list[_Pending]:
-        """The packets that may go to the file now, in order."""
-        ready = []
-        while (track := self._earliest()) is not None:
-            ticks = self.queues[track][0][0]
-            if not (force or self._may_release(ticks) or self._over_budget(ticks)):
-                break
-            ready.append(self.queues[track].popleft())
-            self.bytes -= len(ready[-1][2])
-        return ready
-
-
 class MatroskaWriter:
-    """Write packets of several tracks into a Matroska file, streaming clusters to disk.
+    """Write packets of several tracks into a Matroska file (or a live-style stream to a pipe), cluster by cluster.
 
     Use as a context manager: leaving the block normally calls `close()`, an exception calls
     `abort()`. Memory holds only the interleaving buffer, the open cluster's bookkeeping and one
@@ -117,7 +80,7 @@ class MatroskaWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: str | os.PathLike[str] | BinaryIO,
         tracks: Sequence[TrackSpec],
         *,
         title: str | None = None,
@@ -130,7 +93,10 @@ class MatroskaWriter:
         """Create the temporary file and write everything up to the first Cluster.
 
         Args:
-            path: final file; written only by a successful `close()`.
+            path: final file; written only by a successful `close()`. Or a stream: `-` for stdout
+                (fd 1 goes to stderr meanwhile, see stdio.StdoutClaim; a terminal is refused
+                unless `force`), or a binary file object; no target checks then, and a live-style
+                stream (see the module note). The caller keeps a file object open.
             tracks: the tracks, in the order their TrackEntries are written; numbers unique,
                 1..126, including track 1.
             title: Segment title.
@@ -139,34 +105,28 @@ class MatroskaWriter:
             track_tags: per-track tags, keyed by track number.
             timestamp_scale_ns: nanoseconds per timestamp tick (Matroska's default 1 ms).
             force: replace an existing `path` (else OutputExistsError, here and again at close).
+
+        Raises:
+            OutputError: the target cannot be written (OutputExistsError: exists, no `force`).
         """
-        numbers = [spec.number for spec in tracks]
-        if len(set(numbers)) != len(numbers) or 1 not in numbers:
-            raise ValueError(f"track numbers must be unique and include 1, got {numbers}")
-        if timestamp_scale_ns <= 0:
-            raise ValueError(f"timestamp_scale_ns must be > 0, got {timestamp_scale_ns}")
-        if unknown := set(track_tags) - {spec.number for spec in tracks}:
-            raise ValueError(f"track_tags name unknown tracks {sorted(unknown)}")
-        self.path = Path(path)
+        matroska.check_writer_arguments(tracks, track_tags, timestamp_scale_ns)
         self._force = force
-        with self._io_errors():
-            check_file_target(self.path, force)
+        self._tail: StreamTail | None = None  # set when writing to a stream
+        streaming = is_stdio(path) or not isinstance(path, (str, os.PathLike))
+        self.path = display_name(path, STDOUT_NAME)
+        if not streaming:
+            with self._io_errors():
+                check_file_target(self.path, force)
         self.scale = timestamp_scale_ns
         self.specs = {spec.number: spec for spec in tracks}
         self.uids = {spec.number: int.from_bytes(os.urandom(8), "big") | 1 for spec in tracks}
         self._title, self._writing_app = title, writing_app
         self._segment_uuid = os.urandom(16)
-        self._interleaver = _Interleaver(list(self.specs), MAX_BUFFERED_NS // self.scale, MAX_BUFFERED_BYTES)
+        self._interleaver = Interleaver(list(self.specs), MAX_BUFFERED_NS // self.scale, MAX_BUFFERED_BYTES)
         self._delays = {spec.number: spec.codec_delay_ns or 0 for spec in tracks}
-        self._seen: set[int] = set()  # tracks that have had their first packet
-        self._cues: list[tuple[int, int, int]] = []
-        self._cluster: tuple[int, int] | None = None  # (file offset, timestamp in ticks)
-        self._cluster_crc = 0
-        self._end_ticks = Fraction(0)
-        self._primary_packets = 0
-        self._closed = False
+        self._start_bookkeeping()
         with self._io_errors():
-            self._file = self._create_temporary()
+            self._file = self._open_stream(path) if streaming else self._create_temporary()
         try:
             with self._io_errors():
                 self._write_head(tags, track_tags)
@@ -174,12 +134,29 @@ class MatroskaWriter:
             self.abort()
             raise
 
+    def _start_bookkeeping(self) -> None:
+        """What the writer tracks as packets come: first packets, Cues, the open Cluster and the end time."""
+        self._seen: set[int] = set()  # tracks that have had their first packet
+        self._cues: list[tuple[int, int, int]] = []
+        self._cluster: tuple[int, int] | None = None  # (file offset, timestamp in ticks)
+        self._cluster_crc = 0
+        self._end_ticks = Fraction(0)
+        self._primary_packets = 0
+        self._closed = False
+
     def _create_temporary(self) -> BinaryIO:
         """Create `.NAME.partial-XXXXXXXX` next to `path`, locked while we write, after removing stale ones."""
         remove_stale_partials(self.path)
         self._partial = Partial.create(self.path)
         self._temp = self._partial.path
-        return os.fdopen(self._partial.fd, "w+b", closefd=False)  # the lock lives on the partial's fd
+        self._disk = os.fdopen(self._partial.fd, "w+b", closefd=False)  # the lock lives on the partial's fd
+        return self._disk
+
+    def _open_stream(self, target: str | os.PathLike[str] | BinaryIO) -> StreamTail:
+        """The stream to send to: stdout (claimed) for `-`, else the caller's file object."""
+        self._output = StreamOutput(target, self._force)
+        self._tail, self._head_sent = StreamTail(self._output.stream), False
+        return self._tail
 
     def _write_head(self, tags: Mapping[str, str], track_tags: Mapping[int, Mapping[str, str]]) -> None:
         self._file.write(ebml_header())
@@ -189,7 +166,7 @@ class MatroskaWriter:
         self._segment_start = self._file.tell()
         self._file.write(ebml.void_element(SEEK_HEAD_SPACE))
         self._info_at = self._file.tell()
-        self._file.write(self._info(0.0))
+        self._file.write(self._info(None if self._tail else 0.0))
         self._tracks_at = self._file.tell()
         self._seek_entries = [(ID.INFO, self._info_at - self._segment_start), (ID.TRACKS, self._tracks_at - self._segment_start)]
         self._file.write(self._tracks())
@@ -205,14 +182,16 @@ class MatroskaWriter:
         entries = [track_entry(spec, self.uids[number], self._delays[number]) for number, spec in self.specs.items()]
         return ebml.master_element(ID.TRACKS, entries, crc=True)
 
-    def _info(self, duration_ticks: float) -> bytes:
+    def _info(self, duration_ticks: float | None) -> bytes:
+        """Info; a stream's has no Duration (unknown until the end, and never patched)."""
         children = [
             ebml.uint_element(ID.TIMESTAMP_SCALE, self.scale),
             ebml.string_element(ID.MUXING_APP, "streamcodec"),
             ebml.string_element(ID.WRITING_APP, self._writing_app),
             ebml.binary_element(ID.SEGMENT_UUID, self._segment_uuid),
-            ebml.float_element(ID.DURATION, duration_ticks),
         ]
+        if duration_ticks is not None:
+            children.append(ebml.float_element(ID.DURATION, duration_ticks))
         if self._title:
             children.append(ebml.string_element(ID.TITLE, self._title))
         return ebml.master_element(ID.INFO, children, crc=True)
@@ -297,13 +276,15 @@ class MatroskaWriter:
         self._cluster_crc = zlib.crc32(data, self._cluster_crc)
 
     def _start_cluster(self, ticks: int) -> None:
+        if self._tail is not None and not self._head_sent:
+            self._send_head(self._tail)
         self._cluster = (self._file.tell(), ticks)
         self._file.write(ebml.encode_id(ID.CLUSTER) + ebml.encode_size(None, 8) + bytes(ebml.CRC_ELEMENT_SIZE))
         self._cluster_crc = 0
         self._append(ebml.uint_element(ID.CLUSTER_TIMESTAMP, ticks))
 
     def _end_cluster(self) -> None:
-        """Patch the open cluster's size and CRC-32 now that its content is on disk."""
+        """Patch the open cluster's size and CRC-32 now that its content is written (on a stream: then send it)."""
         if self._cluster is None:
             return
         end = self._file.tell()
@@ -312,12 +293,26 @@ class MatroskaWriter:
         self._file.write(bytes((ID.CRC32, 0x84)) + struct.pack("<I", self._cluster_crc))
         self._file.seek(end)
         self._cluster = None
+        if self._tail is not None:
+            self._tail.commit()
+
+    def _send_head(self, tail: StreamTail) -> None:
+        """A stream's SeekHead and Tracks (CodecDelays as known now, fixed from here on), then send it all."""
+        seek_head = ebml.master_element(ID.SEEK_HEAD, [seek_entry(*entry) for entry in self._seek_entries], crc=True)
+        end = tail.tell()
+        self._patch(self._segment_start, seek_head + ebml.void_element(SEEK_HEAD_SPACE - len(seek_head)))
+        self._patch(self._tracks_at, self._tracks())  # same size: CodecDelay has a fixed width
+        tail.seek(end)
+        self._seen.update(self.specs)  # a track's first packet may no longer set its CodecDelay
+        tail.commit()
+        self._head_sent = True
 
     def close(self) -> int:
-        """Flush every packet, write Cues, patch sizes, SeekHead and Duration, and publish the file.
+        """Flush every packet, write Cues, patch sizes, SeekHead and Duration, and publish the file
+        (on a stream: flush every packet and send the Cues; nothing is patched, see the module note).
 
         Returns:
-            Size of the finished file in bytes.
+            Size of the finished file (or the bytes sent) in bytes.
 
         Raises:
             EmptyOutputError: no packet was written on track 1 (a ValueError; the temporary file
@@ -338,6 +333,8 @@ class MatroskaWriter:
         if self._primary_packets == 0:
             raise EmptyOutputError("no packet on track 1; a Matroska file without frames is not written", self.path)
         self._end_cluster()
+        if self._tail is not None:
+            return self._finish_stream(self._tail)
         entries = list(self._seek_entries)
         if self._cues:
             entries.append((ID.CUES, self._file.tell() - self._segment_start))
@@ -348,34 +345,41 @@ class MatroskaWriter:
         self._patch(self._segment_start, seek_head + ebml.void_element(SEEK_HEAD_SPACE - len(seek_head)))
         self._patch(self._info_at, self._info(float(self._end_ticks)))
         self._patch(self._tracks_at, self._tracks())  # same size: CodecDelay has a fixed width
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._disk.flush()
+        os.fsync(self._disk.fileno())
+        self._disk.close()
         publish_file(self._temp, self.path, self._force)  # still locked: no cleaner can take it first
         self._partial.release()
-        self._fsync_folder()
+        fsync_folder(self.path.parent)
         self._closed = True
         return size
+
+    def _finish_stream(self, tail: StreamTail) -> int:
+        """Send the Cues after the last Cluster; nothing before them changes."""
+        if self._cues:
+            self._file.write(ebml.master_element(ID.CUES, [cue_point(*cue) for cue in self._cues], crc=True))
+        tail.commit()
+        self._output.release()
+        self._closed = True
+        return tail.sent
 
     def _patch(self, offset: int, data: bytes) -> None:
         self._file.seek(offset)
         self._file.write(data)
 
-    def _fsync_folder(self) -> None:
-        """Make the rename durable; some filesystems refuse to fsync a folder, which is fine."""
-        with contextlib.suppress(OSError):
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
     def abort(self) -> None:
-        """Discard the temporary file; `path` is left as it was. Safe to call more than once."""
+        """Discard the temporary file; `path` is left as it was. Safe to call more than once.
+
+        On a stream, what was sent stays sent (a reader sees it end without its Cues: cut) and the
+        unfinished Cluster is dropped.
+        """
         if self._closed:
             return
         self._closed = True
-        self._file.close()
+        if self._tail is not None:
+            self._output.release()
+            return
+        self._disk.close()
         self._partial.discard()
 
     def __enter__(self) -> MatroskaWriter:

@@ -142,6 +142,16 @@ def publish_file(source: Path, target: Path, force: bool) -> None:
     os.unlink(source)
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable; some filesystems refuse to fsync a folder, which is fine."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def publish_frames(partial: Partial, folder: Path) -> None:
     """Put finished frames at `folder`: rename the partial onto it, or move them into the empty folder."""
     if partial.path.parent != folder:

@@ -46,18 +46,22 @@ class GCConfig:
 
     @property
     def factor(self) -> int:
+        """Downsampling of E (and upsampling of G): 2 per encoder stage."""
         return 2 ** len(self.enc_widths)
 
     @property
     def centers(self) -> list[float]:
+        """The quantizer's L centers, symmetric around zero (-2 … 2 for L = 5)."""
         half = (self.levels - 1) / 2
         return [i - half for i in range(self.levels)]
 
     def to_dict(self) -> dict[str, object]:
+        """The config as JSON-ready values (tuples as lists), as stored in a weights file."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> GCConfig:
+        """The config stored by `to_dict`; unknown keys are ignored."""
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -1,9 +1,17 @@
-"""One registry of models: name → weights file, its sha256, and the config inside it.
+"""One registry of models: name → weights file, its sha256, its kind and the config inside it.
 
-A weights file is an `.npz` holding the network parameters (`param/<name>`), the frozen entropy
-tables (`tables/intra`, `tables/inter`) and the network config (`config`, UTF-8 JSON). The
-model identifier written into every stream is derived from that content (`content_id`), so a
-stream names the exact weights it needs, never a position in a list.
+Every model the package runs is an entry here, whatever its kind:
+
+    kind     file                                   loaded by
+    "gc"     .npz: params, entropy tables, config   `Registry.load` → LoadedModel (E, G, tables)
+    "sc"     .npz: params (float16), config         `Registry.load_sc` → LoadedSC (selective mode's generator)
+    "tflite" a vendored MediaPipe mask model        `Registry.mask_model` → its entry, run by selective.runtime
+    "onnx"   a vendored ONNX mask model             `Registry.mask_model` → its entry, run by selective.runtime
+
+A name is registered once (a second registration raises), and a file's sha256 is checked against
+the registry's before it is used. The model identifier written into every stream is derived from
+the weights' content (`content_id`), so a stream names the exact weights it needs, never a
+position in a list. The index is `streamcodec/weights/registry.json`; files are relative to it.
 """
 
 from __future__ import annotations
@@ -21,28 +29,49 @@ import numpy.typing as npt
 from ..entropy.context import ContextTables
 from ..errors import ModelError
 from .gc import GCConfig
+from .sc import SCGenerator, load_sc_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "gc-small"
+#: Every kind of model, as its errors name it.
+KINDS = {
+    "gc": "GC codec model",
+    "sc": "selective-mode synthesis model",
+    "tflite": "LiteRT mask model",
+    "onnx": "ONNX Runtime mask model",
+}
+MASK_KINDS = ("tflite", "onnx")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One registered model: its weights file, the file's sha256 and the content identifier."""
+
     name: str
     path: Path
     sha256: str
     model_id: str
     card: dict[str, Any]
-    #: "gc" (a codec model: E, G and entropy tables) or "sc" (selective mode's synthesis generator).
+    #: One of KINDS: "gc", "sc" (selective mode's synthesis generator), "tflite" or "onnx" (mask models).
     kind: str = "gc"
 
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A verified GC model: its config, float32 parameters and frozen entropy tables."""
+
     entry: ModelEntry
     config: GCConfig
     params: dict[str, npt.NDArray[np.float32]]
     tables: ContextTables
+
+
+@dataclass(frozen=True)
+class LoadedSC:
+    """A verified SC generator (F and G) in eval mode on the CPU."""
+
+    entry: ModelEntry
+    net: SCGenerator
 
 
 def content_id(params: dict[str, np.ndarray], tables: ContextTables, config: GCConfig) -> str:
@@ -71,6 +100,7 @@ def save_weights(path: Path, params: dict[str, np.ndarray], tables: ContextTable
 
 
 def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -88,24 +118,30 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class Registry:
-    """Name → ModelEntry, with lookup by stream model identifier."""
+    """Name → ModelEntry, with lookup by stream model identifier and a loader per kind."""
 
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
         self._loaded: dict[str, LoadedModel] = {}
+        self._verified: set[str] = set()
         self._lock = threading.Lock()
 
     def register(
         self, name: str, path: Path, sha256: str, model_id: str, card: dict[str, Any] | None = None, kind: str = "gc"
     ) -> None:
+        """Add a model; a name registered twice, or an unknown kind, raises ModelError."""
         if name in self._entries:
             raise ModelError(f"model {name!r} is already registered")
+        if kind not in KINDS:
+            raise ModelError(f"model {name!r} has unknown kind {kind!r} (one of {', '.join(KINDS)})")
         self._entries[name] = ModelEntry(name, path, sha256, model_id, card or {}, kind)
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         return sorted(self._entries)
 
     def entry(self, name: str) -> ModelEntry:
+        """The entry of `name`; ModelError naming the registered ones when there is none."""
         try:
             return self._entries[name]
         except KeyError:
@@ -113,6 +149,7 @@ class Registry:
             raise ModelError(f"unknown model {name!r} (registered: {known})") from None
 
     def by_id(self, model_id: str) -> ModelEntry:
+        """The entry whose content identifier a stream names; ModelError when this installation lacks it."""
         for entry in self._entries.values():
             if entry.model_id == model_id:
                 return entry
@@ -122,20 +159,40 @@ class Registry:
         )
 
     def load(self, name: str) -> LoadedModel:
-        """Read and verify a model's weights (hash and content id); cached per name."""
+        """Read and verify a GC model's weights (hash and content id); cached per name."""
         with self._lock:
             if name not in self._loaded:
                 entry = self.entry(name)
                 if entry.kind != "gc":
-                    raise ModelError(f"model {name!r} is a selective-mode synthesis model ({entry.kind}), not a GC codec model")
+                    raise ModelError(f"model {name!r} is a {KINDS[entry.kind]} ({entry.kind}), not a GC codec model")
                 self._loaded[name] = _load_entry(entry)
             return self._loaded[name]
+
+    def load_sc(self, name: str) -> LoadedSC:
+        """Read and verify an SC generator's weights (hash and content id); a fresh network each call."""
+        entry = self.entry(name)
+        if entry.kind != "sc":
+            raise ModelError(f"model {name!r} is a {entry.kind} model, not a selective-mode synthesis (sc) model")
+        check_file(entry)
+        return LoadedSC(entry, load_sc_weights(entry.path, entry.model_id))
+
+    def mask_model(self, name: str) -> ModelEntry:
+        """A registered mask model ("selfie", "face"), its file checked against its sha256 once per process."""
+        entry = self._entries.get(name)
+        if entry is None or entry.kind not in MASK_KINDS:
+            known = ", ".join(n for n in self.names() if self._entries[n].kind in MASK_KINDS)
+            raise ModelError(f"unknown mask model {name!r} (known: {known})")
+        with self._lock:
+            if name not in self._verified:
+                check_file(entry)
+                self._verified.add(name)
+        return entry
 
 
 def check_file(entry: ModelEntry) -> None:
     """Refuse a model whose weights file is missing or whose sha256 is not the registry's."""
-    if not entry.path.exists():
-        raise ModelError(f"weights file of model {entry.name!r} is missing", entry.path)
+    if not entry.path.is_file():
+        raise ModelError(f"weights file of model {entry.name!r} is missing (broken install?)", entry.path)
     actual = file_sha256(entry.path)
     if actual != entry.sha256:
         raise ModelError(f"weights sha256 {actual[:12]}… does not match the registry's {entry.sha256[:12]}…", entry.path)
@@ -155,7 +212,7 @@ def _load_entry(entry: ModelEntry) -> LoadedModel:
 def register_index(registry: Registry, index: Path) -> None:
     """Register every model of a `registry.json` (as written by export); files are relative to it."""
     for name, item in json.loads(index.read_text(), object_pairs_hook=_no_duplicates).items():
-        path = index.parent / item["file"]
+        path = (index.parent / item["file"]).resolve()
         registry.register(name, path, item["sha256"], item["model_id"], item.get("card", {}), item.get("kind", "gc"))
 
 

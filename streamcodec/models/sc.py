@@ -64,11 +64,13 @@ class SCConfig:
         return self.gc.quality_channels[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready values, the GC config nested under "gc"."""
         data = {k: v for k, v in asdict(self).items() if k != "gc"}
         return data | {"gc": self.gc.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SCConfig:
+        """The config stored by `to_dict`; unknown keys are ignored."""
         known = set(cls.__dataclass_fields__) - {"gc"}
         kwargs = {k: v for k, v in data.items() if k in known}
         return cls(gc=GCConfig.from_dict(data.get("gc", {})), **kwargs)

@@ -6,6 +6,7 @@ next intra frame, so the rest of the file is not lost. Audio is carried over int
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from ..metrics import QualityAccumulator
 from ..progress import Progress
 from .batch import decode_many
 from .conceal import FrameSlots
-from .encode import CODEC_ID
+from .mux import CODEC_ID
 from .sink import VideoSink, check_output
 
 
@@ -81,10 +82,10 @@ def stream_track(reader: MatroskaReader, path: Path) -> tuple[TrackInfo, StreamC
 
 
 def decode_file(
-    input: Path,
-    output: Path | str | None,
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
     *,
-    reference: Path | None = None,
+    reference: str | os.PathLike[str] | None = None,
     backend: str = "auto",
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
@@ -94,7 +95,7 @@ def decode_file(
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
-    `output` may be None to decode without writing (for measuring); a name ending in a slash
+    Paths are str or os.PathLike. `output` may be None to decode without writing (for measuring); a name ending in a slash
     (text, not a Path, which drops it) is a folder of frames whatever its suffix. A truncated file is refused
     (TruncatedStreamError) unless `salvage` is set: then everything before the cut is decoded
     and the truncation is reported through `on_warning`. An existing output file is refused
@@ -104,12 +105,14 @@ def decode_file(
     """
     if workers < 1:
         raise ValueError(f"workers {workers} must be at least 1")
-    if output is not None:
-        check_output(output, force)
+    # Paths as str or os.PathLike; an output given as text keeps its trailing slash (a folder of frames).
+    source, target = Path(input), output if output is None or isinstance(output, (str, Path)) else os.fspath(output)
+    if target is not None:
+        check_output(target, force)
     started = time.perf_counter()
-    with MatroskaReader(input, salvage=salvage) as reader:
-        decoding = _Decoding(reader, input, backend, salvage, on_warning, workers)
-        sink = decoding.open_sink(output, reference, force) if output else None
+    with MatroskaReader(source, salvage=salvage) as reader:
+        decoding = _Decoding(reader, source, backend, salvage, on_warning, workers)
+        sink = decoding.open_sink(target, None if reference is None else Path(reference), force) if target else None
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
         try:
             decoding.run(sink, bar)
@@ -121,7 +124,7 @@ def decode_file(
             bar.close()
             if workers > 1 and decoding.config.mode == "gc":
                 decoding.decoder.close()  # its worker processes
-    return decoding.summary(output, time.perf_counter() - started)
+    return decoding.summary(target, time.perf_counter() - started)
 
 
 class _Decoding:

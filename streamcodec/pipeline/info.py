@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .. import bitstream
-from ..bitstream import Frame, FrameType, unpack_frame
+from ..bitstream import Frame, FrameType, StreamConfig, unpack_frame
 from ..errors import StreamcodecError, TruncatedStreamError
-from ..io.mkv_reader import MatroskaReader
-
-if TYPE_CHECKING:
-    from .conceal import FrameSlots
+from ..io.mkv_reader import MatroskaReader, Packet, TrackInfo
+from .conceal import FrameSlots
+from .decode import stream_track
 
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
 LAYERS = {
@@ -93,60 +93,95 @@ class StreamInfo:
         return "\n".join(lines)
 
 
-def stream_info(path: Path) -> StreamInfo:
-    """Read every packet (checking CRCs and frame checksums) and summarise the file.
+def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
+    """Read every packet (checking CRCs and frame checksums) and summarise the file (`path`: str or os.PathLike).
 
     Container damage, damaged frames and the count of frames the damage lost all go to `damaged`
     (the CLI exits non-zero when it is not empty).
     """
-    from .conceal import FrameSlots
-    from .decode import stream_track
-
-    damaged: list[str] = []
+    path = Path(path)
     with MatroskaReader(path) as reader:
         track, config = stream_track(reader, path)
-        damaged += [str(problem) for problem in reader.damage]
-        slots = FrameSlots.of(reader, track)
-
-        def container_damage(error: StreamcodecError) -> None:
-            damaged.append(str(error))
-            slots.damage(isinstance(error, TruncatedStreamError))
-
-        sizes: dict[int, int] = defaultdict(int)
-        counts: dict[int, int] = defaultdict(int)
-        frame_bits, times, keyframes, lost = [], [], 0, []
-        by_layer: list[dict[str, int]] = []
-        plates = {"full": 0, "updates": 0, "unchanged": 0}
-        for packet in reader.packets(on_error=container_damage):
-            sizes[packet.track] += len(packet.data)
-            counts[packet.track] += 1
-            if packet.track != track.number:
-                continue
-            time, missing = slots.admit(packet.time, packet.suspect)
-            lost += missing
-            frame_bits.append(len(packet.data) * 8)
-            times.append(time)
-            try:
-                frame = unpack_frame(packet.data)
-                keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
-                by_layer.append(layer_bits(frame, len(packet.data)))
-                _count_plates(frame, plates)
-            except StreamcodecError as exc:
-                damaged.append(f"frame {len(frame_bits) + len(lost) - 1} at {float(packet.time):.3f} s: {exc}")
-        lost += slots.at_end()
-        times += lost
-        damaged += _lost_lines(lost, slots)
-        tracks = [
-            {"number": t.number, "kind": t.kind, "codec_id": t.codec_id, "bytes": sizes[t.number], "packets": counts[t.number]}
-            for t in reader.tracks
-        ]
+        tally = _Tally(track.number, FrameSlots.of(reader, track), [str(problem) for problem in reader.damage])
+        for packet in reader.packets(on_error=tally.container_damage):
+            tally.add(packet)
+        tally.finish()
+        tracks = [tally.track_row(t) for t in reader.tracks]
         tags = dict(reader.tags) | {f"track{n}:{k}": v for n, tt in reader.track_tags.items() for k, v in tt.items()}
         file_bytes = path.stat().st_size
-    frames = len(frame_bits) + len(lost)
+    return _summary(path, file_bytes, config, track, tally, tracks, tags)
+
+
+@dataclass
+class _Tally:
+    """What one pass over a file's packets counts: bytes per track, and our track's frames, layers and damage."""
+
+    track: int
+    slots: FrameSlots
+    damaged: list[str]
+    sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    frame_bits: list[int] = field(default_factory=list)
+    times: list[Fraction] = field(default_factory=list)
+    keyframes: int = 0
+    lost: list[Fraction] = field(default_factory=list)  # times of the frame slots damage emptied
+    by_layer: list[dict[str, int]] = field(default_factory=list)
+    plates: dict[str, int] = field(default_factory=lambda: {"full": 0, "updates": 0, "unchanged": 0})
+
+    def container_damage(self, error: StreamcodecError) -> None:
+        self.damaged.append(str(error))
+        self.slots.damage(isinstance(error, TruncatedStreamError))
+
+    def add(self, packet: Packet) -> None:
+        self.sizes[packet.track] += len(packet.data)
+        self.counts[packet.track] += 1
+        if packet.track != self.track:
+            return
+        time, missing = self.slots.admit(packet.time, packet.suspect)
+        self.lost += missing
+        self.frame_bits.append(len(packet.data) * 8)
+        self.times.append(time)
+        try:
+            frame = unpack_frame(packet.data)
+            self.keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
+            self.by_layer.append(layer_bits(frame, len(packet.data)))
+            _count_plates(frame, self.plates)
+        except StreamcodecError as exc:
+            self.damaged.append(f"frame {len(self.frame_bits) + len(self.lost) - 1} at {float(packet.time):.3f} s: {exc}")
+
+    def track_row(self, track: TrackInfo) -> dict[str, Any]:
+        """One track of the file with the bytes and packets counted in it."""
+        number = track.number
+        return {
+            "number": number,
+            "kind": track.kind,
+            "codec_id": track.codec_id,
+            "bytes": self.sizes[number],
+            "packets": self.counts[number],
+        }
+
+    def finish(self) -> None:
+        """Count the frames lost after the last packet; lost frames take their place in time and in `damaged`."""
+        self.lost += self.slots.at_end()
+        self.times += self.lost
+        self.damaged += _lost_lines(self.lost, self.slots)
+
+
+def _summary(
+    path: Path,
+    file_bytes: int,
+    config: StreamConfig,
+    track: TrackInfo,
+    tally: _Tally,
+    tracks: list[dict[str, Any]],
+    tags: dict[str, str],
+) -> StreamInfo:
+    frames = len(tally.frame_bits) + len(tally.lost)
     frame_duration = (track.default_duration_ns or 0) / 1e9
+    times = tally.times
     duration = float(max(times) - min(times)) + frame_duration if times else 0.0
-    video_bytes = sizes[track.number]
-    bits = np.array(frame_bits or [0])
+    video_bytes = tally.sizes[track.number]
+    bits = np.array(tally.frame_bits or [0])
     return StreamInfo(
         path=str(path),
         file_bytes=file_bytes,
@@ -154,7 +189,7 @@ def stream_info(path: Path) -> StreamInfo:
         model_id=config.model_id,
         format_version=config.format_version,
         frames=frames,
-        keyframes=keyframes,
+        keyframes=tally.keyframes,
         duration_s=duration,
         video_bytes=video_bytes,
         kbps=video_bytes * 8 / 1000 / duration if duration else 0.0,
@@ -162,11 +197,11 @@ def stream_info(path: Path) -> StreamInfo:
         frame_bits={"min": float(bits.min()), "median": float(np.median(bits)), "max": float(bits.max())},
         tracks=tracks,
         tags=tags,
-        damaged=damaged,
-        lost_frames=len(lost),
-        layer_bits={name: sum(layers[name] for layers in by_layer) for name in [*LAYERS.values(), "header"]},
-        frames_by_layer=by_layer,
-        plates=plates,
+        damaged=tally.damaged,
+        lost_frames=len(tally.lost),
+        layer_bits={name: sum(layers[name] for layers in tally.by_layer) for name in [*LAYERS.values(), "header"]},
+        frames_by_layer=tally.by_layer,
+        plates=tally.plates,
     )
 
 

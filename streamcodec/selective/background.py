@@ -12,6 +12,7 @@ none of these fields: their background is the GC model's own q1 picture of the l
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
@@ -23,13 +24,24 @@ from ..engines import Backend
 from ..errors import CorruptStreamError, ModelError, UnsupportedStreamError
 from ..gc.codec import GCDecoder, GCEncoder
 from ..models.registry import REGISTRY
+from .estimate import BackgroundEstimate, unchanged
 from .labelcode import decode_labels, encode_labels
 from .labels import ColourTextureLabeler, label_shape
+from .layer import LayerSetup
 from .synth import DEFAULT_SC_MODEL, SynthesisModel
 
-__all__ = ["BUILTIN_LABELER", "SynthDecoder", "SynthEncoder", "check_labels_spec", "gc_config"]
+__all__ = [
+    "BUILTIN_LABELER",
+    "SynthBackground",
+    "SynthBackgroundDecoder",
+    "SynthDecoder",
+    "SynthEncoder",
+    "check_labels_spec",
+    "gc_config",
+]
 
 Image = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
 #: The only labeler a registered SC generator is trained on (its `--labels` spec and `extra` value).
 BUILTIN_LABELER = "builtin"
 
@@ -134,3 +146,68 @@ class SynthDecoder:
         classes = int(self.config.extra["label_classes"])  # type: ignore[call-overload]
         labels = decode_labels(frame.sections[bitstream.LABELS], shape, None, classes)
         return self.model.synthesize_symbols(symbols, labels)[:height, :width]
+
+
+class SynthBackground:
+    """The `synth` background layer's encoder side: the running estimate as LATENTS + LABELS at each keyframe."""
+
+    #: The generator paints what the kept region leaves; a GOP with nothing left still needs its keyframe's sections.
+    codes_whole = False
+
+    def __init__(self, setup: LayerSetup) -> None:
+        options = setup.options
+        self._coder = SynthEncoder(setup.width, setup.height, setup.model, options.synth_model, backend=setup.backend)
+        self._worker = setup.worker
+        self._estimate = BackgroundEstimate()
+        self._source: Image | None = None  # the estimate the last sections were coded from
+        self._sections: dict[int, bytes] = {}
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """The generator's and labeler's config fields (`SynthEncoder.extra`)."""
+        return self._coder.extra
+
+    def open(self, crf: int) -> None:
+        """Nothing to open: the latents are GC's lowest quality whatever the CRF."""
+
+    def restart(self) -> None:
+        """Code the next keyframe's sections afresh."""
+        self._sections = {}
+
+    def observe(self, frame: Image, kept: Mask) -> None:
+        """Follow the background (`BackgroundEstimate.observe`)."""
+        self._estimate.observe(frame, kept)
+
+    def start(self, index: int) -> Future[dict[int, bytes]]:
+        """Code the keyframe's sections on the worker, from the whole estimate as it is now."""
+        return self._worker.submit(self._background_section, self._estimate.picture())
+
+    def _background_section(self, estimate: Image) -> dict[int, bytes]:
+        """LATENTS and LABELS of `estimate`: the last ones again, as the same bytes, while the background has not changed."""
+        if not (self._sections and unchanged(estimate, self._source)):
+            self._source, self._sections = estimate, self._coder.sections(estimate)
+        return self._sections
+
+    def probe(self, frame: Image, crf: int) -> int:
+        """The bytes of the keyframe sections of `frame` (`crf` does not apply)."""
+        return sum(len(data) for data in self._coder.sections(frame).values())
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class SynthBackgroundDecoder:
+    """The `synth` background layer's decoder side: painted once per distinct LATENTS + LABELS (a static scene costs nothing)."""
+
+    def __init__(self, config: StreamConfig, backend: str | Backend = "auto") -> None:
+        # GCDecoder (in SynthDecoder) checks the model, coded sizes and channels.
+        self._synth = SynthDecoder(config, backend=backend)
+        self._last: tuple[tuple[bytes, ...], Image] | None = None  # the last background, by its bytes
+        self.notes: list[str] = []  # nothing to report: every keyframe's background is self-contained
+
+    def picture(self, frame: Frame, blocks: Mask) -> Image:
+        """The keyframe's background; CorruptStreamError if a section is missing."""
+        key = self._synth.key(frame)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._synth.picture(frame))
+        return self._last[1]

@@ -15,8 +15,9 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
+from ..models.registry import REGISTRY
 from .base import Frame, Mask, resize
-from .runtime import TfliteModel, vendored
+from .runtime import TfliteModel
 
 INPUT = 128
 
@@ -41,7 +42,7 @@ class FaceDetector:
     """Faces as filled boxes, grown by `margin` on each side (hair, chin and ears are kept too)."""
 
     def __init__(self, threads: int = 1, threshold: float = 0.5, margin: float = 0.2) -> None:
-        model = vendored("face")
+        model = REGISTRY.mask_model("face")
         self._model = TfliteModel(model, threads)
         self._logit = float(np.log(threshold / (1.0 - threshold)))
         self._margin = margin

@@ -27,7 +27,6 @@ notice (a flipped bit inside CABAC data decodes to wrong pixels) is caught by ou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -35,156 +34,24 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
+from .codec_specs import CODEC_OPTIONS, CODECS, LATENCIES, PRESETS, CodecSpec, codec_spec, offline_options
+from .colour import MATRICES, even, frame_to_rgb, rgb_to_frame
 
 __all__ = [
     "AV1_TEMPORAL_DELIMITER",
     "CODECS",
     "LATENCIES",
+    "MATRICES",
     "PRESETS",
     "FidelityDecoder",
     "FidelityEncoder",
+    "frame_to_rgb",
     "is_random_access",
     "offline_options",
+    "rgb_to_frame",
 ]
 
 Image = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True)
-class CodecSpec:
-    """How one fidelity codec is driven through PyAV: encoder, decoder, and its low-delay options."""
-
-    encoder: str
-    decoder: str
-    default_crf: int
-    default_preset: str
-    crf_range: tuple[int, int]
-    offline_preset: str
-
-
-#: The fidelity codecs by the name recorded in a stream's config. SVT-AV1 offline: preset 2 with lookahead 0
-#: (`_svtav1_options`). Kept-region BD-rate against the former preset 4 with SVT's own lookahead, qualities 1-4
-#: (`python scripts/benchmarks/sc_points.py CLIP`, 2026-11-23): carphone / still_crowd / still_people / bbb
-#:     preset 3: -3.9 / -7.3 / -6.0 / -3.8 %; lookahead 0: -0.8 / -6.6 / -5.0 / +0.6 %; both: -4.0 / -12.7 / -10.0 / -2.4 %
-#:     preset 2 and lookahead 0: -10.6 / -22.3 / -17.4 / -11.1 %
-#: for 2.3x the whole encode's CPU time (640x480, quality 3: 14.6 against 37-39 fps end to end). Lookahead 0 still
-#: codes hierarchical mini-GOPs; SVT only stops looking further ahead. Why that wins on the still-camera clips
-#: (and loses 0.6 % on bbb's moving camera) was not investigated.
-#: Tried on preset 4, carphone / still_people: tune 0 +3.6 / +2.5, tune 2 +8 / +15, cdef 0 +1.0 / +1.5, qm 8-15
-#: +0.7 / +1.0, luminance-qp-bias 10 +0.2 / -1.7, sharpness +-2 within 0.3 %, restoration 0 with lookahead 0
-#: -0.2 / -0.2 more; mfmv, dg, fast-decode: same bytes.
-#: x265's offline preset "medium" with `_X265_OFFLINE` below (see there for the figures).
-CODECS: dict[str, CodecSpec] = {
-    "hevc": CodecSpec("libx265", "hevc", 28, "fast", (0, 51), "medium"),
-    "av1": CodecSpec("libsvtav1", "libdav1d", 35, "10", (1, 63), "2"),
-}
-LATENCIES = ("zero", "offline")
-#: Each codec's speed presets, slowest first (`--preset`).
-PRESETS: dict[str, tuple[str, ...]] = {
-    "hevc": ("placebo", "veryslow", "slower", "slow", "medium", "fast", "faster", "veryfast", "superfast", "ultrafast"),
-    "av1": tuple(str(level) for level in range(14)),
-}
-
-
-def _spec(codec: str) -> CodecSpec:
-    if codec not in CODECS:
-        raise UnsupportedStreamError(f"fidelity codec {codec!r} is unknown (known: {', '.join(CODECS)})")
-    return CODECS[codec]
-
-
-#: x265's offline tools on top of preset "medium" (bframes stay 0). Kept-region BD-rate (PSNR, qualities 1-4)
-#: against the former offline ("fast", psy on), `python scripts/benchmarks/sc_points.py CLIP "--fidelity hevc"`:
-#: carphone -5.6 %, still_people -9.3 %, for 1.0x / 1.05x the CPU time of a whole `streamcodec encode
-#: --quality 3 --fidelity hevc` (the fidelity encode alone 1.3x). Alone: psy off -3.3 / -2.8 % (the psy options
-#: trade PSNR, what the eval measures, for looks), medium +1.2 / -1.7 %, TU depth 2 -1.5 / -0.7 %, aq-mode 0
-#: -1.6 / +1.2 % (not taken). Preset "slow" with these minus rd/rdoq: -9.8 / -13.1 %, but 1.1x / 1.3x the
-#: whole encode's wall time (1.35x its CPU) on still_people: past what offline may cost.
-_X265_OFFLINE = ["psy-rd=0", "psy-rdoq=0", "rd=4", "rdoq-level=2", "tu-intra-depth=2", "tu-inter-depth=2"]
-
-
-def _x265_options(crf: int | None, qp: int | None, preset: str, threads: int, offline: bool = False) -> dict[str, str]:
-    # keyint=-1: no periodic keyframes, only the forced ones (forced-idr makes them IDR, not CRA).
-    # Offline keeps bframes=0: B-frames would reorder pictures, and the decoder is one-in-one-out.
-    params = [
-        "keyint=-1",
-        "min-keyint=1",
-        "scenecut=0",
-        "bframes=0",
-        "rc-lookahead=20" if offline else "rc-lookahead=0",
-        "frame-threads=1",
-        "open-gop=0",
-        "repeat-headers=1",
-        f"pools={threads}",
-        "log-level=none",
-        "info=0",  # no version/options SEI: ~2.3 kB on every keyframe otherwise
-    ]
-    if offline:
-        params += _X265_OFFLINE
-    if qp is not None:
-        params.append(f"qp={qp}")
-    options = {"preset": preset, "forced-idr": "1", "x265-params": ":".join(params)}
-    if not offline:
-        options["tune"] = "zerolatency"
-    if qp is None:
-        options["crf"] = str(crf)
-    return options
-
-
-def _svtav1_options(crf: int | None, qp: int | None, preset: str, threads: int, offline: bool = False) -> dict[str, str]:
-    # pred-struct=1 is SVT-AV1's low-delay structure, rtc=1 its real-time tuning; pred-struct=2 its
-    # random-access one (hierarchical mini-GOPs), every key frame closed (irefresh-type=2). keyint=-1
-    # and scd=0 leave keyframes to the caller.
-    # lookahead=0 offline too: see the figures above CODECS.
-    structure = ["pred-struct=2", "irefresh-type=2", "lookahead=0"] if offline else ["pred-struct=1", "rtc=1", "lookahead=0"]
-    params = [*structure, "keyint=-1", "scd=0", f"lp={threads}"]
-    if qp is not None:
-        params += ["rc=0", "aq-mode=0", f"qp={qp}"]
-    options = {"preset": preset, "svtav1-params": ":".join(params)}
-    if qp is None:
-        options["crf"] = str(crf)
-    return options
-
-
-_OPTIONS = {"hevc": _x265_options, "av1": _svtav1_options}
-
-
-def offline_options(codec: str) -> dict[str, str]:
-    """The options a file's fidelity codec runs with (CRF 0 standing in for the quality's): what an eval cache keys on."""
-    return _OPTIONS[codec](0, None, _spec(codec).offline_preset, 1, True)
-
-
-#: The colour matrices the fidelity layer may convert with (swscale's names), by the name a stream's config
-#: records ("matrix" in its extra; absent: bt601). BT.709 lets a source tagged so (most HD video) hand its
-#: own planes to the codec (`planes.py`).
-MATRICES: dict[str, str] = {"bt601": "ITU601", "bt709": "ITU709"}
-
-#: One colour conversion on both sides, pinned so that neither frame tags nor core counts change it:
-#: limited range, the stream's matrix (BT.601, the codecs' untagged default, unless recorded), exact
-#: rounding, one swscale thread.
-_SWSCALE: dict[str, Any] = {"src_color_range": "MPEG", "dst_color_range": "MPEG", "interpolation": "BILINEAR", "threads": 1}
-
-
-def _even(size: int) -> int:
-    return size + (size & 1)
-
-
-def rgb_to_frame(rgb: Image, matrix: str = "bt601") -> Any:
-    """(H, W, 3) uint8 RGB → a yuv420p `av.VideoFrame` by `matrix` (of MATRICES), padded to even sizes by repeating the edge."""
-    import av
-
-    height, width = rgb.shape[:2]
-    if height & 1 or width & 1:  # np.pad copies even when it adds nothing: only pad odd sizes
-        rgb = np.pad(rgb, ((0, _even(height) - height), (0, _even(width) - width), (0, 0)), mode="edge")
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    space = MATRICES[matrix]
-    return frame.reformat(format="yuv420p", src_colorspace=space, dst_colorspace=space, **_SWSCALE)
-
-
-def frame_to_rgb(frame: Any, matrix: str = "bt601") -> Image:
-    """A decoded yuv420p `av.VideoFrame` → (H, W, 3) uint8 RGB, the exact inverse setup of `rgb_to_frame`."""
-    space = MATRICES[matrix]
-    rgb = frame.reformat(format="rgb24", src_colorspace=space, dst_colorspace=space, **_SWSCALE)
-    return np.asarray(rgb.to_ndarray())
 
 
 def _check_rgb(rgb: Image, width: int, height: int) -> None:
@@ -223,7 +90,7 @@ class FidelityEncoder:
                 lookahead, and for AV1 hierarchical prediction; the default preset is then `offline_preset`).
             matrix: the colour matrix RGB frames are converted with (MATRICES).
         """
-        spec = _spec(codec)
+        spec = codec_spec(codec)
         if crf is not None and qp is not None:
             raise ValueError("fidelity layer: give crf or qp, not both")
         rate = crf if qp is None else qp
@@ -242,7 +109,7 @@ class FidelityEncoder:
         self.matrix = matrix
         preset = preset or (spec.offline_preset if self.offline else spec.default_preset)
         self.config = {"codec": codec, "crf" if qp is None else "qp": rate, "preset": preset}
-        options = _OPTIONS[codec](None if qp is not None else rate, qp, preset, threads, self.offline)
+        options = CODEC_OPTIONS[codec](None if qp is not None else rate, qp, preset, threads, self.offline)
         self._context = self._open(spec, Fraction(frame_rate), options)
         self._index = 0
         self._keyframes: list[bool] = []  # offline: the asked keyframe flag of each frame sent and not yet out
@@ -252,7 +119,7 @@ class FidelityEncoder:
 
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its config banner to stderr otherwise
         context: Any = av.CodecContext.create(spec.encoder, "w")
-        context.width, context.height, context.pix_fmt = _even(self.width), _even(self.height), "yuv420p"
+        context.width, context.height, context.pix_fmt = even(self.width), even(self.height), "yuv420p"
         context.time_base, context.framerate = 1 / frame_rate, frame_rate
         context.options = options
         context.open()
@@ -379,7 +246,7 @@ def _av1_random_access(data: bytes) -> bool:
 
 def is_random_access(codec: str, access_unit: bytes) -> bool:
     """Whether a decoder can start (or recover) at this access unit: a keyframe with its parameter sets."""
-    _spec(codec)
+    codec_spec(codec)
     return _hevc_random_access(access_unit) if codec == "hevc" else _av1_random_access(access_unit)
 
 
@@ -399,7 +266,7 @@ class FidelityDecoder:
         """
         if matrix not in MATRICES:
             raise UnsupportedStreamError(f"fidelity colour matrix {matrix!r} is not one of {', '.join(MATRICES)}")
-        self.codec, self._spec, self.matrix = codec, _spec(codec), matrix
+        self.codec, self._spec, self.matrix = codec, codec_spec(codec), matrix
         self.width, self.height, self.threads = width, height, threads
         self._context: Any = None
         self._waiting_for_keyframe = False
@@ -456,7 +323,7 @@ class FidelityDecoder:
             raise CorruptStreamError(f"fidelity {self.codec} access unit gave {len(frames)} pictures, not 1")
         rgb = frame_to_rgb(frames[0], self.matrix)
         width, height = self.width or rgb.shape[1], self.height or rgb.shape[0]
-        if rgb.shape[:2] != (_even(height), _even(width)) and rgb.shape[:2] != (height, width):
+        if rgb.shape[:2] != (even(height), even(width)) and rgb.shape[:2] != (height, width):
             raise CorruptStreamError(
                 f"fidelity {self.codec} picture is {rgb.shape[1]}x{rgb.shape[0]}, the stream's is {width}x{height}"
             )

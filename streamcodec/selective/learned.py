@@ -10,22 +10,31 @@ The keep cells are the 16-px block mask (one block = one latent cell, the GC mod
 dilated by one cell, so the generator's receptive field at the kept region's edge still sees real
 latents. The zeroed cells cost almost nothing: the context tables make a center surrounded by
 centers nearly certain. The stream config's `fg_crf` holds the GC quality level (1..levels).
+`LearnedFidelity` is the encoder's fidelity layer (`layer.FidelityLayer`); `LearnedDecoder.for_stream`
+builds the decoder's from a stream config.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from .. import bitstream
+from ..bitstream import StreamConfig
 from ..engines import Backend, create_backend
 from ..entropy import context
 from ..errors import CorruptStreamError
 from ..gc.codec import GCEncoder
 from ..models.registry import REGISTRY, LoadedModel
+from .layer import LayerSetup
+from .maskcode import block_mask
+from .options import BLOCK
 
-__all__ = ["LearnedDecoder", "LearnedEncoder", "keep_cells"]
+__all__ = ["LearnedDecoder", "LearnedEncoder", "LearnedFidelity", "keep_cells"]
 
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -125,6 +134,11 @@ class LearnedDecoder:
         self._reference: Symbols | None = None
         self.last_symbols: Symbols | None = None
 
+    @classmethod
+    def for_stream(cls, config: StreamConfig, backend: str | Backend = "auto") -> LearnedDecoder:
+        """The decoder of a learned stream: its model, and its GC level from the config's `fg_crf`."""
+        return cls(config.model_id, int(config.extra["fg_crf"]), (config.width, config.height), backend)  # type: ignore[call-overload]
+
     def decode_symbols(self, section: bytes, keyframe: bool) -> Symbols:
         """The (K, h, w) symbols of one FIDELITY section; CorruptStreamError for damage or a missing reference."""
         try:
@@ -154,3 +168,47 @@ class LearnedDecoder:
     def decode(self, section: bytes, keyframe: bool) -> Image:
         """One FIDELITY section → G's (height, width, 3) uint8 picture of the whole frame."""
         return self.synthesize(self.decode_symbols(section, keyframe))
+
+
+class LearnedFidelity:
+    """The `learned` fidelity layer's encoder side: `LearnedEncoder` opened at a GC level, one section per frame at once."""
+
+    #: G paints the whole frame from latents kept only near the mask: a whole GOP would be plain GC.
+    codes_whole = False
+    #: `--bitrate` picks the level once, at the start (a level step is too coarse to steer by each GOP).
+    adapts_rate = False
+
+    def __init__(self, setup: LayerSetup) -> None:
+        self._setup = setup
+        self._coder: LearnedEncoder | None = None
+
+    def open(self, crf: int) -> None:
+        """Load the model at GC level `crf`; the next frame is coded intra."""
+        setup = self._setup
+        self._coder = LearnedEncoder(setup.width, setup.height, setup.model, crf, setup.backend)
+
+    def encode(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> bytes:
+        """One frame's FIDELITY section (`LearnedEncoder.encode`; `source` is not needed)."""
+        assert self._coder is not None
+        started = time.perf_counter()
+        section = self._coder.encode(frame, blocks, keyframe)
+        self._setup.timings["fidelity"] += time.perf_counter() - started
+        return section
+
+    def send(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> list[bytes]:
+        """`encode`: nothing is held back."""
+        return [self.encode(frame, blocks, keyframe, source)]
+
+    def drain(self) -> list[bytes]:
+        """Nothing is held back."""
+        return []
+
+    def probe(self, frames: list[Image], kept: list[Mask], crf: int) -> list[int]:
+        """FIDELITY section sizes of the frames at GC level `crf` (intra first, then inter)."""
+        setup = self._setup
+        coder = LearnedEncoder(setup.width, setup.height, setup.model, crf, setup.backend)
+        blocks = [block_mask(mask, BLOCK) for mask in kept]
+        return [len(coder.encode(rgb, b, i == 0)) for i, (rgb, b) in enumerate(zip(frames, blocks, strict=True))]
+
+    def close(self) -> None:
+        """Nothing to close."""

@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ModelError
+from ..models.registry import REGISTRY, file_sha256
 from .base import Frame, FrameMasker, Mask, resize, upscale_probability
-from .runtime import TfliteModel, onnx_session, vendored
+from .runtime import TfliteModel, onnx_session
 
 
 class SelfieSegmenter:
@@ -19,7 +20,7 @@ class SelfieSegmenter:
     """
 
     def __init__(self, threads: int = 1, threshold: float = 0.5) -> None:
-        model = vendored("selfie")
+        model = REGISTRY.mask_model("selfie")
         self._model = TfliteModel(model, threads)
         self._threshold = threshold
         self.name = f"selfie-{model.sha256[:8]}-t{threshold}"
@@ -45,8 +46,6 @@ class OnnxSegmenter:
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        from ..models.registry import file_sha256
-
         self._session = onnx_session(path, threads)
         self._path = path
         model_input = self._session.get_inputs()[0]

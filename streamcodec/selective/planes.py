@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .fidelity import frame_to_rgb, rgb_to_frame
+from .colour import frame_to_rgb, rgb_to_frame
 
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -39,7 +39,7 @@ def usable_source(source: Any, rgb: Image, matrix: str = "bt601") -> bool:
 
 
 def source_matrix(source: Any, rgb: Image) -> str:
-    """The colour matrix (of fidelity.MATRICES) whose conversion of `source` gives exactly `rgb`; bt601 if none does."""
+    """The colour matrix (of colour.MATRICES) whose conversion of `source` gives exactly `rgb`; bt601 if none does."""
     return next((matrix for matrix in ("bt709",) if usable_source(source, rgb, matrix)), "bt601")
 
 

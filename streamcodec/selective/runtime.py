@@ -1,18 +1,18 @@
-"""The vendored mask models (name → file, sha256) and the runtimes that run them.
+"""How selective mode's mask models run: LiteRT for .tflite files, ONNX Runtime for .onnx files.
 
-MediaPipe's .tflite files run in LiteRT (`ai-edge-litert`, numpy-2 compatible, and it carries the
-`Convolution2DTransposeBias` custom op the selfie model needs); users' own models and the text
-detector run in ONNX Runtime. Both are imported lazily, so `import streamcodec` never loads them.
+Which models exist, where their files are and their sha256 is the model registry's business
+(`models.registry`, kinds "tflite" and "onnx": `REGISTRY.mask_model("selfie")`); this module
+only runs them. MediaPipe's .tflite files run in LiteRT (`ai-edge-litert`, numpy-2 compatible, and
+it carries the `Convolution2DTransposeBias` custom op the selfie model needs); users' own models
+and the text detector run in ONNX Runtime. Both are imported lazily, so `import streamcodec` never loads them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,69 +20,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import BackendUnavailableError, ModelError
-from ..models.registry import file_sha256
-
-MODELS_DIR = Path(__file__).parent / "models"
-
-
-@dataclass(frozen=True)
-class VendoredModel:
-    """One model file shipped in `models/`, with the sha256 checked at load."""
-
-    name: str
-    file: str
-    sha256: str
-
-    @property
-    def path(self) -> Path:
-        return MODELS_DIR / self.file
-
-
-_REGISTRY: dict[str, VendoredModel] = {}
-
-
-def register(model: VendoredModel) -> None:
-    """Add a vendored model; a name registered twice is a programming error."""
-    if model.name in _REGISTRY:
-        raise ModelError(f"mask model {model.name!r} is registered twice")
-    _REGISTRY[model.name] = model
-
-
-register(
-    VendoredModel("selfie", "selfie_segmentation.tflite", "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c")
-)
-register(
-    VendoredModel("face", "face_detection_short_range.tflite", "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8")
-)
-
-
-def vendored(name: str) -> VendoredModel:
-    """The registered model `name`, its file checked against its sha256.
-
-    Args:
-        name: a registered name ("selfie", "face").
-    Returns:
-        The model entry.
-    """
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown mask model {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _checked(_REGISTRY[name])
-
-
-@functools.cache
-def _checked(model: VendoredModel) -> VendoredModel:
-    if not model.path.is_file():
-        raise ModelError("mask model file is missing (broken install?)", model.path)
-    actual = file_sha256(model.path)
-    if actual != model.sha256:
-        raise ModelError(f"sha256 {actual[:12]}… does not match the registered {model.sha256[:12]}…", model.path)
-    return model
+from ..models.registry import ModelEntry
 
 
 class TfliteModel:
-    """A single-input .tflite model in LiteRT: `run(x) -> list of outputs` (float32 arrays)."""
+    """A single-input .tflite model in LiteRT: `run(x) -> list of outputs` (float32 arrays).
 
-    def __init__(self, model: VendoredModel, threads: int = 1) -> None:
+    Args:
+        model: a registered mask model of kind "tflite", its file already checked (`REGISTRY.mask_model`).
+        threads: CPU threads of the interpreter.
+    """
+
+    def __init__(self, model: ModelEntry, threads: int = 1) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:

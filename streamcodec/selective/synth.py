@@ -6,7 +6,8 @@ base GC model's encoder, the rest zero) and the label map (`labelcode`); the dec
     SynthesisModel("sc-small").synthesize(w_hat, labels) → (16h, 16w, 3) uint8 background
 
 and takes every pixel outside the keep mask from it. The model is registered like a GC model
-(`streamcodec/weights/registry.json`, kind "sc", sha256 and content id checked at load).
+(`streamcodec/weights/registry.json`, kind "sc", sha256 and content id checked at load by
+`REGISTRY.load_sc`) and runs on any engine that runs its Program (`engines.sc.sc_program`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..engines.sc import SCEngine
+from ..engines import Backend, create_backend
+from ..engines.sc import sc_program
 from ..errors import ModelError
-from ..models.registry import REGISTRY, Registry, check_file
-from ..models.sc import SCConfig, SCGenerator, load_sc_weights
+from ..models.registry import REGISTRY, Registry
+from ..models.sc import SCConfig, SCGenerator
 
 __all__ = ["DEFAULT_SC_MODEL", "SynthesisModel"]
 
@@ -26,20 +28,24 @@ DEFAULT_SC_MODEL = "sc-small"
 
 
 class SynthesisModel:
-    """A registered SC generator in eval mode on the CPU; deterministic for a given thread count."""
+    """A registered SC generator in eval mode on the CPU; deterministic for a given thread count.
+
+    Args:
+        name: a registered model of kind "sc".
+        registry: where it is registered.
+        engine: "torch" (eager, the CPU) or "onnxruntime" (the exported generator in engines/,
+            within 1 level of 255 of torch's).
+    """
 
     def __init__(self, name: str = DEFAULT_SC_MODEL, registry: Registry = REGISTRY, engine: str = "torch") -> None:
-        entry = registry.entry(name)
-        if entry.kind != "sc":
-            raise ModelError(f"model {name!r} is a {entry.kind} model, not a selective-mode synthesis (sc) model")
-        check_file(entry)
-        self.name, self.model_id = name, entry.model_id
-        self.net: SCGenerator = load_sc_weights(entry.path, entry.model_id)
-        # "onnxruntime" runs the exported generator (engines/, matches torch within 1 level of 255).
-        self.engine = SCEngine(entry, self.net, engine)
+        loaded = registry.load_sc(name)  # kind, sha256 and content id checked
+        self.name, self.model_id = name, loaded.entry.model_id
+        self.net: SCGenerator = loaded.net
+        self.engine: Backend = create_backend(engine, sc_program(loaded.entry, loaded.net))
 
     @property
     def config(self) -> SCConfig:
+        """The generator's config: its labeler, class count and the GC model it reads."""
         return self.net.cfg
 
     @property
@@ -97,4 +103,4 @@ class SynthesisModel:
         latent[:, self.net.cfg.keep :] = 0.0
         ids = torch.from_numpy(grid.astype(np.int64))[None]
         self.net.check(latent, ids)
-        return self.engine(latent.numpy(), ids.numpy())[0]
+        return self.engine.run("synthesize", latent.numpy(), ids.numpy())[0]

@@ -9,14 +9,11 @@ the frozen GC encoder's q1 latent → SC generator. Losses, with m the keep mask
     λ_fm · feature matching (D's features)           pixels real, the rest synthesized
 
 D is the multi-scale discriminator of `models.gc`, trained from the first step; the generator's
-adversarial terms join after `warmup_steps`. Checkpoints, resume and logging are `train.Trainer`'s.
+adversarial terms join after `warmup_steps`. Checkpoints, resume and logging are `loop.TrainerBase`'s.
 """
 
 from __future__ import annotations
 
-import json
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +24,26 @@ from torch import Tensor
 
 from ..errors import ModelError
 from ..models.gc import GCModel, MultiScaleDiscriminator
-from ..models.registry import REGISTRY, WEIGHTS_DIR, file_sha256
-from ..models.sc import SCConfig, SCGenerator, save_sc_weights
+from ..models.registry import REGISTRY
+from ..models.sc import SCConfig, SCGenerator
 from ..selective.labels import create_labeler
+from .config import SCTrainConfig
 from .data import CropSampler, find_media
-from .gc import Trainer, _feature_matching, _lsgan_d, _lsgan_g
+from .loop import TrainerBase
+from .losses import feature_matching, lsgan_d, lsgan_g, masked_mse
 
 
-@dataclass(frozen=True)
-class SCTrainConfig:
-    seed: int = 1
-    steps: int = 7000
-    batch: int = 8
-    crop: int = 128
-    #: Learning rate of the new parts: F and the first conv of G.
-    lr: float = 2e-4
-    #: Learning rate of the rest of G, copied from the GC model: low, so it stays close to it.
-    lr_finetune: float = 2e-5
-    lr_d: float = 2e-4
-    labels: str = "builtin"
-    warmup_steps: int = 1000
-    lambda_in: float = 100.0
-    lambda_out: float = 50.0
-    lambda_adv: float = 1.0
-    lambda_fm: float = 2.0
-    #: Most keep rectangles per crop (0 … this many, each up to half the crop on a side).
-    mask_rects: int = 3
-    checkpoint_every: int = 250
-    log_every: int = 50
+def parse_config(raw: dict[str, Any], path: Path) -> tuple[str, SCConfig, SCTrainConfig]:
+    """`name`, `[model]` (base GC model name, F's widths) and `[train]` of a parsed SC training config.
 
-
-def load_sc_config(raw: dict[str, Any], path: Path) -> tuple[str, SCConfig, SCTrainConfig]:
-    """`[model]` (base GC model name, F's widths) and `[train]` of an SC training config."""
+    Args:
+        raw: the config file's TOML as a dict.
+        path: the file, for messages and the default name (its stem).
+    Returns:
+        (name, SCConfig built on the registered base model and the labeler, SCTrainConfig).
+    Raises:
+        ValueError: an unknown key, or a crop that is not a multiple of the base model's factor.
+    """
     model = dict(raw.get("model", {}))
     train = dict(raw.get("train", {}))
     unknown = (set(train) - set(SCTrainConfig.__dataclass_fields__)) | (set(model) - {"base", "feat_width", "feat_channels"})
@@ -100,21 +85,17 @@ def random_keep_masks(rng: np.random.Generator, batch: int, size: int, rects: in
     return torch.from_numpy(masks.repeat(block, 1).repeat(block, 2)[:, None])
 
 
-def _masked_mse(a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
-    return ((a - b) ** 2 * weight).sum() / (weight.sum() * a.shape[1]).clamp_min(1.0)
-
-
-class SCTrainer(Trainer):
+class SCTrainer(TrainerBase[SCConfig, SCTrainConfig]):
     """Trains `SCGenerator` from a registered GC model (E frozen, G copied with zero extra inputs)."""
 
+    model: SCGenerator
+    sampler: CropSampler
+
     def __init__(self, name: str, model_cfg: SCConfig, cfg: SCTrainConfig, data: list[Path], out: Path) -> None:
-        self.name, self.model_cfg, self.cfg, self.out = name, model_cfg, cfg, out  # type: ignore[assignment]
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
+        super().__init__(name, model_cfg, cfg, out)
         self.base = base_gc_model(model_cfg).requires_grad_(False)
-        self.net = SCGenerator(model_cfg)
-        self.net.init_from_gc(self.base.G)
-        self.model = self.net  # type: ignore[assignment]
+        self.model = SCGenerator(model_cfg)
+        self.model.init_from_gc(self.base.G)
         self.labeler = create_labeler(cfg.labels, model_cfg.label_stride)
         if len(self.labeler.classes) != model_cfg.classes:
             raise ModelError(f"labeler {cfg.labels!r} has {len(self.labeler.classes)} classes, the model {model_cfg.classes}")
@@ -123,33 +104,31 @@ class SCTrainer(Trainer):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
         self.paths = find_media(data)
         self.sampler = CropSampler(self.paths, cfg.crop, cfg.seed)
-        self.step = 0
         out.mkdir(parents=True, exist_ok=True)
 
     def _param_groups(self, cfg: SCTrainConfig) -> list[dict[str, Any]]:
-        new = [p for name, p in self.net.named_parameters() if name.startswith(("F.", "G.net.0."))]
-        copied = [p for name, p in self.net.named_parameters() if not name.startswith(("F.", "G.net.0."))]
+        new = [p for name, p in self.model.named_parameters() if name.startswith(("F.", "G.net.0."))]
+        copied = [p for name, p in self.model.named_parameters() if not name.startswith(("F.", "G.net.0."))]
         return [{"params": new, "lr": cfg.lr}, {"params": copied, "lr": cfg.lr_finetune}]
 
     def state(self) -> dict[str, Any]:
-        return super().state() | {"kind": "sc", "model_cfg": self.model_cfg.to_dict()}
+        return super().state() | {"kind": "sc"}
 
     def _sc_batch(self) -> tuple[Tensor, Tensor, Tensor]:
         crops = self.sampler.batch(self.cfg.batch)
         labels = torch.from_numpy(np.stack([self.labeler.labels(c) for c in crops]).astype(np.int64))
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
-        cfg: SCTrainConfig = self.cfg  # type: ignore[assignment]
-        return x, labels, random_keep_masks(self.sampler.rng, cfg.batch, cfg.crop, cfg.mask_rects)
+        return x, labels, random_keep_masks(self.sampler.rng, self.cfg.batch, self.cfg.crop, self.cfg.mask_rects)
 
     def train_step(self) -> dict[str, float]:
-        cfg: SCTrainConfig = self.cfg  # type: ignore[assignment]
+        cfg = self.cfg
         x, labels, m = self._sc_batch()
         with torch.no_grad():
-            w_hat = self.base.Q(self.base.E(x)) * self.base.keep_mask(self.model_cfg.keep, x)  # type: ignore[attr-defined]
-        x_hat = self.net(w_hat, labels)
-        mse_in, mse_out = _masked_mse(x_hat, x, m), _masked_mse(x_hat, x, 1.0 - m)
+            w_hat = self.base.Q(self.base.E(x)) * self.base.keep_mask(self.model_cfg.keep, x)
+        x_hat = self.model(w_hat, labels)
+        mse_in, mse_out = masked_mse(x_hat, x, m), masked_mse(x_hat, x, 1.0 - m)
         shown = m * x + (1.0 - m) * x_hat
-        d_loss = _lsgan_d(self.disc(x), self.disc(shown.detach()))
+        d_loss = lsgan_d(self.disc(x), self.disc(shown.detach()))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
@@ -157,25 +136,10 @@ class SCTrainer(Trainer):
         logs = {"mse": F.mse_loss(x_hat, x).item(), "mse_in": mse_in.item(), "mse_out": mse_out.item(), "d": d_loss.item()}
         if self.step >= cfg.warmup_steps:
             real, fake = self.disc(x), self.disc(shown)
-            adv, fm = _lsgan_g(fake), _feature_matching(real, fake)
+            adv, fm = lsgan_g(fake), feature_matching(real, fake)
             loss = loss + cfg.lambda_adv * adv + cfg.lambda_fm * fm
             logs |= {"adv": adv.item(), "fm": fm.item()}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         return logs | {"loss": loss.item()}
-
-
-def export_sc_checkpoint(state: dict[str, Any], name: str, out_dir: Path = WEIGHTS_DIR) -> dict[str, str]:
-    """Write `<name>.npz` (float16) into `out_dir` and register it, kind "sc", in `out_dir/registry.json`."""
-    net = SCGenerator(SCConfig.from_dict(state["model_cfg"]))
-    net.load_state_dict(state["model"])
-    path = out_dir / f"{name}.npz"
-    model_id = save_sc_weights(path, net)
-    index_path = out_dir / "registry.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
-    card = index.get(name, {}).get("card", {})
-    card |= {"trained_steps": int(state["step"]), "train_config": state["train_cfg"]}
-    index[name] = {"file": path.name, "sha256": file_sha256(path), "model_id": model_id, "kind": "sc", "card": card}
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    return {"name": name, "model_id": model_id, "path": str(path)}

@@ -8,9 +8,10 @@ over the fill pixels the fidelity layer carries outside the kept region.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -184,6 +185,29 @@ class SelectiveOptions:
 
     def kept_names(self) -> list[str]:
         return list(self.keep) + (["mask-video"] if self.mask_video is not None else [])
+
+    @staticmethod
+    def default_fidelity(latency: str) -> str:
+        """The kept region's codec when none is asked: SVT-AV1 offline (18-27 % fewer bits than x265 at equal
+        kept-region PSNR on every clip of the evaluation), x265 at zero latency (fast enough for live)."""
+        return "av1" if latency == "offline" else "hevc"
+
+    @classmethod
+    def for_files(cls, *, fidelity: str | None = None, latency: str = "offline", **fields: Any) -> SelectiveOptions:
+        """The options a file is encoded with (`streamcodec encode`, `encode_file`): offline latency by default.
+
+        Args:
+            fidelity: None picks `default_fidelity(latency)`; "learned" always runs at zero latency.
+            latency: "offline" (the default for files) or "zero".
+            fields: any other field of SelectiveOptions.
+        """
+        fidelity = fidelity or cls.default_fidelity(latency)
+        return cls(fidelity=fidelity, latency="zero" if fidelity == "learned" else latency, **fields)
+
+    def with_thread_budget(self, threads: int | None) -> SelectiveOptions:
+        """A CPU budget (`--threads-per-job`): x265 gets `threads` threads, and 1 means no work beside the
+        caller's thread (masks, plate and reconstruction in turn). None keeps the defaults. Same bytes either way."""
+        return self if threads is None else replace(self, codec_threads=threads, parallel=threads > 1)
 
 
 def feather_alpha(kept: Mask, feather: int) -> npt.NDArray[np.float32]:

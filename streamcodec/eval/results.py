@@ -1,0 +1,80 @@
+"""What an evaluation is and what it produced, shared by the runner and every report.
+
+    runner ──► EvalRun (rows, not-available reasons, counts) ──► report ──► html_report, plots
+
+`EvalConfig` says what to run; `EvalRun` holds the result rows, whose columns (`COLUMNS`), labels
+(`LABELS`) and cell formatting (`fmt`) every report writes the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..codec import DEFAULT_GOP
+from ..models.registry import DEFAULT_MODEL
+from .codecs import DEFAULT_CODECS
+from .masks import MaskSource
+
+COLUMNS = (
+    "clip", "codec", "point", "quality_level", "target_kbps", "status", "detail",
+    "kbps", "bpp", "file_bytes", "frames", "width", "height", "duration_s",
+    "psnr_db", "psnr_of_mean_mse_db", "ms_ssim", "vmaf",
+    "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou",
+    "flicker", "background_flicker", "encode_fps", "decode_fps", "notes", "cached",
+)  # fmt: skip
+LABELS = {
+    "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "psnr_kept_db": "PSNR kept region (dB)",
+    "ms_ssim_kept": "MS-SSIM kept region", "kbps": "kbps", "bpp": "bpp", "flicker": "flicker",
+    "person_iou": "person IoU", "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
+}  # fmt: skip
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and where to write it.
+
+    `mask_source` is "auto" (selective mode's) or a given source (tests).
+    """
+
+    clips: list[Path]
+    codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
+    points: int = 4
+    out: Path = Path("eval-results")
+    anchor: str | None = None  # None: x265 when it runs, else the first codec given
+    model: str = DEFAULT_MODEL
+    gop: int = DEFAULT_GOP
+    vmaf: bool = True
+    progress: bool = False
+    command: str | None = None
+    mask_source: MaskSource | Literal["auto"] | None = "auto"
+
+
+@dataclass
+class EvalRun:
+    """What a run produced: the rows, the not-available reasons, and what it had to compute."""
+
+    config: EvalConfig
+    anchor: str
+    rows: list[dict[str, Any]]
+    not_available: dict[str, str]
+    environment: dict[str, Any]
+    computed: int = 0
+    cached: int = 0
+    failed: int = 0
+    unavailable: int = 0
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def fmt(value: Any, column: str = "") -> str:
+    """A cell for the human-readable tables."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        digits = 4 if column.startswith("ms_ssim") or column in ("bpp", "person_iou") else 1 if column.endswith("fps") else 2
+        return f"{value:.{digits}f}"
+    return str(value)
