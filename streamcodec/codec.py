@@ -27,7 +27,7 @@ from .selective.fidelity import CODECS as FIDELITY_CODECS
 from .selective.fidelity import PRESETS as FIDELITY_PRESETS
 from .selective.fidelity import offline_options
 from .selective.masks import DEFAULT_KEEP, create_mask_source, parse_keep
-from .selective.options import BG_OFFSET, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
+from .selective.options import BG_OFFSET, DEFAULT_BACKGROUND_ERROR, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
 
 __all__ = [
     "DEFAULT_GOP",
@@ -186,7 +186,7 @@ def selective_fingerprint() -> dict[str, Any]:
 
     Returns:
         JSON-able values: feather, background offsets, the fidelity codecs' offline presets and options,
-        the whole-frame threshold and the plate refresh.
+        the whole-frame threshold, the plate refresh and the default background bound.
     """
     return {
         "feather": FEATHER,
@@ -195,4 +195,5 @@ def selective_fingerprint() -> dict[str, Any]:
         "offline_options": {name: offline_options(name) for name in FIDELITY_CODECS},
         "whole_above": WHOLE_ABOVE,
         "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
+        "max_background_error": DEFAULT_BACKGROUND_ERROR,
     }

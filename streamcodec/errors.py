@@ -8,6 +8,7 @@ with it; the CLI prints `str(error)` on one line and exits non-zero.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +102,27 @@ def media_errors(path: str | Path, *, writing: bool = False) -> Iterator[None]:
         raise OutputError("permission denied", path) from exc
     except IsADirectoryError as exc:
         raise UnreadableInputError("is a directory, not a media file", path) from exc
+
+
+@contextlib.contextmanager
+def onnx_runtime_errors(path: str | Path, what: str, kind: type[StreamcodecError] = ModelError) -> Iterator[None]:
+    """Turn ONNX Runtime's own failures (InvalidArgument, Fail, INVALID_PROTOBUF, ...) into `kind`.
+
+    Args:
+        path: the model or engine file, named first in the message.
+        what: what was being done, e.g. "the segmenter cannot run on a (1, 3, 64, 64) float32 input".
+        kind: the project's exception to raise (ModelError for a user's model, BackendUnavailableError for an engine).
+    """
+    try:
+        yield
+    except StreamcodecError:
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        raise kind(f"{what}: ONNX Runtime: {_onnx_runtime_message(exc)}", path) from exc
+
+
+def _onnx_runtime_message(exc: Exception) -> str:
+    """ORT's message without its "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :" prefix, on one line."""
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : ", "", " ".join(str(exc).split()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,19 @@ def require(tool: str) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def onnx_engines() -> None:
-    """Build the shipped model's ONNX engines once, before any test (or CLI subprocess) needs them."""
+def onnx_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Build the shipped model's ONNX engines once, before any test (or CLI subprocess) needs them.
+
+    They go into the session's tmp folder, named by STREAMCODEC_ENGINES for this process and every
+    CLI subprocess it starts: the suite never writes into the user's cache or the checkout.
+    """
     from streamcodec.engines import engines_dir, export_onnx
     from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
 
-    export_onnx(REGISTRY.load(DEFAULT_MODEL), engines_dir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STREAMCODEC_ENGINES", str(tmp_path_factory.mktemp("engines")))
+        export_onnx(REGISTRY.load(DEFAULT_MODEL), engines_dir())
+        yield engines_dir()
 
 
 @pytest.fixture(scope="session")

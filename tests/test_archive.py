@@ -201,11 +201,140 @@ def test_restore_decodes_to_video_and_never_replaces_a_file(
     assert done.returncode == 0, done.stderr
     assert (restored / "cams" / "b.mp4").read_text() == "the user's own file"
     assert f"exists, left as it is: {restored / 'cams' / 'b.mp4'}" in done.stdout
-    assert "restored 2 files, 1 already there, 0 failed" in done.stdout
+    assert "restored 2 files, 0 of them with damaged frames concealed, 1 already there, 0 failed" in done.stdout
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
                             str(restored / "cams" / "north" / "a.mp4")], capture_output=True, text=True, check=True)  # fmt: skip
     frames = rows(archived[0], "SELECT frames FROM files WHERE source LIKE '%/a.mp4'")[0][0]
     assert int(probe.stdout.strip()) == frames >= 9
+
+
+def frame_count(video: Path) -> int:
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of",
+                            "csv=p=0", str(video)], capture_output=True, text=True, check=True)  # fmt: skip
+    return int(probe.stdout.strip())
+
+
+def test_restore_names_a_file_with_concealed_frames_and_exits_3_unless_allowed(
+    archived: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    archive = tmp_path / "copy"
+    shutil.copytree(archived[0], archive)
+    target = archive / "cams" / "north" / "a.mkv"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    target.write_bytes(bytes(data))
+    checked = run("verify", str(archive), "--full")
+    counted = re.search(rf"damaged: {re.escape(str(target))}: .*decode: (\d+) damaged frames concealed", checked.stdout)
+    assert checked.returncode == 1 and counted, checked.stdout
+    restored = tmp_path / "restored"
+    done = run("restore", str(archive), "--out", str(restored))
+    assert done.returncode == 3, done.stdout + done.stderr  # every file is there, but not every frame is the archived one
+    damaged = [line for line in done.stdout.splitlines() if line.startswith("damaged:")]
+    assert damaged == [
+        f"damaged: {target} → {restored / 'cams' / 'north' / 'a.mp4'}: {counted[1]} damaged frames concealed "
+        "(the last good frame until the next keyframe)"
+    ]  # the same file, the same count as verify --full
+    assert done.stdout.splitlines()[-1] == "restored 3 files, 1 of them with damaged frames concealed, 0 already there, 0 failed"
+    frames = rows(archive, "SELECT frames FROM files WHERE source LIKE '%/a.mp4'")[0][0]
+    assert frame_count(restored / "cams" / "north" / "a.mp4") == frames  # concealed frames are there, none lost
+    allowed = run("restore", str(archive), "--out", str(tmp_path / "allowed"), "--allow-damaged")
+    assert allowed.returncode == 0 and "1 of them with damaged frames concealed" in allowed.stdout, allowed.stdout
+
+
+def test_restore_brings_back_every_duplicate_from_its_originals_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_clip(src / "one.mp4", 0.5)
+    archive = tmp_path / "archive"
+    assert run("archive", str(src), "--out", str(archive)).returncode == 0
+    alone = run("restore", str(archive), "--out", str(tmp_path / "alone"))
+    assert alone.returncode == 0 and alone.stdout.startswith("restored 1 file, 0 of them"), alone.stdout
+    (src / "later").mkdir()
+    (src / "later" / "copy.mp4").write_bytes((src / "one.mp4").read_bytes())  # met in a later run
+    (src / "old.mov").write_bytes((src / "one.mp4").read_bytes())
+    done = run("archive", str(src), "--out", str(archive))
+    assert "3 files: 0 archived, 1 already archived, 2 duplicates, 0 failed" in done.stdout, done.stdout + done.stderr
+    assert rows(archive, "SELECT status, output, relative FROM files ORDER BY source") == [
+        ("duplicate", "src/one.mkv", "src/later/copy.mp4"),
+        ("duplicate", "src/one.mkv", "src/old.mov"),
+        ("done", "src/one.mkv", None),
+    ]
+    with sqlite3.connect(archive / "catalogue.sqlite") as db:  # as a catalogue before `relative` was recorded
+        db.execute("UPDATE files SET relative = NULL WHERE source LIKE '%/old.mov'")
+    restored = tmp_path / "restored"
+    done = run("restore", str(archive), "--out", str(restored))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "restored 3 files, 0 of them with damaged frames concealed, 0 already there, 0 failed"
+    made = sorted(p.relative_to(restored).as_posix() for p in restored.rglob("*.mp4"))
+    assert made == ["src/later/copy.mp4", "src/old.mp4", "src/one.mp4"]  # old.mov: its own name beside its original
+    frames = rows(archive, "SELECT frames FROM files WHERE status = 'done'")[0][0]
+    assert [frame_count(restored / name) for name in made] == [frames] * 3
+
+
+def _tamper(archive: Path, source_name: str, output: str) -> None:
+    with sqlite3.connect(archive / "catalogue.sqlite") as db:
+        db.execute("UPDATE files SET output = ? WHERE source LIKE ?", (output, f"%/{source_name}"))
+
+
+def test_restore_and_verify_refuse_catalogue_paths_that_lead_outside(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_clip(src / "a.mp4", 0.5)
+    make_clip(src / "b.mp4", 0.5, "mandelbrot")
+    archive = tmp_path / "archive"
+    assert run("archive", str(src), "--out", str(archive)).returncode == 0
+    pwned = tmp_path / "pwned"
+    pwned.mkdir()
+    shutil.copy(archive / "src" / "a.mkv", pwned / "evil.mkv")  # a real archived file: an unchecked path would decode it
+    (archive / "link").symlink_to(pwned)
+    for output in ("../pwned/evil.mkv", str(pwned / "evil.mkv"), "link/evil.mkv"):
+        _tamper(archive, "a.mp4", output)
+        restored = tmp_path / f"restored-{len(os.listdir(tmp_path))}"
+        done = run("restore", str(archive), "--out", str(restored))
+        assert done.returncode == 1, done.stdout + done.stderr
+        refused = [line for line in done.stdout.splitlines() if line.startswith("refused:")]
+        assert len(refused) == 1 and f"({src / 'a.mp4'}): output {output!r}" in refused[0], done.stdout
+        assert refused[0].endswith("; not restored")
+        assert done.stdout.splitlines()[-1].endswith("0 failed, 1 refused")
+        assert [p.name for p in restored.rglob("*.mp4")] == ["b.mp4"]  # the rest go on
+        assert os.listdir(pwned) == ["evil.mkv"] and not (restored.parent / "evil.mp4").exists()
+        checked = run("verify", str(archive))
+        last = checked.stdout.splitlines()[-1]
+        assert checked.returncode == 1 and re.fullmatch(r"verified 1 files \(.*\): 0 damaged, 0 missing, 1 refused", last), last
+        assert any(line.startswith(f"refused: catalogue row 1 ({src / 'a.mp4'}): output") for line in checked.stdout.splitlines())
+    _tamper(archive, "a.mp4", "src/a.mkv")
+    restored = tmp_path / "through-a-link"
+    restored.mkdir()
+    (restored / "src").symlink_to(pwned)  # the output side: a symlink inside --out that leads out of it
+    done = run("restore", str(archive), "--out", str(restored))
+    assert done.returncode == 1 and done.stdout.count("restore path") == 2, done.stdout
+    assert os.listdir(pwned) == ["evil.mkv"]
+
+
+def test_archive_never_writes_through_a_catalogue_path_outside_the_archive(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4", 0.5)
+    archive = tmp_path / "archive"
+    assert run("archive", str(src), "--out", str(archive)).returncode == 0
+    (archive / "clip.mkv").unlink()  # gone: the rerun encodes the file again, to the row's output
+    _tamper(archive, "clip.mp4", "../pwned/clip.mkv")
+    (tmp_path / "pwned").mkdir()
+    done = run("archive", str(src), "--out", str(archive))
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(tmp_path / "pwned") == []
+    assert f"refused: catalogue row 1 ({src}): output '../pwned/clip.mkv' is outside the archive" in done.stderr
+    assert rows(archive, "SELECT status, output FROM files") == [("done", "clip.mkv")]
+
+
+def test_an_archive_inside_its_source_reached_through_a_symlink_is_never_scanned(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_clip(src / "cams" / "a.mp4", 0.5)
+    (tmp_path / "link").symlink_to(src)
+    archive = tmp_path / "link" / "archive"  # the same folder as src/archive, by another name
+    for already in (0, 1):
+        done = run("archive", str(src), "--out", str(archive))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"1 files: {1 - already} archived, {already} already archived, 0 duplicates, 0 failed" in done.stdout
+    named = run("archive", str(src / "archive"), str(src / "cams" / "a.mp4"), "--out", str(archive))  # the archive as a source
+    assert named.returncode == 0 and "1 files:" in named.stdout, named.stdout + named.stderr
+    assert [source for (source,) in rows(archive, "SELECT source FROM files")] == [str(src / "cams" / "a.mp4")]
 
 
 def test_rerun_skips_by_content_hash_and_recognises_a_renamed_copy(sources: Path, tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -346,3 +348,76 @@ def test_gc_small_levels_in_help_match_the_model() -> None:
     from streamcodec.codec import quality_levels
 
     assert quality_levels("gc-small") == GC_SMALL_LEVELS
+
+
+class _Child:
+    """A CLI subprocess whose stderr is read as it comes: `-X importtime` lines say where its imports are."""
+
+    def __init__(self, *args: str) -> None:
+        import queue
+        import threading
+
+        command = [sys.executable, "-X", "importtime", "-m", "streamcodec.cli", *args]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.said: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for_import(self, module: str) -> None:
+        """Return once `module` has been imported (its importtime line came)."""
+        while (line := self.lines.get(timeout=120)) is not None:
+            if not line.startswith("import time:"):
+                self.said.append(line)
+            elif line.split("|")[-1].strip() == module:
+                return
+        raise AssertionError(f"exited before importing {module}: {self.said}")
+
+    def stopped_by(self, signum: int, timeout: float = 30) -> tuple[int, list[str]]:
+        """Send `signum`; the exit status and the stderr lines that are not importtime's."""
+        self.process.send_signal(signum)
+        status = self.process.wait(timeout=timeout)
+        while (line := self.lines.get(timeout=10)) is not None:
+            if not line.startswith("import time:"):
+                self.said.append(line)
+        return status, self.said
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("moment", ["click", "numpy"], ids=["importing-the-cli", "importing-torch-for-the-command"])
+def test_a_signal_while_importing_is_one_line_and_130_or_143(signum: int, moment: str, tmp_path: Path) -> None:
+    """click: the command line's own imports (in `main`, before the command runs); numpy: the command's lazy ones."""
+    clip = tmp_path / "in.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "2", "-c:v", "ffv1", str(clip))
+    child = _Child("encode", str(clip), "-o", str(tmp_path / "out.mkv"), "--no-preview")
+    child.wait_for_import(moment)
+    status, said = child.stopped_by(signum)
+    prefix = "streamcodec encode" if moment == "numpy" else "streamcodec"
+    assert (status, said) == (128 + signum, [f"{prefix}: interrupted; no partial output was left"])
+    assert _only(tmp_path) == ["in.mkv"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_reading_a_fifo_that_never_ends_is_one_line_and_leaves_no_partial(signum: int, tmp_path: Path) -> None:
+    frames = tmp_path / "frames.y4m"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "12", "-pix_fmt", "yuv420p", str(frames))
+    fifo = tmp_path / "live.y4m"
+    os.mkfifo(fifo)
+    gc = ["--mode", "gc", "--engine", "onnxruntime", "--no-preview"]
+    child = _Child("encode", str(fifo), "-o", str(tmp_path / "out.mkv"), *gc)
+    with open(fifo, "wb") as writer:  # opened once the child opens it; held open, never ended
+        writer.write(frames.read_bytes())
+        writer.flush()
+        deadline = time.monotonic() + 120
+        while not any(name.startswith(".out.mkv.partial-") for name in _only(tmp_path)):  # it is writing the output
+            assert time.monotonic() < deadline and child.process.poll() is None, child.said
+            time.sleep(0.1)
+        time.sleep(1)  # and blocked in FFmpeg's read of the FIFO, in C, where Python runs no handler
+        status, said = child.stopped_by(signum)
+    assert (status, said) == (128 + signum, ["streamcodec encode: interrupted; no partial output was left"])
+    assert _only(tmp_path) == ["frames.y4m", "live.y4m"]

@@ -434,3 +434,166 @@ def test_segment_of_unknown_size_cut_between_clusters_is_a_truncation(stream: Pa
     assert [str(e) for e in errors] == [f"{cut}: {message} at byte {cut_at}"]
     with pytest.raises(TruncatedStreamError, match="SeekHead points at"):
         decode_file(cut, None)
+
+
+# --- a Cluster id hit into another top-level id ----------------------------------------------
+
+KNOWN_IDS = [ID.INFO, ID.CUES, ID.TAGS, ID.SEEK_HEAD, ID.TRACKS, ID.CHAPTERS, ID.ATTACHMENTS]
+
+
+def with_cluster_id(stream: Path, tmp_path: Path, which: int, element_id: int, body_hit: bool = False) -> Path:
+    """A copy of `stream` whose `which`-th Cluster carries `element_id` (and, with `body_hit`, a
+    damaged CRC-32 element id, so that its content no longer begins as a Cluster's)."""
+    data = bytearray(stream.read_bytes())
+    cluster = top_level(stream)[ID.CLUSTER][which]
+    data[cluster.offset : cluster.offset + 4] = ebml.encode_id(element_id)
+    if body_hit:
+        data[cluster.data_offset] ^= 0xFF
+    path = tmp_path / "renamed.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("which", [0, 2, 4])
+@pytest.mark.parametrize("element_id", KNOWN_IDS)
+def test_cluster_id_hit_into_another_known_id_keeps_its_frames_and_is_reported(
+    stream: Path, tmp_path: Path, which: int, element_id: int
+) -> None:
+    # Issue 20 item 4: the Cluster was skipped as the element its id named, 8 frames gone without a word.
+    path = with_cluster_id(stream, tmp_path, which, element_id)
+    warnings: list[str] = []
+    summary = decode_file(path, None, on_warning=warnings.append)
+    assert (summary.frames, summary.damaged_frames) == (FRAMES, 0)
+    assert any(f"Cluster id is damaged (reads 0x{element_id:X}" in w for w in warnings), warnings
+    info = stream_info(path)
+    assert (info.frames, info.lost_frames) == (FRAMES, 0) and info.damaged
+
+
+@pytest.mark.parametrize("element_id", KNOWN_IDS)
+def test_cluster_hit_into_another_known_id_with_a_damaged_body_counts_its_frames_as_lost(
+    stream: Path, tmp_path: Path, element_id: int
+) -> None:
+    path = with_cluster_id(stream, tmp_path, 2, element_id, body_hit=True)
+    warnings: list[str] = []
+    summary = decode_file(path, tmp_path / "out.y4m", on_warning=warnings.append)
+    assert (summary.frames, summary.damaged_frames) == (FRAMES, GOP)
+    assert any("covers the Cluster the Cues place at byte" in w for w in warnings), warnings
+    assert any("8 frames lost to container damage at 0.640–0.920 s" in w for w in warnings), warnings
+    assert len(frame_times(tmp_path / "out.y4m")) == FRAMES
+    result = run_cli("info", str(path), "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (json.loads(result.stdout)["frames"], json.loads(result.stdout)["lost_frames"]) == (FRAMES, GOP)
+
+
+@pytest.mark.parametrize(("element_id", "name"), [(ID.INFO, "Info"), (ID.TRACKS, "Tracks"), (ID.CUES, "Cues")])
+def test_second_element_of_a_kind_that_occurs_once_among_the_clusters_is_reported(
+    stream: Path, tmp_path: Path, element_id: int, name: str
+) -> None:
+    # Without usable Cues to say a Cluster was there, a second Info, Tracks or Cues is what gives it away.
+    data = bytearray(with_cluster_id(stream, tmp_path, 2, element_id, body_hit=True).read_bytes())
+    cues = top_level(stream)[ID.CUES][0]
+    data[cues.data_offset + ebml.CRC_ELEMENT_SIZE + 5] ^= 0x04  # the Cues fail their CRC-32: ignored
+    path = tmp_path / "no-cues.mkv"
+    path.write_bytes(bytes(data))
+    warnings: list[str] = []
+    decode_file(path, None, on_warning=warnings.append)
+    assert any(f"a second {name} (the first at byte" in w for w in warnings), warnings
+    if element_id != ID.CUES:  # the first Cues met is the false one: the real one, at the end, comes too late to count
+        assert any("8 frames lost to container damage" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(("which", "span"), [(2, "0.640–0.920 s"), (4, "1.280–1.560 s")])
+def test_cluster_removed_whole_is_counted_as_lost_from_the_cues(stream: Path, tmp_path: Path, which: int, span: str) -> None:
+    # Nothing in the container is broken once the Segment size and the SeekHead are patched: only the
+    # Cues (a keyframe that never comes) tell that frames are missing.
+    data = bytearray(stream.read_bytes())
+    elements = top_level(stream)
+    cluster, seek_head = elements[ID.CLUSTER][which], elements[ID.SEEK_HEAD][0]
+    assert cluster.end is not None
+    removed = cluster.end - cluster.offset
+    header = ebml.parse_header(bytes(data), 0, 0, stream)
+    assert header.end is not None
+    segment = ebml.parse_header(bytes(data), header.end, 0, stream)
+    assert segment.size is not None
+    size_length = segment.data_offset - segment.offset - 4
+    data[segment.offset + 4 : segment.data_offset] = ebml.encode_size(segment.size - removed, size_length)
+    cues_seek = data.index(ebml.encode_id(ID.CUES) + ebml.encode_id(ID.SEEK_POSITION), seek_head.offset) + 7
+    old = int.from_bytes(data[cues_seek : cues_seek + 8], "big")
+    data[cues_seek : cues_seek + 8] = (old - removed).to_bytes(8, "big")
+    recompute_crc(data, seek_head)
+    del data[cluster.offset : cluster.end]
+    path = tmp_path / "removed.mkv"
+    path.write_bytes(bytes(data))
+    with MatroskaReader(path) as reader:
+        assert not reader.damage and len(list(reader.packets({1}))) == FRAMES - GOP  # the reader sees no damage
+    warnings: list[str] = []
+    summary = decode_file(path, None, on_warning=warnings.append)
+    assert (summary.frames, summary.damaged_frames) == (FRAMES, GOP)
+    assert any("8 frames lost" in w and span in w for w in warnings), warnings
+    info = stream_info(path)
+    assert (info.frames, info.lost_frames) == (FRAMES, GOP) and info.damaged
+
+
+# --- splices of the two modes ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gc_stream(stream: Path) -> Path:
+    """The same 40 frames in global mode."""
+    out = stream.parent / "gc.mkv"
+    encode_file(stream.parent / "source.mp4", out, mode="gc", gop=GOP, quality=1, preview=False)
+    return out
+
+
+def spliced_modes(head: Path, tail: Path, tmp_path: Path, cut_in: int = 0) -> Path:
+    """`head` up to its third Cluster (plus `cut_in` bytes of it), then `tail` from its third Cluster on."""
+    head_at, tail_at = top_level(head)[ID.CLUSTER][2].offset, top_level(tail)[ID.CLUSTER][2].offset
+    path = tmp_path / "spliced.mkv"
+    path.write_bytes(head.read_bytes()[: head_at + cut_in] + tail.read_bytes()[tail_at:])
+    return path
+
+
+def first_frames(path: Path, count: int) -> list[bytes]:
+    with av.open(str(path)) as container:
+        frames = zip(container.decode(video=0), range(count), strict=False)
+        return [frame.to_ndarray(format="rgb24").tobytes() for frame, _ in frames]
+
+
+@pytest.mark.parametrize("cut_in", [0, 300])
+@pytest.mark.parametrize("gc_first", [True, False])
+def test_splice_of_the_two_modes_keeps_the_frames_of_the_files_own_mode(
+    stream: Path, gc_stream: Path, tmp_path: Path, gc_first: bool, cut_in: int
+) -> None:
+    # Issue 20 item 3: a GC file whose tail is selective-mode Clusters was refused whole, even with --salvage.
+    head, tail = (gc_stream, stream) if gc_first else (stream, gc_stream)
+    path = spliced_modes(head, tail, tmp_path, cut_in)
+    warnings: list[str] = []
+    summary = decode_file(path, tmp_path / "out.y4m", salvage=True, on_warning=warnings.append)
+    other = "SELECTIVE_INTRA" if gc_first else "INTRA"
+    mode = "gc" if gc_first else "selective"
+    assert any(f"is damaged ({other} frame in a {mode}-mode stream" in w for w in warnings)
+    assert summary.frames >= FRAMES - (GOP if cut_in else 0) and summary.damaged_frames >= 3 * GOP
+    decode_file(head, tmp_path / "clean.y4m")
+    assert first_frames(tmp_path / "out.y4m", 2 * GOP) == first_frames(tmp_path / "clean.y4m", 2 * GOP)
+    info = stream_info(path)
+    assert any(f"{other} frame in a {mode}-mode stream" in line for line in info.damaged), info.damaged
+    assert info.keyframes in (2, 3)  # the head's own (its third when the cut leaves it whole), never the tail's
+
+
+def test_frame_this_build_cannot_decode_is_refused_naming_the_file(gc_stream: Path, tmp_path: Path) -> None:
+    path = tmp_path / "newer.mkv"
+    with MatroskaReader(gc_stream) as reader:
+        track = reader.track(1)
+        packets = list(reader.packets({1}))
+    odd = bytearray(packets[3].data)
+    odd[0] = odd[0] & 0xF0 | 0x07  # frame type 7: unknown to this decoder, in an intact packet
+    odd[-4:] = struct.pack(">I", zlib.crc32(bytes(odd[:-4])))
+    spec = TrackSpec(1, "video", track.codec_id, codec_private=track.codec_private, default_duration_ns=40_000_000)
+    with MatroskaWriter(path, [spec], writing_app="tests") as writer:
+        for index, packet in enumerate(packets):
+            writer.write(1, packet.time, bytes(odd) if index == 3 else packet.data, packet.keyframe)
+    with pytest.raises(StreamcodecError, match=rf"^{path}: frame 3 at 0.120 s: unknown frame type 7"):
+        decode_file(path, None, salvage=True)
+    result = run_cli("decode", str(path), "-o", str(tmp_path / "out.y4m"))
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].endswith("unknown frame type 7")
+    assert str(path) in result.stderr.strip().splitlines()[-1]

@@ -15,12 +15,12 @@ import torch
 
 from streamcodec import cli
 from streamcodec.codec import Decoder, Encoder
-from streamcodec.engines import create_backend, engines_dir, export_onnx
+from streamcodec.engines import OnnxRuntimeBackend, create_backend, engines_dir, export_onnx
 from streamcodec.engines.base import Graph, TorchGraphs, build_torch_model
 from streamcodec.engines.manifest import ArtifactSpec, stale_reason
 from streamcodec.engines.tensorrt import export_program, input_shapes
 from streamcodec.io.demux import first_frames
-from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY
+from streamcodec.models.registry import DEFAULT_MODEL, REGISTRY, file_sha256
 
 from .conftest import ffmpeg
 
@@ -100,7 +100,8 @@ def test_a_stale_manifest_is_listed_as_stale_and_rebuilt_never_used(tmp_path: Pa
     assert built.returncode == 0, built.stderr
     lines = built.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamcodec: rebuilding stale (libraries ") and analyze.name in lines[0]
-    assert json.loads(analyze.with_name(analyze.name + ".json").read_text()) == manifest | {"artifact": analyze.name}
+    rebuilt = json.loads(analyze.with_name(analyze.name + ".json").read_text())
+    assert rebuilt == manifest | {"artifact": analyze.name, "artifact_sha256": file_sha256(analyze)}
     assert analyze.read_bytes()[:16] != b"not an onnx file"[:16]
     assert synthesize.stat().st_mtime_ns == before  # the current one is reused, not rebuilt
     spec = ArtifactSpec(REGISTRY.entry(DEFAULT_MODEL), "analyze", "onnxruntime", "fp32", (4096, 4096))
@@ -118,6 +119,43 @@ def test_an_artifact_of_other_weights_is_rebuilt(tmp_path: Path) -> None:
     export_onnx(REGISTRY.load(DEFAULT_MODEL), folder)
     assert stale_reason(synthesize, spec) is None
     assert json.loads(manifest_file.read_text())["weights_sha256"] == REGISTRY.entry(DEFAULT_MODEL).sha256
+
+
+def test_a_damaged_artifact_beside_an_intact_manifest_is_rebuilt_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _copy_engines(tmp_path)
+    synthesize = next(folder.glob("*-synthesize-*.onnx"))
+    manifest = json.loads(synthesize.with_name(synthesize.name + ".json").read_text())
+    assert manifest["artifact_sha256"] == file_sha256(synthesize)
+    data = bytearray(synthesize.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 64] = b"\xff" * 64  # same size, same manifest: only the bytes say it
+    synthesize.write_bytes(bytes(data))
+    listing = run_cli("engines", "list", env=os.environ | {"STREAMCODEC_ENGINES": str(folder)})
+    assert f"{synthesize.name}\tgc-small\tonnxruntime\tfp32\tmax 4096x4096\tstale (artifact sha256 " in listing.stdout
+    capsys.readouterr()
+    rebuilt = OnnxRuntimeBackend(REGISTRY.load(DEFAULT_MODEL), folder)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("streamcodec: rebuilding stale (artifact sha256 "), err
+    assert "the file is damaged" in err[0] and synthesize.name in err[0]
+    assert file_sha256(synthesize) == json.loads(synthesize.with_name(synthesize.name + ".json").read_text())["artifact_sha256"]
+    frame = rebuilt.synthesize(np.zeros((1, 16, 2, 3), dtype=np.float32))
+    assert frame.shape == (1, 32, 48, 3)
+
+
+def test_engines_are_cached_in_the_users_cache_folder_never_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREAMCODEC_ENGINES")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert engines_dir() == tmp_path / "home" / ".cache" / "streamcodec" / "engines"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
+    assert engines_dir() == tmp_path / "home" / ".cache" / "streamcodec" / "engines"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert engines_dir() == tmp_path / "cache" / "streamcodec" / "engines"
+    listing = run_cli("engines", "list", env=dict(os.environ))
+    assert listing.returncode == 0 and f"artifacts in {tmp_path / 'cache' / 'streamcodec' / 'engines'}: none" in listing.stdout
+    monkeypatch.setenv("STREAMCODEC_ENGINES", str(tmp_path / "mine"))
+    assert engines_dir() == tmp_path / "mine"
 
 
 def test_tensorrt_export_has_symbolic_height_and_width_and_matches_eager_at_two_sizes() -> None:

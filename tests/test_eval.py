@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -205,9 +206,11 @@ def test_eval_measures_reports_failures_and_caches(clip_with_audio: Path, tmp_pa
     assert plots and all(f'<img src="{p.name}"' in html for p in plots)
     assert "not available" in html and "libdoesnotexist" in html
 
-    again = run_eval(config)  # nothing is missing but the failed cells, which are retried
+    again = run_eval(replace(config, force=True))  # nothing is missing but the failed cells, which are retried
     assert (again.computed, again.cached, again.failed) == (2, 4, 2)
-    steady = run_eval(EvalConfig(clips=[clip_with_audio], codecs=codecs[:4], points=2, out=out, anchor="x264", mask_source=None))
+    steady = run_eval(
+        EvalConfig(clips=[clip_with_audio], codecs=codecs[:4], points=2, out=out, anchor="x264", mask_source=None, force=True)
+    )
     assert (steady.computed, steady.cached) == (0, 4)
     assert _read_csv(out / "results.csv")[0]["cached"] == "True"
 
@@ -253,9 +256,9 @@ def test_classical_codecs_get_points_for_each_streamcodec_mode(tmp_path: Path) -
 
     codecs = ["streamcodec-gc", "streamcodec-sc", "x265"]
     both = EvalConfig(clips=[], codecs=codecs, points=3, out=tmp_path, mask_source=_CentreMasks())
-    assert _Grid(both)._count(CODECS["x265"]) == 6
+    assert _Grid(both, tmp_path)._count(CODECS["x265"]) == 6
     unmasked = EvalConfig(clips=[], codecs=codecs, points=3, out=tmp_path, mask_source=None)
-    assert _Grid(unmasked)._count(CODECS["x265"]) == 3  # selective mode is n/a without masks
+    assert _Grid(unmasked, tmp_path)._count(CODECS["x265"]) == 3  # selective mode is n/a without masks
 
 
 def _mask_union() -> np.ndarray:
@@ -314,3 +317,38 @@ def test_eval_runs_on_a_y4m_clip_and_summary_says_why_bd_rate_is_missing(tmp_pat
     needs_four = "n/a — anchor: 1 distinct point(s), BD-rate needs ≥ 4"
     assert f"- tiny x264 (PSNR (dB), MS-SSIM, PSNR kept region (dB)): {needs_four}" in summary
     assert "- tiny x264 (VMAF): n/a — not available: switched off (--no-vmaf)" in summary
+
+
+def test_eval_refuses_existing_outputs_and_symlinks_and_keeps_the_users_files(
+    clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, victim = tmp_path / "o", tmp_path / "victim"
+    (out / "work").mkdir(parents=True)
+    (out / "work" / "notes").write_text("years of work")
+    (out / "report.html").write_text("mine")
+    victim.write_text("not eval's")
+    (out / "summary.md").symlink_to(victim)
+    args = ["eval", str(clip_with_audio), "--codecs", "x264", "--points", "1", "--no-vmaf", "--out", str(out)]
+
+    def refused(*extra: str) -> str:
+        capsys.readouterr()
+        assert cli.main([*args, *extra]) == cli.EXIT_ERROR
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    assert f"{out / 'report.html'}: exists; pass --force (-y)" in refused()
+    assert f"{out / 'summary.md'}: is a symbolic link" in refused("--force")  # never followed, never replaced
+    assert (out / "work" / "notes").read_text() == "years of work" and (out / "report.html").read_text() == "mine"
+    assert victim.read_text() == "not eval's" and (out / "summary.md").is_symlink()
+
+    (out / "summary.md").unlink()
+    assert cli.main([*args, "--force"]) == 0
+    assert "<html>" in (out / "report.html").read_text()  # replaced, as asked
+    assert (out / "work" / "notes").read_text() == "years of work"  # its scratch was a folder of its own
+    assert not [p.name for p in out.iterdir() if ".partial-" in p.name]
+    assert f"{out / 'results.csv'}: exists" in refused()  # a rerun without --force touches nothing
+    (out / "rd_tone.png").unlink()
+    (out / "rd_tone.png").symlink_to(victim)
+    assert f"{out / 'rd_tone.png'}: is a symbolic link" in refused("--force")
+    assert victim.read_text() == "not eval's"

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,3 +274,34 @@ def test_y4m_header_carries_the_stream_frame_rate(rate: str, header: str, tmp_pa
     )
     assert probe.stdout.strip() == (rate if "/" in rate else f"{rate}/1")
     assert os.path.getsize(y4m) > 3 * 32 * 32 * 3
+
+
+@pytest.mark.parametrize("alias", ["same name", "symlink", "hard link"])
+def test_encode_and_decode_refuse_an_output_that_is_the_input_even_with_force(
+    clip_with_audio: Path, encoded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], alias: str
+) -> None:
+    source, stream = tmp_path / "clip.mp4", tmp_path / "x.mkv"
+    shutil.copy(clip_with_audio, source)
+    shutil.copy(encoded, stream)
+    originals = {path: path.read_bytes() for path in (source, stream)}
+
+    def other_name(path: Path) -> Path:
+        if alias == "same name":
+            return path
+        link = tmp_path / f"{path.stem}-{alias.replace(' ', '-')}{path.suffix}"
+        if alias == "symlink":
+            link.symlink_to(path)
+        else:
+            os.link(path, link)
+        return link
+
+    to_source, to_stream = other_name(source), other_name(stream)
+    for args in (
+        ("encode", str(source), "-o", str(to_source), "--mode", "gc", "-y"),
+        ("decode", str(stream), "-o", str(to_stream), "-y"),
+        ("decode", str(stream), "-o", str(to_source), "--reference", str(source), "-y"),
+    ):
+        line = cli_error(capsys, *args)
+        assert "is also the input" in line and "--force never replaces an input" in line
+    assert {path: path.read_bytes() for path in originals} == originals
+    assert not partials(tmp_path)

@@ -309,3 +309,15 @@ def test_paths_may_be_str_or_pathlike(clip_with_audio: Path, tmp_path: Path) -> 
     frames = decode_file(out, f"{tmp_path}/frames/", reference=str(clip_with_audio))
     assert frames.frames == 12 and len(list((tmp_path / "frames").glob("*.png"))) == 12
     assert decode_file(tmp_path / "str.mkv", None).frames == 12
+
+
+def test_info_states_the_background_bound_the_stream_was_made_with(clip_with_audio: Path, tmp_path: Path) -> None:
+    from streamcodec.codec import SelectiveOptions
+
+    bounded, unbounded = tmp_path / "bounded.mkv", tmp_path / "unbounded.mkv"
+    encode_file(clip_with_audio, bounded, preview=False)
+    encode_file(clip_with_audio, unbounded, preview=False, selective=SelectiveOptions.for_files(max_background_error=0))
+    assert "background within 20 levels of the source" in stream_info(bounded).text()
+    assert stream_info(bounded).config["extra"]["max_background_error"] == 20.0
+    assert "no background bound" in stream_info(unbounded).text()
+    assert "max_background_error" not in stream_info(unbounded).config["extra"]

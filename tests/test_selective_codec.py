@@ -492,6 +492,7 @@ def test_sc_options_reach_the_stream(clip: Path, tmp_path: Path) -> None:
         "synth_model_id": SynthesisModel("sc-small").model_id,
         "labeler": "builtin",
         "label_classes": 30,
+        "max_background_error": 20.0,  # the default background bound
     }
     frames = decode_all(config, packets)
     assert all(frame is not None for frame in frames)

@@ -169,6 +169,67 @@ def test_user_onnx_segmenter_runs_and_keeps_what_it_marks(tmp_path: Path) -> Non
         create_segmenter(f"onnx:{tmp_path / 'missing.onnx'}")
 
 
+def _onnx_model(
+    path: Path, inputs: list[int | None], output: list[int | None], *, dtype: int = 1, reshape: list[int] | None = None
+) -> str:
+    """A valid one-node ONNX model: mean over axis 1 (or a Reshape to `reshape`), input of `dtype` (1: float)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)]
+    if reshape is None:
+        nodes.append(helper.make_node("ReduceMean", ["xf"], ["p"], axes=[1], keepdims=1))
+    else:
+        nodes.append(helper.make_node("Reshape", ["xf", "s"], ["p"]))
+    init = [helper.make_tensor("s", TensorProto.INT64, [len(reshape)], reshape)] if reshape is not None else []
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", dtype, inputs)],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, output)], init,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return f"onnx:{path}"
+
+
+def test_user_onnx_models_of_the_wrong_shape_are_refused_when_loaded_naming_both_shapes(tmp_path: Path) -> None:
+    from streamcodec.selective.labels import create_labeler
+
+    needs = r"needs one float32 RGB input \(1, 3, H, W\) or \(1, H, W, 3\); this model takes "
+    batch2 = _onnx_model(tmp_path / "batch2.onnx", [2, 3, None, None], [2, 1, None, None])
+    as_uint8 = _onnx_model(tmp_path / "uint8.onnx", [1, 3, None, None], [1, 1, None, None], dtype=2)
+    fixed = _onnx_model(tmp_path / "fixed.onnx", [1, 3, 64, 64], [1, 1, 32, 32], reshape=[1, 1, 32, 32])
+    for create, role in ((create_segmenter, "segmenter"), (create_labeler, "labeler")):
+        with pytest.raises(ModelError, match=rf"batch2.onnx: the {role} {needs}'x' float32 \(2, 3, \?, \?\)$"):
+            create(batch2)
+        with pytest.raises(ModelError, match=rf"uint8.onnx: the {role} {needs}'x' uint8 \(1, 3, \?, \?\)$"):
+            create(as_uint8)
+        cannot_run = rf"the {role} cannot run on a \(1, 3, 64, 64\) float32 input: ONNX Runtime: .*Reshape"
+        with pytest.raises(ModelError, match=cannot_run):
+            create(fixed)
+    two_maps = tmp_path / "two.onnx"
+    _onnx_model(two_maps, [1, 3, None, None], [1, 2, None, None], reshape=[1, 2, 96, 64])
+    with pytest.raises(ModelError, match=r"needs one person map .* this model gives \(1, 2, 96, 64\)"):
+        create_segmenter(f"onnx:{two_maps}")
+
+
+def test_encode_with_a_segmenter_of_the_wrong_shape_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ffmpeg
+
+    clip = tmp_path / "clip.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-frames:v", "3", "-c:v", "ffv1", str(clip))
+    model = _onnx_model(tmp_path / "fixed.onnx", [1, 3, 64, 64], [1, 1, 32, 32], reshape=[1, 1, 32, 32])
+    out = tmp_path / "out.mkv"
+    args = ["encode", str(clip), "-o", str(out), "--no-preview", "--keep", "person", "--segmenter", model]
+    result = subprocess.run([sys.executable, "-m", "streamcodec.cli", *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    said = f"streamcodec encode: error: {tmp_path / 'fixed.onnx'}: the segmenter cannot run on a (1, 3, 64, 64)"
+    assert len(lines) == 1 and lines[0].startswith(said)
+    assert not out.exists()
+
+
 def test_mask_video_is_read_in_step_and_must_cover_the_input(tmp_path: Path) -> None:
     import av
 
@@ -184,12 +245,48 @@ def test_mask_video_is_read_in_step_and_must_cover_the_input(tmp_path: Path) -> 
     video = MaskVideo(path)
     frame = np.zeros((64, 96, 3), dtype=np.uint8)  # twice the mask video's size: scaled
     masks = [video.mask(frame) for _ in range(3)]
+    assert video.notes == [f"{path}: mask video is 48x32, the input 96x64: scaled to the input's size (nearest neighbour)"]
     assert [int(m[:, 32 * t : 32 * t + 32].mean() * 100) for t, m in enumerate(masks)] == [100, 100, 100]
     assert all(m.sum() == 64 * 32 for m in masks)
     with pytest.raises(UnreadableInputError, match="mask video ends after 3 frames"):
         video.mask(frame)
     video.reset()
     assert np.array_equal(video.mask(frame), masks[0])
+
+
+def _mask_video(path: Path, width: int, height: int, frames: int) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "gray"
+        for _ in range(frames):
+            luma = np.zeros((height, width), dtype=np.uint8)
+            luma[: height // 2, : width // 2] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(luma, format="gray")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_mask_video_of_another_size_is_said_once_as_an_encode_warning_and_in_json(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ffmpeg
+
+    clip = tmp_path / "clip.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-frames:v", "4", "-c:v", "ffv1", str(clip))
+    small = _mask_video(tmp_path / "small.mkv", 48, 32, 4)
+    args = ["encode", str(clip), "-o", str(tmp_path / "out.mkv"), "--keep", "motion", "--mask", str(small), "--json"]
+    result = subprocess.run([sys.executable, "-m", "streamcodec.cli", *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    said = f"{small}: mask video is 48x32, the input 96x64: scaled to the input's size (nearest neighbour)"
+    assert result.stderr.splitlines() == [f"warning: {said}"]  # once, though the rate probe reads it too
+    assert json.loads(result.stdout)["warnings"] == [said]
+    same = MaskVideo(_mask_video(tmp_path / "same.mkv", 96, 64, 2))
+    same.mask(np.zeros((64, 96, 3), dtype=np.uint8))
+    assert same.notes == []  # the input's own size: nothing to say
 
 
 def test_saved_masks_read_back_and_never_overwrite(tmp_path: Path) -> None:

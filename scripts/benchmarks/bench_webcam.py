@@ -60,11 +60,15 @@ def make_source(folder: Path, frames: int) -> Path:
     return clip
 
 
-def _port(receiver: subprocess.Popen[str]) -> int:
+def _port_and_token(receiver: subprocess.Popen[str]) -> tuple[int, str]:
+    """The link port and the token the receiver printed."""
     assert receiver.stdout is not None
+    port = None
     for line in receiver.stdout:
         if line.startswith("listening for a sender on "):
-            return int(line.split(":")[1].split()[0])
+            port = int(line.split(":")[1].split()[0])
+        elif line.startswith("token: ") and port is not None:
+            return port, line.split()[1]
     raise RuntimeError("the receiver did not start")
 
 
@@ -89,10 +93,10 @@ def run(source: Path, seconds: float, max_kbps: float | None, mode: str, folder:
         text=True,
         env=env,
     )
-    port = _port(receiver)
+    port, token = _port_and_token(receiver)
     command = [*CLI, "send", "--to", f"127.0.0.1:{port}", "--source", str(source), "--loop", "--mode", mode, "--engine", engine]
     command += ["--stats-json", str(folder / "sender.json")] + (["--max-kbps", str(max_kbps)] if max_kbps else [])
-    sender = subprocess.Popen(command, env=env)
+    sender = subprocess.Popen(command, env={**env, "STREAMCODEC_TOKEN": token})  # by the environment, not argv
     time.sleep(seconds)
     sender.send_signal(signal.SIGINT)
     sender.wait(timeout=60)

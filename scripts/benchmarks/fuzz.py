@@ -15,7 +15,19 @@ are counted apart.
 Every case that lost an undamaged GOP is listed with its number; `--cases N,M` replays just those
 (the same seed draws the same damage, so a lost case reproduces in seconds).
 
+Two targeted runs come after the random one (issue 20):
+
+- `--id-sweep`: every Cluster id of every clip replaced by each of 12 other ids (the 7 other
+  4-byte Segment children: Info, Cues, Tags, SeekHead, Tracks, Chapters, Attachments; and 5 ids
+  no Segment holds), then `decode_file` (no salvage, as a user runs it) and `stream_info`. A case
+  is *silent* when decode gives fewer frames than the clean file and says nothing; the run counts
+  cases whose every frame came back, those concealed with a warning, and `info` reports.
+- `--cross-splices N`: N splices of a clip of one mode with a clip of the other (GC head and
+  selective tail, and the reverse), decoded with salvage: refusals, tracebacks, hangs, and the
+  head's undamaged GOPs that still decoded exactly.
+
     python scripts/benchmarks/fuzz.py [--files 300] [--seed 1] [--modes sc,gc] [--timeout 20] [--memory-mb 3000] [--cases N,M]
+                                      [--id-sweep] [--cross-splices 200]
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import sys
 import tempfile
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -48,6 +61,12 @@ from streamcodec.pipeline.info import stream_info
 
 GOP = 10
 CLUSTER_ID = bytes.fromhex("1f43b675")
+# What a hit Cluster id can read as: the other 4-byte Segment children, then ids no Segment holds
+# (the EBML header's, the Segment's, and three a bit away from the Cluster's).
+KNOWN_IDS = {"Info": 0x1549A966, "Cues": 0x1C53BB6B, "Tags": 0x1254C367, "SeekHead": 0x114D9B74}
+KNOWN_IDS |= {"Tracks": 0x1654AE6B, "Chapters": 0x1043A770, "Attachments": 0x1941A469}
+UNKNOWN_IDS = {"EBML": 0x1A45DFA3, "Segment": 0x18538067, "1F43B676": 0x1F43B676, "1F43B635": 0x1F43B635}
+UNKNOWN_IDS |= {"1E43B675": 0x1E43B675}
 HUGE_SIZES = [b"\x01\xff\xff\xff\xff\xff\xff\xfe", b"\x08\x00\x00\x00", b"\x01\x00\x00\x00\x00\x10\x00\x00"]
 
 
@@ -84,6 +103,22 @@ class Base:
     gops: list[Gop]
     head_end: int  # end of the Tracks element: damage before it may refuse the file by design
     mode: str
+    frames: int = 0
+
+
+def _segment_children(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(id, offset, end) of each child of an intact file's Segment."""
+    from streamcodec.io import ebml
+
+    path, view = Path("base.mkv"), memoryview(data)
+    header = ebml.parse_header(view, 0, 0, path)
+    assert header.end is not None
+    pos = ebml.parse_header(view, header.end, 0, path).data_offset
+    while pos < len(data):
+        child = ebml.parse_header(view, pos, 0, path)
+        assert child.end is not None
+        yield child.id, pos, child.end
+        pos = child.end
 
 
 def _head_end(data: bytes) -> int:
@@ -91,15 +126,7 @@ def _head_end(data: bytes) -> int:
     stands inside the SeekHead, so a byte search would land there)."""
     from streamcodec.io import ebml
 
-    path, view = Path("base.mkv"), memoryview(data)
-    header = ebml.parse_header(view, 0, 0, path)
-    assert header.end is not None
-    pos = ebml.parse_header(view, header.end, 0, path).data_offset
-    while (child := ebml.parse_header(view, pos, 0, path)).id != ebml.ID.TRACKS:
-        assert child.end is not None
-        pos = child.end
-    assert child.end is not None
-    return child.end
+    return next(end for element_id, _, end in _segment_children(data) if element_id == ebml.ID.TRACKS)
 
 
 def make_base(work: Path, name: str, source: str, mode: str) -> Base:
@@ -123,7 +150,7 @@ def make_base(work: Path, name: str, source: str, mode: str) -> Base:
             gops.append(Gop(data.rindex(CLUSTER_ID, 0, start), pos, []))
         gops[-1].end = pos
         gops[-1].frames.append((key, out or ""))
-    return Base(data, gops, _head_end(data), mode)
+    return Base(data, gops, _head_end(data), mode, len(packets))
 
 
 def _video_packets(path: Path) -> list[bytes]:
@@ -210,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=3000, help="address space allowed beyond the start")
     parser.add_argument("--cases", default="", help="comma-separated case numbers to run (the others are drawn, not run)")
     parser.add_argument("--keep", type=Path, help="folder to copy the damaged files of lost cases into")
+    parser.add_argument("--id-sweep", action="store_true", help="then replace every Cluster id with 12 other ids")
+    parser.add_argument("--cross-splices", type=int, default=0, help="then this many splices of a GC and a selective clip")
     args = parser.parse_args(argv)
     decode_module.Decoder = RecordingDecoder  # type: ignore[misc]
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -224,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(mkv, args.keep / mkv.name)
         _bound_memory(args.memory_mb)
         report = fuzz(work, bases, rng, args)
+        clips = [base for pair in bases for base in pair]
+        if args.id_sweep:
+            report += "\n" + id_sweep(work, clips, args.timeout)
+        if args.cross_splices:
+            report += "\n" + cross_splices(work, clips, rng, args.cross_splices, args.timeout)
     print(report)
     return 0
 
@@ -276,6 +310,116 @@ def fuzz(work: Path, bases: list[tuple[Base, Base]], rng: random.Random, args: A
     lines.append(f"                  {head_decoded} of {head_total} in files whose head (header..Tracks) was hit")
     lines += [f"  {n:4d} lost after a {k}" for k, n in lost.most_common()]
     lines += [f"    {line}" for line in lost_cases]
+    return "\n".join(lines)
+
+
+def _timed(call: Callable[[], Any], timeout: float) -> Any:
+    """What `call()` returns under the timer, or the exception it raised (a Hang when it ran out)."""
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return call()
+    except BaseException as exc:  # a fuzzer records everything
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return exc
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _failure(outcome: Any) -> str | None:
+    """'hang', 'traceback (where)' or 'refused' for an exception outcome, None for a result."""
+    if isinstance(outcome, Hang):
+        return "hang"
+    if isinstance(outcome, StreamcodecError):
+        return "refused"
+    return f"traceback ({type(outcome).__name__} at {_where(outcome)})" if isinstance(outcome, BaseException) else None
+
+
+def _renamed_outcome(path: Path, frames: int, timeout: float) -> tuple[str, str]:
+    """How `decode` (no salvage) and `info` took a file with one Cluster id replaced."""
+    warnings: list[str] = []
+    summary = _timed(lambda: decode_file(path, None, on_warning=warnings.append), timeout)
+    decoded = _failure(summary)
+    if decoded is None:
+        if summary.frames < frames:
+            decoded = "short, with a warning" if warnings else "SILENT (frames lost, no warning)"
+        elif summary.damaged_frames:
+            decoded = "concealed, with a warning"
+        else:
+            decoded = "every frame kept, with a warning" if warnings else "every frame kept, no warning"
+    info = _timed(lambda: stream_info(path), timeout)
+    described = _failure(info)
+    if described is None:
+        complete = "every frame counted" if info.frames == frames else f"{frames - info.frames} frames uncounted"
+        described = f"{complete}, damage listed" if info.damaged else f"{complete}, SILENT"
+    return decoded, described
+
+
+def id_sweep(work: Path, clips: list[Base], timeout: float) -> str:
+    """Every Cluster id of every clip replaced by each of KNOWN_IDS and UNKNOWN_IDS; the report's lines."""
+    outcomes: dict[str, Counter[str]] = {"known": Counter(), "unknown": Counter()}
+    silent: list[str] = []
+    path, cases = work / "renamed.mkv", 0
+    for clip in clips:
+        clusters = [offset for element_id, offset, _ in _segment_children(clip.data) if element_id == int(CLUSTER_ID.hex(), 16)]
+        for index, offset in enumerate(clusters):
+            for name, new_id in (KNOWN_IDS | UNKNOWN_IDS).items():
+                path.write_bytes(clip.data[:offset] + new_id.to_bytes(4, "big") + clip.data[offset + 4 :])
+                decoded, described = _renamed_outcome(path, clip.frames, timeout)
+                kind = "known" if name in KNOWN_IDS else "unknown"
+                outcomes[kind][f"decode: {decoded}"] += 1
+                outcomes[kind][f"info:   {described}"] += 1
+                cases += 1
+                if "SILENT" in decoded + described:
+                    silent.append(f"{clip.mode} clip of {clip.frames} frames, Cluster {index} at byte {offset} → {name}")
+    lines = [f"cluster-id sweep  {cases} cases: {len(clips)} clips, each Cluster id → 12 ids (7 known, 5 unknown)"]
+    for kind, counts in outcomes.items():
+        lines.append(f"  {kind} ids")
+        lines += [f"    {n:4d} × {outcome}" for outcome, n in sorted(counts.items())]
+    lines += [f"  silent: {case}" for case in silent[:20]]
+    lines += [f"  … and {len(silent) - 20} more silent cases"] if len(silent) > 20 else []
+    return "\n".join(lines)
+
+
+def cross_splices(work: Path, clips: list[Base], rng: random.Random, count: int, timeout: float) -> str:
+    """`count` splices of a clip of one mode with one of the other, decoded with salvage; the report's lines."""
+    by_mode = {mode: [clip for clip in clips if clip.mode == mode] for mode in ("gc", "sc")}
+    if not all(by_mode.values()):
+        return "cross splices      skipped: they need both modes (--modes sc,gc)"
+    outcomes: Counter[str] = Counter()
+    kept_total = decoded_total = 0
+    unnamed: list[str] = []
+    refused: list[str] = []  # with the head intact
+    path = work / "cross.mkv"
+    for _ in range(count):
+        first, second = rng.choice(by_mode["gc"]), rng.choice(by_mode["sc"])
+        if rng.random() < 0.5:
+            first, second = second, first
+        x, y = rng.randrange(len(first.data)), rng.randrange(len(second.data))
+        path.write_bytes(first.data[:x] + second.data[y:])
+        RecordingDecoder.log = []
+        summary = _timed(lambda: decode_file(path, None, salvage=True), timeout)
+        direction = f"{first.mode} head + {second.mode} tail"
+        result = _failure(summary) or "decoded"
+        if result == "refused" and not str(summary).startswith(str(path)):
+            unnamed.append(f"{direction} a[:{x}] + b[{y}:]: {summary}")
+        elif result == "refused" and x >= first.head_end:
+            refused.append(f"{direction} a[:{x}] + b[{y}:]: {str(summary).removeprefix(str(path) + ': ')}")
+        if x < first.head_end:  # the stream configuration may be gone: refusing is by design
+            result += " (head hit)"
+        else:
+            kept = [(gop, 0) for gop in first.gops if gop.end <= x]
+            kept_total, decoded_total = kept_total + len(kept), decoded_total + _gops_decoded(kept)
+        outcomes[f"decode: {direction}: {result}"] += 1
+        outcomes[f"info:   {_failure(_timed(lambda: stream_info(path), timeout)) or 'read'}"] += 1
+    share = decoded_total / kept_total if kept_total else float("nan")
+    lines = [f"cross splices     {count} (GC + selective, both ways), decoded with salvage"]
+    lines += [f"    {n:4d} × {outcome}" for outcome, n in sorted(outcomes.items())]
+    lines.append(f"  head GOPs        {decoded_total} of {kept_total} undamaged GOPs of the head decoded exactly ({share:.1%})")
+    lines.append(f"  refusals that do not name the file: {len(unnamed)}")
+    lines += [f"    {line}" for line in unnamed[:10]]
+    lines.append(f"  refusals with the head intact: {len(refused)}")
+    lines += [f"    {line}" for line in refused[:10]]
     return "\n".join(lines)
 
 

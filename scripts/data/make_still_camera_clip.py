@@ -52,6 +52,9 @@ at 10 fps (`--fps`), 640x480 (the bench's size; `--size 768x576` for the issue's
 Options given explicitly override a scene's values (`--people` applies to the crowd only); the
 default scene (`--scene people`) is the clip above, byte for byte.
 
+`--scene leaves` / `--scene stops` (the background bound's clips, docs/selective.md): the crowd's camera with a
+person who stands still for 3 s at the start and then walks off, or who walks in and stops for the last 3 s.
+
     python scripts/data/make_still_camera_clip.py OUT.mp4 [--frames 100] [--size 640x480]
     python scripts/data/make_still_camera_clip.py OUT.mp4 --scene crowd [--people 4] [--noise 3]
         [--noise-blur 1] [--flicker 0.6] [--fps 10] [--foliage 0.6]
@@ -89,7 +92,12 @@ class Scene:
     foliage: float
 
 
-SCENES = {"people": Scene(2, NOISE_SIGMA, 0.0, 0.0, 25, 0.0), "crowd": Scene(4, 3.0, 1.0, 0.6, 10, 0.6)}
+SCENES = {
+    "people": Scene(2, NOISE_SIGMA, 0.0, 0.0, 25, 0.0),
+    "crowd": Scene(4, 3.0, 1.0, 0.6, 10, 0.6),
+    "leaves": Scene(2, 3.0, 1.0, 0.6, 10, 0.6),
+    "stops": Scene(2, 3.0, 1.0, 0.6, 10, 0.6),
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,13 @@ CROWD = [
     Walker("carphone", 0.18, 0.62, 1.1, False),
 ]
 PERSON_M = 1.7
+#: "leaves" and "stops": the crowd's camera, noise, flicker and foliage, with one person who stands still for
+#: STAND_S seconds (the selfie segmenter misses a distant, still person; MOG2 absorbs one who stops):
+#: "leaves", the astronaut (25 % of the height) stands at the left from the first frame, then walks off
+#: to the right; "stops", she walks in from the right and stops. Besides, the crowd's first `--people` - 1
+#: walkers from the second on (the cameraman, then the mirrored astronaut) walk as in the crowd.
+STAND_S = 3.0
+STANDER = Walker("astronaut", 0.25, 0.66, 1.3, False)
 FLICKER_PERIOD_S = 1.7
 BOB = 0.015
 FOLIAGE_BOX = (0.62, 0.0, 1.0, 0.34)  # left, top, right, bottom as fractions: above every walker's head
@@ -179,6 +194,8 @@ def paste_crowd(canvas: np.ndarray, cutouts: list[list[Cutout]], i: int, fps: in
     """Draw the walkers of frame `i`, far ones first; each wraps round at the frame edge."""
     height, width = canvas.shape[:2]
     for k in sorted(range(len(cutouts)), key=lambda k: CROWD[k].height):
+        if not cutouts[k]:  # a walker left out (the "leaves" and "stops" scenes' first)
+            continue
         walker, (rgb, alpha) = CROWD[k], cutouts[k][i % len(cutouts[k])]
         px_per_frame = walker.speed * rgb.shape[0] / PERSON_M / fps
         span = width + rgb.shape[1]
@@ -249,11 +266,39 @@ def crowd_drawer(
     return draw
 
 
-def render(scene: Scene, crowd: bool, frames: int, width: int, height: int) -> Iterator[np.ndarray]:
-    """The clip's frames, RGB uint8."""
+def stander_drawer(
+    scene: Scene, leaves: bool, frames: int, width: int, height: int, segmenter: SelfieSegmenter
+) -> Callable[[np.ndarray, int], None]:
+    """The "leaves" / "stops" scenes: a person who stands STAND_S seconds first / last, and the other walkers."""
+    walkers = crowd_cutouts(scene, frames, height, segmenter)[1:]
+    texture = foliage(width, height)
+    rgb, alpha = cutout(data.astronaut(), segmenter, int(height * STANDER.height))
+    stand, step = round(STAND_S * scene.fps), STANDER.speed * rgb.shape[0] / PERSON_M / scene.fps
+    spot = width * 0.15 if leaves else width * 0.55
+
+    def draw(canvas: np.ndarray, i: int) -> None:
+        paste_foliage(canvas, texture, scene.foliage, i, scene.fps)
+        paste_crowd(canvas, [[], *walkers], i, scene.fps)
+        walked = max(0, i - stand) if leaves else max(0, frames - stand - i)
+        left = spot + walked * step
+        paste(canvas, rgb, alpha, int(left), int(height * STANDER.bottom - rgb.shape[0]))
+
+    return draw
+
+
+def drawer(scene: Scene, name: str, frames: int, width: int, height: int) -> Callable[[np.ndarray, int], None]:
     segmenter = SelfieSegmenter()
+    if name in ("leaves", "stops"):
+        return stander_drawer(scene, name == "leaves", frames, width, height, segmenter)
+    if name == "crowd":
+        return crowd_drawer(scene, frames, width, height, segmenter)
+    return people_drawer(frames, width, height, segmenter)
+
+
+def render(scene: Scene, name: str, frames: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """The clip's frames, RGB uint8."""
     background = cover(data.rocket(), width, height).astype(np.float32)
-    draw = crowd_drawer(scene, frames, width, height, segmenter) if crowd else people_drawer(frames, width, height, segmenter)
+    draw = drawer(scene, name, frames, width, height)
     rng = np.random.default_rng(0)
     for i in range(frames):
         canvas = background.copy()
@@ -264,11 +309,11 @@ def render(scene: Scene, crowd: bool, frames: int, width: int, height: int) -> I
         yield np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
-def make(out: Path, frames: int, width: int, height: int, scene: Scene = SCENES["people"], crowd: bool = False) -> None:
+def make(out: Path, frames: int, width: int, height: int, scene: Scene = SCENES["people"], name: str = "people") -> None:
     with av.open(str(out), "w") as container:
         stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "12", "preset": "medium"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for rgb in render(scene, crowd, frames, width, height):
+        for rgb in render(scene, name, frames, width, height):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode(None))
 
@@ -289,7 +334,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     base = SCENES[args.scene]
     scene = Scene(*(base.__dict__[f] if getattr(args, f) is None else getattr(args, f) for f in base.__dataclass_fields__))
-    make(args.out, args.frames, width, height, scene, crowd=args.scene == "crowd")
+    make(args.out, args.frames, width, height, scene, name=args.scene)
     print(f"{args.out}: {args.frames} frames {width}x{height} at {scene.fps} fps, scene {args.scene} {scene}")
 
 

@@ -8,7 +8,8 @@
     runs    one row per `archive` run: when, how, and what it did
 
 A row's status moves pending → running → done | failed; "duplicate" marks a source whose content
-(sha256) is already archived under another name. Every change is one committed transaction, so
+(sha256) is already archived under another name (its `output` is that file; its `relative`, its
+own place in the layout, where restore writes it back). Every change is one committed transaction, so
 a killed run leaves the catalogue as it was after the last file it finished.
 """
 
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS files (
     threads INTEGER,
     started REAL,
     finished REAL,
-    error TEXT
+    error TEXT,
+    relative TEXT
 );
 CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
 CREATE TABLE IF NOT EXISTS kinds (
@@ -114,11 +116,12 @@ class FileRow:
     started: float | None = None
     finished: float | None = None
     error: str | None = None
+    relative: str | None = None  # a duplicate's own path in the archive's layout (where restore writes it)
 
 
 COLUMNS = [f.name for f in fields(FileRow)]
 #: Columns added after the first release, with their SQL types (older catalogues are given them on open).
-NEW_COLUMNS = (("threads", "INTEGER"),)
+NEW_COLUMNS = (("threads", "INTEGER"), ("relative", "TEXT"))
 #: (second, kind, regions, area share) rows of one file.
 KindRows = Sequence[tuple[int, str, int, float]]
 
@@ -135,16 +138,27 @@ class Catalogue:
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self.db.execute("PRAGMA synchronous = FULL")  # a commit is on disk before the next file starts
             self.db.executescript(SCHEMA)
-            self._add_new_columns()
+            self.have = self._add_new_columns(create)
         except sqlite3.DatabaseError as exc:
             raise OutputError(f"catalogue is unusable ({exc})", self.path) from exc
 
-    def _add_new_columns(self) -> None:
-        """A catalogue written by an older streamcodec gets the columns added since (empty for its rows)."""
+    def _add_new_columns(self, create: bool) -> set[str]:
+        """A catalogue written by an older streamcodec gets the columns added since (empty for its rows).
+
+        Only `archive` (`create`) must add them; verify, restore and status read an archive they
+        cannot write (a read-only copy) with the missing columns as NULL. Returns the columns there.
+        """
         have = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
         for name, kind in NEW_COLUMNS:
             if name not in have:
-                self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
+                try:
+                    self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError:
+                    if create:
+                        raise
+                    continue
+                have.add(name)
+        return have
 
     def close(self) -> None:
         self.db.close()
@@ -168,7 +182,8 @@ class Catalogue:
             raise OutputError(f"{full}the catalogue cannot be written ({exc})", self.path) from exc
 
     def _rows(self, where: str = "1", params: Sequence[Any] = ()) -> list[FileRow]:
-        cursor = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM files WHERE {where} ORDER BY source", params)
+        names = ", ".join(name if name in self.have else f"NULL AS {name}" for name in COLUMNS)
+        cursor = self.db.execute(f"SELECT {names} FROM files WHERE {where} ORDER BY source", params)
         return [FileRow(*row) for row in cursor.fetchall()]
 
     def rows(self, status: str | None = None) -> list[FileRow]:

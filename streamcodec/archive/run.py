@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..errors import OutputError
 from .catalogue import Catalogue, FileRow
+from .paths import is_inside
 from .pool import local_pool
 from .scan import SourceFile, output_name, sha256_file, walk
 from .task import TEMP_FOLDER, Result, Task, archive_one, disk_full, publish
@@ -157,7 +158,7 @@ def recover(catalogue: Catalogue, folder: Path) -> None:
     for row in catalogue.rows("running"):
         record = folder / TEMP_FOLDER / f"{row.id}.json"
         result = Result.from_json(record.read_text(encoding="utf-8")) if record.is_file() else None
-        if result is not None and row.output and _adopt(folder, row, result):
+        if result is not None and is_inside(folder, row.output) and _adopt(folder, row, result):
             catalogue.finish(row.id, {**result.values, "status": "done", "finished": time.time(), "error": None}, result.kinds)
         else:
             catalogue.update(row.id, status="pending")
@@ -188,7 +189,7 @@ def _plan(catalogue: Catalogue, options: ArchiveOptions) -> tuple[RunSummary, li
             summary.skipped += 1
             continue
         row = catalogue.upsert_source(str(found.path), found.size, found.mtime_ns, sha256_file(found.path))
-        if _already_archived(catalogue, row, options.archive, summary):
+        if _already_archived(catalogue, row, found, options.archive, summary):
             continue
         if row.sha256 in planned:
             later.append(found)
@@ -202,22 +203,30 @@ def _unchanged(catalogue: Catalogue, found: SourceFile, folder: Path) -> FileRow
     """The finished row of a file whose name, size and mtime are unchanged (no need to hash it again)."""
     row = catalogue.by_source(str(found.path))
     same = row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns
-    if same and row is not None and row.status in ("done", "duplicate") and row.output and (folder / row.output).is_file():
+    if same and row is not None and row.status in ("done", "duplicate") and _in_place(folder, row):
         return row
     return None
 
 
-def _already_archived(catalogue: Catalogue, row: FileRow, folder: Path, summary: RunSummary) -> bool:
-    """Content already in the archive: this row's own, or another source's (then this one is a duplicate)."""
-    if row.status in ("done", "duplicate") and row.output and (folder / row.output).is_file():
+def _in_place(folder: Path, row: FileRow) -> bool:
+    """Whether the row's archived file is there, at a path inside the archive (a catalogue path is not trusted)."""
+    return is_inside(folder, row.output) and (folder / str(row.output)).is_file()
+
+
+def _already_archived(catalogue: Catalogue, row: FileRow, found: SourceFile, folder: Path, summary: RunSummary) -> bool:
+    """Content already in the archive: this row's own, or another source's (then this one is a duplicate).
+
+    A duplicate keeps its own place in the layout (`relative`), where restore writes it back.
+    """
+    if row.status in ("done", "duplicate") and _in_place(folder, row):
         summary.skipped += 1
         return True
     same = catalogue.done_with_sha(row.sha256)
-    if same is None or same.id == row.id or not same.output or not (folder / same.output).is_file():
+    if same is None or same.id == row.id or not _in_place(folder, same):
         return False
     catalogue.update(
         row.id, status="duplicate", output=same.output, output_size=same.output_size, duration_s=same.duration_s,
-        ratio=same.ratio, error=None, finished=time.time(),
+        ratio=same.ratio, error=None, finished=time.time(), relative=found.relative.as_posix(),
     )  # fmt: skip
     summary.duplicates += 1
     _line(f"same content as {same.source}: {row.source} (kept as a duplicate of {same.output})")
@@ -226,9 +235,12 @@ def _already_archived(catalogue: Catalogue, row: FileRow, folder: Path, summary:
 
 def _task(catalogue: Catalogue, row: FileRow, found: SourceFile, taken: set[str], options: ArchiveOptions) -> Task:
     folder = options.archive
-    if row.output and not os.path.lexists(folder / row.output):
+    if row.output is not None and is_inside(folder, row.output) and not os.path.lexists(folder / row.output):
         output = row.output  # an earlier attempt's name, still free
     else:
+        if row.output is not None and not is_inside(folder, row.output):
+            _line(f"refused: catalogue row {row.id} ({row.source}): output {row.output!r} is outside the archive; "
+                  "archiving it again under a new name")  # fmt: skip
         output = output_name(found.relative, row.sha256, taken, folder)
     taken.add(output)
     catalogue.update(row.id, status="pending", output=output, error=None)
@@ -242,7 +254,7 @@ def _plan_copies(catalogue: Catalogue, copies: list[SourceFile], summary: RunSum
     for found in copies:
         row = catalogue.by_source(str(found.path))
         assert row is not None
-        if not _already_archived(catalogue, row, options.archive, summary):
+        if not _already_archived(catalogue, row, found, options.archive, summary):
             tasks.append(_task(catalogue, row, found, catalogue.outputs(), options))
     return tasks
 

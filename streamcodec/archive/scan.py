@@ -2,7 +2,8 @@
 
 A folder SRC is mirrored under the archive as SRC's own name (`cams/a/x.mp4` → `DIR/cams/a/x.mkv`);
 a file SRC lands at the top (`x.mp4` → `DIR/x.mkv`). The archive folder itself is never walked,
-even when it lies inside a source folder.
+even when it lies inside a source folder under another name (a symlink on the way to either): it is
+recognised by its device and inode, and a file that resolves into it is never a source.
 """
 
 from __future__ import annotations
@@ -34,28 +35,51 @@ def walk(sources: Sequence[Path], archive: Path) -> Iterator[SourceFile]:
 
     Args:
         sources: files and folders named on the command line.
-        archive: the archive folder, skipped wherever it appears.
+        archive: the archive folder (existing), skipped wherever it appears, by whatever path.
     Returns:
-        SourceFiles; symlinked folders are not followed (no loops), symlinked files are.
+        SourceFiles; symlinked folders are not followed (no loops), symlinked files are, unless they
+        lead into the archive.
     """
-    skip = absolute(archive)
+    skip = _Archive(archive)
     for source in sources:
         path = absolute(source)
         if not path.exists():
             raise InputNotFoundError("no such file or folder", source)
+        if skip.holds(path):
+            continue  # the archive, or something in it, named as a source: never its own input
         if path.is_dir():
             yield from _walk_folder(path, skip)
         elif path.is_file():
             yield _found(path, Path(path.name))
 
 
-def _walk_folder(root: Path, skip: Path) -> Iterator[SourceFile]:
+class _Archive:
+    """The archive folder, known by its device and inode and by its real path."""
+
+    def __init__(self, folder: Path) -> None:
+        st = os.stat(folder)
+        self.identity = (st.st_dev, st.st_ino)
+        self.real = os.path.realpath(folder)
+
+    def is_it(self, folder: Path) -> bool:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
+
+    def holds(self, path: Path) -> bool:
+        """Whether `path` (symlinks followed) is the archive folder or lies inside it."""
+        return os.path.commonpath([self.real, os.path.realpath(path)]) == self.real
+
+
+def _walk_folder(root: Path, skip: _Archive) -> Iterator[SourceFile]:
     for folder, subfolders, names in os.walk(root):
         here = Path(folder)
-        subfolders[:] = sorted(name for name in subfolders if here / name != skip)
+        subfolders[:] = sorted(name for name in subfolders if not skip.is_it(here / name))
         for name in sorted(names):
             path = here / name
-            if path.is_file():
+            if path.is_file() and not skip.holds(path):
                 yield _found(path, Path(root.name) / path.relative_to(root))
 
 

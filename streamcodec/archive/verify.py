@@ -1,9 +1,11 @@
-"""`streamcodec verify DIR [--full]` and `streamcodec restore DIR --out RESTORED`.
+"""`streamcodec verify DIR [--full]`.
 
 verify checks, for every archived file: it is there, its size and sha256 are the catalogue's,
 every Cluster's CRC-32 and every V_STREAMCODEC packet's own CRC-32 hold (read with the project's
 Matroska reader, nothing decoded), and with `full` that the whole stream decodes without a
-damaged frame. The catalogue itself gets SQLite's integrity check.
+damaged frame (counted as restore counts them: `decode_damage`). The catalogue itself gets
+SQLite's integrity check. A row whose path leads outside the archive (paths.inside) is refused
+and not read; a duplicate's row is checked for that and for its original's file being there.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..bitstream import unpack_frame
-from ..errors import CorruptStreamError, OutputExistsError, StreamcodecError
+from ..errors import CorruptStreamError, StreamcodecError
 from ..io.mkv_reader import MatroskaReader
 from ..pipeline.decode import decode_file, stream_track
 from .catalogue import Catalogue, FileRow
+from .paths import UnsafePathError, inside
 from .scan import sha256_file
 
 #: Problems named per file, at most (a badly damaged file would otherwise fill the screen).
@@ -35,18 +38,21 @@ class VerifyReport:
     unfinished: int = 0
     damaged: dict[str, list[str]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.damaged and not self.missing
+        return not self.damaged and not self.missing and not self.refused
 
     def text(self) -> str:
-        lines = [f"missing: {path}" for path in self.missing]
+        lines = [f"refused: {line}" for line in self.refused]
+        lines += [f"missing: {path}" for path in self.missing]
         lines += [f"damaged: {path}: {'; '.join(reasons)}" for path, reasons in self.damaged.items()]
         lines.append(
             f"verified {self.checked} files ({self.bytes / 1e6:.2f} MB): {len(self.damaged)} damaged, "
-            f"{len(self.missing)} missing" + (f"; {self.unfinished} not archived yet (rerun archive)" if self.unfinished else "")
-        )
+            f"{len(self.missing)} missing" + (f", {len(self.refused)} refused" if self.refused else "")
+            + (f"; {self.unfinished} not archived yet (rerun archive)" if self.unfinished else "")
+        )  # fmt: skip
         return "\n".join(lines)
 
 
@@ -58,12 +64,13 @@ def verify(folder: Path, *, full: bool = False, backend: str = "auto", progress:
         if problem != "ok":
             report.damaged[str(catalogue.path)] = [f"SQLite integrity check: {problem}"]
         rows = catalogue.rows("done")
+        duplicates = catalogue.rows("duplicate")
         report.unfinished = sum(catalogue.counts()[s] for s in ("pending", "running"))
+    for row in duplicates:  # their file is checked under its original's row: here, only that it is there
+        _archived_file(folder, row, report)
     for row in tqdm(rows, unit="file", desc="verify", file=sys.stderr, disable=not progress):
-        assert row.output is not None
-        path = folder / row.output
-        if not path.is_file():
-            report.missing.append(f"{path} (archived from {row.source})")
+        path = _archived_file(folder, row, report)
+        if path is None:
             continue
         report.checked += 1
         report.bytes += path.stat().st_size
@@ -71,6 +78,24 @@ def verify(folder: Path, *, full: bool = False, backend: str = "auto", progress:
         if reasons:
             report.damaged[str(path)] = reasons
     return report
+
+
+def _archived_file(folder: Path, row: FileRow, report: VerifyReport) -> Path | None:
+    """The row's archived file, or None when its path is refused or the file is missing (noted in `report`)."""
+    try:
+        path = inside(folder, row.output)
+    except UnsafePathError as exc:
+        report.refused.append(refusal(row, exc))
+        return None
+    if not path.is_file():
+        report.missing.append(f"{path} (archived from {row.source})")
+        return None
+    return path
+
+
+def refusal(row: FileRow, error: UnsafePathError, outcome: str = "not read") -> str:
+    """The one line naming a catalogue row whose path is refused."""
+    return f"catalogue row {row.id} ({row.source}): {error}; {outcome}"
 
 
 def _check_file(path: Path, row: FileRow) -> list[str]:
@@ -103,12 +128,27 @@ def _crc_problems(path: Path) -> list[str]:
 
 
 def _decode_problems(path: Path, backend: str) -> list[str]:
+    """The damaged frames counted (as restore counts them), then the decoder's first warnings."""
     warnings: list[str] = []
+    damaged = 0
     try:
-        decode_file(path, None, backend=backend, on_warning=warnings.append)
+        damaged = decode_damage(path, None, backend, warnings.append)
     except StreamcodecError as exc:
         warnings.append(_short(exc, path))
-    return _bounded([f"decode: {_strip(text, path)}" for text in warnings])
+    counted = [f"decode: {concealed(damaged)}"] if damaged else []
+    return counted + _bounded([f"decode: {_strip(text, path)}" for text in warnings])
+
+
+def decode_damage(path: Path, target: Path | None, backend: str, on_warning: Callable[[str], None]) -> int:
+    """Decode `path` (into `target`, or nowhere) and return how many damaged frames were concealed.
+
+    verify --full and restore both count through here, so they name the same files with the same counts.
+    """
+    return decode_file(path, target, backend=backend, on_warning=on_warning).damaged_frames
+
+
+def concealed(frames: int) -> str:
+    return f"{frames} damaged frame{'' if frames == 1 else 's'} concealed"
 
 
 def _bounded(problems: list[str]) -> list[str]:
@@ -124,37 +164,3 @@ def _short(error: Exception, path: Path) -> str:
 def _strip(text: str, path: Path) -> str:
     """A message without its leading file name (the report names the file once)."""
     return text.removeprefix(f"{path}: ")
-
-
-@dataclass
-class RestoreReport:
-    """What restore did: files written, skipped because they exist, failed (with reasons)."""
-
-    written: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def text(self) -> str:
-        lines = [f"failed: {path}: {reason}" for path, reason in self.failed.items()]
-        lines += [f"exists, left as it is: {path}" for path in self.existing]
-        lines.append(f"restored {len(self.written)} files, {len(self.existing)} already there, {len(self.failed)} failed")
-        return "\n".join(lines)
-
-
-def restore(folder: Path, out: Path, *, backend: str = "auto", progress: bool = False) -> RestoreReport:
-    """Decode every archived file into `out` as ordinary video (mirrored layout, .mp4), never replacing a file."""
-    report = RestoreReport()
-    with Catalogue(folder) as catalogue:
-        rows = catalogue.rows("done")
-    for row in tqdm(rows, unit="file", desc="restore", file=sys.stderr, disable=not progress):
-        assert row.output is not None
-        target = out / Path(row.output).with_suffix(".mp4")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            decode_file(folder / row.output, target, backend=backend)
-            report.written.append(str(target))
-        except OutputExistsError:
-            report.existing.append(str(target))
-        except (StreamcodecError, OSError) as exc:
-            report.failed[str(folder / row.output)] = str(exc)
-    return report

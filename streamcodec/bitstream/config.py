@@ -32,6 +32,11 @@ SC_OPTIONAL_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
     "matrix": frozenset({"bt601", "bt709"}),
 }
 MAX_KEEP = 16
+# Optional: the background bound the encoder enforced (`--max-background-error`), luma levels; absent when off.
+# The decoder does not need it (the mask carries every block it kept); recorded for `info`. Older decoders
+# refuse a stream that carries it (an unknown field).
+SC_BOUND = "max_background_error"
+MAX_BOUND = 255
 # Background "synth" since the SC generator: all of these or (older streams) none; never with "plate".
 SC_SYNTH_EXTRA: dict[str, frozenset[str] | tuple[int, int] | type] = {
     "synth_model": str,  # registry name of the SC generator
@@ -39,7 +44,6 @@ SC_SYNTH_EXTRA: dict[str, frozenset[str] | tuple[int, int] | type] = {
     "labeler": frozenset({"builtin"}),
     "label_classes": (1, 256),
 }
-
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def _check_types(fields: dict[str, Any]) -> None:
 
 def _check_sc_extra(extra: dict[str, Any]) -> None:
     """Selective mode's `extra`: exactly the keys of SC_EXTRA plus "keep", each of its type and range."""
-    unknown = sorted(set(extra) - set(SC_EXTRA) - set(SC_SYNTH_EXTRA) - set(SC_OPTIONAL_EXTRA) - {"keep"})
+    unknown = sorted(set(extra) - set(SC_EXTRA) - set(SC_SYNTH_EXTRA) - set(SC_OPTIONAL_EXTRA) - {"keep", SC_BOUND})
     if unknown:
         raise UnsupportedStreamError(f"selective stream configuration has unknown field(s) {_show(unknown)}")
     missing = sorted(set(SC_EXTRA) - set(extra))
@@ -160,6 +164,9 @@ def _check_sc_extra(extra: dict[str, Any]) -> None:
         if name in extra:
             _check_extra_field(name, extra[name], optional)
     _check_synth_extra(extra)
+    bound = extra.get(SC_BOUND, MAX_BOUND)
+    if type(bound) not in (int, float) or not 0 < bound <= MAX_BOUND:  # also refuses nan, inf and bool
+        raise CorruptStreamError(f"selective stream configuration {SC_BOUND} {_show(bound)} is outside (0, {MAX_BOUND}]")
     keep = extra.get("keep", [])
     if type(keep) is not list or len(keep) > MAX_KEEP or any(type(k) is not str or not 0 < len(k) <= MAX_NAME for k in keep):
         raise CorruptStreamError(f"selective stream configuration keep {_show(keep)} is not a list of up to {MAX_KEEP} names")

@@ -20,6 +20,8 @@ from .engines import engine_option
 from .selective import keep_list
 
 EXIT_PROBLEM = 1
+#: restore: every file restored, but some with damaged frames concealed (0 with --allow-damaged).
+EXIT_CONCEALED = 3
 
 ARCHIVE_USAGE = """
   streamcodec archive SRC... --out DIR [--mode sc|gc] [--quality Q] [--jobs N] [--threads-per-job T]
@@ -137,7 +139,8 @@ def _kinds(ctx: click.Context, keep: tuple[str, ...] | None) -> tuple[str, ...] 
     cls=Command,
     context_settings=CONTEXT,
     short_help="check an archive: every file's CRCs, size and sha256 against the catalogue (--full: decode all)",
-    help="Names every damaged or missing archived file; exits 1 if there is one.",
+    help="Names every damaged or missing archived file, and every catalogue row whose path leads outside DIR "
+    "(refused, not read); exits 1 if there is one.",
 )
 @argument("dir", "the archive folder", type=click.Path(path_type=Path), metavar="DIR")
 @option("--full", is_flag=True, help="also decode every file and report any damaged frame")
@@ -155,17 +158,27 @@ def verify(dir: Path, full: bool, engine: str) -> int:
     cls=Command,
     context_settings=CONTEXT,
     short_help="decode an archive back to ordinary video (.mp4, mirrored layout)",
-    help="Decodes every archived file into RESTORED; existing files there are left as they are.",
+    help="Decodes every archived source (duplicates too, from their original's file) into RESTORED; existing files "
+    "there are left as they are. A file with damaged frames is restored with them concealed and named with their "
+    "count. A catalogue row whose path leads outside DIR or RESTORED is refused.",
+    epilog=f"""exit status:
+  0   every source restored
+  {EXIT_PROBLEM}   a file failed, or a catalogue row was refused (named on a `refused:` line)
+  {EXIT_CONCEALED}   every source restored, some with damaged frames concealed (0 with --allow-damaged)""",
 )
 @argument("dir", "the archive folder", type=click.Path(path_type=Path), metavar="DIR")
 @option("--out", type=click.Path(path_type=Path), required=True, metavar="RESTORED", help="folder for the restored videos")
+@option("--allow-damaged", is_flag=True, help=f"exit 0, not {EXIT_CONCEALED}, when damaged frames were concealed "
+        "(each such file is still named)")  # fmt: skip
 @engine_option
-def restore(dir: Path, out: Path, engine: str) -> int:
+def restore(dir: Path, out: Path, allow_damaged: bool, engine: str) -> int:
     from ..archive import restore as run_restore
 
     report = run_restore(dir, out, backend=engine, progress=sys.stderr.isatty())
     print(report.text())
-    return EXIT_PROBLEM if report.failed else 0
+    if not report.ok:
+        return EXIT_PROBLEM
+    return EXIT_CONCEALED if report.concealed and not allow_damaged else 0
 
 
 def _status(folder: Path) -> int:

@@ -1,7 +1,8 @@
 """The command line's frame on click: help layout, "did you mean", value checks and the error contract.
 
 Every expected failure ends as one line `streamcodec CMD: error: ...` on stderr and an exit status
-(EXIT_ERROR 1, EXIT_USAGE 2 after the command's usage line, EXIT_INTERRUPTED 130), never a traceback.
+(EXIT_ERROR 1, EXIT_USAGE 2 after the command's usage line; 130 for Ctrl-C and 143 for SIGTERM,
+EXIT_INTERRUPTED being the first: signals.py), never a traceback.
 Nothing here imports torch: `--help`, completion and usage errors stay fast.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import StreamcodecError
+from . import signals
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 PROG = "streamcodec"
@@ -164,6 +165,7 @@ class Group(_Layout, click.Group):
         resolved = super().resolve_command(ctx, args)
         if isinstance(ctx.obj, dict):
             ctx.obj.setdefault("command", resolved[0])  # the top-level name, for the error line
+            signals.set_prefix(_prefix(ctx.obj))  # and for the line a signal ends it with
         return resolved
 
 
@@ -239,29 +241,32 @@ def run(root: Group, argv: Sequence[str] | None) -> int:
         from click.shell_completion import shell_complete
 
         return shell_complete(root, {}, PROG, COMPLETE_VAR, os.environ[COMPLETE_VAR])
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     state: dict[str, Any] = {}
-    try:
-        with root.make_context(PROG, args, obj=state) as ctx:
-            return int(root.invoke(ctx) or 0)
-    except click.exceptions.Exit as exc:  # --help, --version
-        raise SystemExit(exc.exit_code) from None
-    except click.UsageError as exc:
-        _usage_error(exc, state)
-        raise SystemExit(EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        print(f"{_prefix(state)}: interrupted; no partial output was left", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        message = _expected(exc)
-        if message is None:
-            raise
-        print(f"{_prefix(state)}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    with signals.handled():  # Ctrl-C and SIGTERM: one line, 130 / 143 (signals.py)
+        try:
+            with root.make_context(PROG, args, obj=state) as ctx:
+                return int(root.invoke(ctx) or 0)
+        except click.exceptions.Exit as exc:  # --help, --version
+            raise SystemExit(exc.exit_code) from None
+        except click.UsageError as exc:
+            _usage_error(exc, state)
+            raise SystemExit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            return _interrupted(state)
+        except Exception as exc:
+            if signals.received() is not None:  # a library turned the interrupt into its own error
+                return _interrupted(state)
+            message = _expected(exc)
+            if message is None:
+                raise
+            print(f"{_prefix(state)}: error: {message}", file=sys.stderr)
+            return EXIT_ERROR
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def _interrupted(state: dict[str, Any]) -> int:
+    signals.set_prefix(_prefix(state))
+    signals.say()
+    return signals.exit_status()
 
 
 def _prefix(state: dict[str, Any]) -> str:

@@ -280,7 +280,7 @@ EVAL_EPILOG = """codecs:
 Classical targets are spread over streamcodec's measured rates on each clip (x0.5 .. x2), N points
 per streamcodec mode evaluated; a target an encoder cannot reach is reported with the rate it did reach. Bitrate is the whole file
 each decoder needs (container included) x 8 / duration. Cells are cached in OUT/cache/: a rerun
-only computes what is missing, and failed cells are retried.
+(with --force, to replace the reports) only computes what is missing, and failed cells are retried.
 
 example:
   streamcodec eval samples/bbb_640x360.mp4 --points 4 --out eval-results
@@ -307,9 +307,12 @@ example:
 @option("--model", default=None, help="streamcodec model (default: the default model)")
 @option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES", help="keyframe interval for every codec (default 25)")
 @option("--vmaf/--no-vmaf", default=True, help="measure VMAF when possible (default on)")
+@option("-y", "--force", is_flag=True,
+        help="replace the reports and plots a run left in OUT; without it they are refused before any work "
+        "(a symlink there is refused either way)")
 @click.pass_context
 def evaluate(ctx: click.Context, clips: tuple[Path, ...], codecs: str | None, points: int, out: Path, anchor: str | None,
-             model: str | None, gop: int, vmaf: bool) -> int:  # fmt: skip
+             model: str | None, gop: int, vmaf: bool, force: bool) -> int:  # fmt: skip
     import shlex
 
     from ..eval import EvalConfig, run_eval
@@ -332,6 +335,7 @@ def evaluate(ctx: click.Context, clips: tuple[Path, ...], codecs: str | None, po
         vmaf=vmaf,
         progress=sys.stderr.isatty(),
         command=shlex.join(["streamcodec", *sys.argv[1:]]),
+        force=force,
     )
     return _report(run_eval(config))
 

@@ -90,11 +90,12 @@ def engines() -> None:
 @command(
     engines,
     "build",
-    short_help="export/compile a model's networks into engines/ (reused while their manifest matches)",
+    short_help="export/compile a model's networks into the engines cache folder (reused while their manifest matches)",
     help="Export and compile a registered model's networks (GC: encoder+quantizer and generator; SC: its "
-    "generator) into the engines folder, each artifact with a JSON manifest: model id and weights sha256, "
-    "engine, precision, shape range, library versions and device. A current artifact is reused; a stale one "
-    "(other weights, other library version) is rebuilt, never used.",
+    "generator) into the engines folder (~/.cache/streamcodec/engines, or $STREAMCODEC_ENGINES; `engines list` "
+    "says which), each artifact with a JSON manifest: model id and weights sha256, engine, precision, shape range, "
+    "library versions, device and the artifact's sha256. A current artifact is reused; a stale or damaged one "
+    "(other weights, other library version, bytes that no longer match) is rebuilt, never used.",
 )
 @option("--model", default=None, help="registered model (default gc-small; see `streamcodec models`)")
 @option("--engine", type=click.Choice([e for e in ENGINE_CHOICES if e not in ("torch", "compile")]), default="auto")

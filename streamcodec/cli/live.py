@@ -7,7 +7,9 @@ streamcodec send --to HOST:9000 [--camera DEV | --source FILE|URL] ...
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..io.safe_output import check_file_target
-from ..live.protocol import parse_address
+from ..live.protocol import TOKEN_ENV, new_token, parse_address
 from .base import CONTEXT, Checked, Command, Group, option
 from .engines import engine_option
 
@@ -124,6 +126,8 @@ def webcam(**values: Any) -> int:
     "receiver can ask for a keyframe. Ctrl-C ends the stream (and completes --record).",
 )
 @option("--to", required=True, metavar="HOST:PORT", help="the receiver's address")
+@option("--token", metavar="TOKEN", envvar=TOKEN_ENV, show_envvar=False,
+        help=f"the token `receive` printed (default: ${TOKEN_ENV}, which keeps it out of the process list)")
 @option("--preview", is_flag=True, help="also send camera and mask pictures for the page (not counted)")
 @option("--wait", type=float, default=30.0, metavar="S", help="seconds to try reaching the receiver (default 30)")
 @option("--stats-json", type=click.Path(path_type=Path), metavar="FILE", help="write the sender's summary as JSON to a new FILE")
@@ -143,6 +147,8 @@ def send(**values: Any) -> int:
     "which is asked of the sender. Ctrl-C stops it.",
 )
 @option("--listen", default=str(DEFAULT_LINK_PORT), metavar="[HOST:]PORT", help="where senders connect")
+@option("--token", metavar="TOKEN", envvar=TOKEN_ENV, show_envvar=False,
+        help=f"the secret senders and the page must show (default: ${TOKEN_ENV}, else a new random one, printed)")
 @engine_option
 @_page_options
 def receive(**values: Any) -> int:
@@ -155,6 +161,8 @@ def run_send(args: SimpleNamespace) -> int:
 
     if args.camera and args.source:
         raise ValueError("give --camera or --source, not both")
+    if not args.token:
+        raise ValueError(f"send needs the receiver's token (printed by `receive`): --token TOKEN or {TOKEN_ENV}=TOKEN")
     for path, force in ((args.record, args.force), (args.stats_json, False)):
         if path is not None:
             check_file_target(path, force)
@@ -162,6 +170,7 @@ def run_send(args: SimpleNamespace) -> int:
     capture = Capture(open_input(args.source, args.camera, size, args.fps), size, paced=bool(args.source), loop=args.loop)
     settings = SenderSettings(
         to=parse_address(args.to),
+        token=args.token,
         mode=args.mode,
         quality=args.quality,
         gop=args.gop,
@@ -188,7 +197,7 @@ def _link_address(text: str, listen_any: bool) -> tuple[str, int]:
     return (ANY_HOST if listen_any and not explicit else host), port
 
 
-def _start_receiver(args: SimpleNamespace, link: str) -> tuple[Receiver, PageServer, LiveState]:
+def _start_receiver(args: SimpleNamespace, link: str, token: str) -> tuple[Receiver, PageServer, LiveState]:
     from ..live.receiver import Receiver, ReceiverSettings
     from ..live.stats import LiveState
     from ..live.web import PageServer
@@ -196,12 +205,13 @@ def _start_receiver(args: SimpleNamespace, link: str) -> tuple[Receiver, PageSer
     if args.stats_json is not None:
         check_file_target(args.stats_json, False)
     state = LiveState()
-    settings = ReceiverSettings(_link_address(link, args.listen_any), args.engine, args.dump_frames, args.exit_when_done)
-    receiver = Receiver(settings, state)
-    page = PageServer((ANY_HOST if args.listen_any else "127.0.0.1", args.port), state).start()
+    address = _link_address(link, args.listen_any)
+    receiver = Receiver(ReceiverSettings(address, token, args.engine, args.dump_frames, args.exit_when_done), state)
+    page = PageServer((ANY_HOST if args.listen_any else "127.0.0.1", args.port), state, token).start()
     host, port = receiver.address
     scope = "this machine only; --listen-any to accept others" if host.startswith("127.") else "reachable from other machines"
     print(f"listening for a sender on {host}:{port} ({scope})", flush=True)
+    print(f"token: {token} (senders: {TOKEN_ENV}={token} streamcodec send --to HOST:{port} ...)", flush=True)
     print(f"page: {page.url}", flush=True)
     return receiver, page, state
 
@@ -221,7 +231,7 @@ def _finish(args: SimpleNamespace, page: PageServer, state: LiveState) -> None:
 
 
 def run_receive(args: SimpleNamespace) -> int:
-    receiver, page, state = _start_receiver(args, args.listen)
+    receiver, page, state = _start_receiver(args, args.listen, args.token or new_token())
     try:
         receiver.run()
     except KeyboardInterrupt:
@@ -249,16 +259,20 @@ def _sender_command(args: SimpleNamespace, to: tuple[str, int]) -> list[str]:
 def run_webcam(args: SimpleNamespace) -> int:
     if args.record is not None:
         check_file_target(args.record, args.force)
-    receiver, page, state = _start_receiver(args, "127.0.0.1:0")
+    token = new_token()
+    receiver, page, state = _start_receiver(args, "127.0.0.1:0", token)
     # The encoder runs in its own process: capture and encode then use a core the decoder does not.
-    sender = subprocess.Popen(_sender_command(args, receiver.address))
+    # The token goes by the environment: a command line is visible to every user of the machine.
+    sender = subprocess.Popen(_sender_command(args, receiver.address), env={**os.environ, TOKEN_ENV: token})
     threading.Thread(target=_stop_on_failure, args=(sender, receiver), daemon=True).start()
+    finished = False
     try:
         receiver.run()
+        finished = args.exit_when_done  # the sender said BYE (or failed): it is ending by itself
     except KeyboardInterrupt:
         pass  # Ctrl-C is how the demo is stopped
     finally:
-        _stop_sender(sender)
+        _stop_sender(sender, finished)
         _finish(args, page, state)
     # A failed sender (no camera, unreadable source) has printed its one-line error.
     return 0 if sender.returncode in (0, -signal.SIGINT) else EXIT_ERROR
@@ -270,8 +284,15 @@ def _stop_on_failure(sender: subprocess.Popen[bytes], receiver: Receiver) -> Non
         receiver.stop()
 
 
-def _stop_sender(sender: subprocess.Popen[bytes]) -> None:
-    """Ask the sender to stop as Ctrl-C would (so it completes --record), then insist."""
+def _stop_sender(sender: subprocess.Popen[bytes], finished: bool) -> None:
+    """Ask the sender to stop as Ctrl-C would (so it completes --record), then insist.
+
+    A sender that `finished` its source is left to end by itself first: interrupted while it prints
+    its summary, it would exit as interrupted after a normal finish.
+    """
+    if finished:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sender.wait(timeout=15)
     if sender.poll() is None:
         sender.send_signal(signal.SIGINT)
     try:

@@ -49,6 +49,13 @@ def _feather(text: str) -> int:
     return int(value)
 
 
+def _levels(text: str) -> float:
+    value = number(text, float, "a number of luma levels")
+    if not 0 <= value <= 255:  # also refuses nan and inf
+        raise ValueError(f"{value:g} is outside 0..255 luma levels")
+    return float(value)
+
+
 def keep_list(text: str) -> tuple[str, ...]:
     """Split `--keep`; the kinds are checked with the options (parse_keep loads the codec, torch included)."""
     return tuple(part.strip() for part in text.split(","))
@@ -113,6 +120,12 @@ FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "(default 10 for files, 0 with --latency zero). 0: a full plate at every keyframe, so that a decoder starting "
         "at any keyframe has its background at once; otherwise one starting between full plates shows a grey "
         "background until the next",
+    }),
+    ("--max-background-error", "max_background_error", {
+        "type": Checked("LEVELS", _levels), "metavar": "LEVELS",
+        "help": "the background bound: every 16x16 block outside the kept region whose background, as the decoder "
+        "shows it, is more than LEVELS of mean absolute luma error from the source is coded from the source as well "
+        "(a person who left, one the masks missed, a light switched on, a cut). Default 20; 0: off",
     }),
     ("--preset", "preset", {
         "metavar": "NAME",

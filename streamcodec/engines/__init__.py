@@ -1,7 +1,7 @@
 """Inference engines behind one small interface (`Backend`): eager torch, torch.compile, ONNX
 Runtime and TensorRT run any model's `Program` (its entry points with declared inputs and
-outputs: `GC_SIGNATURE`, `engines.sc.SC_SIGNATURE`), with their artifacts and manifests in the
-top-level `engines/` folder."""
+outputs: `GC_SIGNATURE`, `engines.sc.SC_SIGNATURE`), with their artifacts and manifests cached in
+`engines_dir()` (the user's cache folder, `~/.cache/streamcodec/engines`; `$STREAMCODEC_ENGINES` overrides)."""
 
 from .base import (
     GC_SIGNATURE,

@@ -225,13 +225,18 @@ def as_gc_model(model: LoadedModel | Program) -> LoadedModel:
 
 
 def engines_dir() -> Path:
-    """Where compiled artifacts live: $STREAMCODEC_ENGINES, the checkout's engines/, or a user cache."""
-    if os.environ.get("STREAMCODEC_ENGINES"):
-        return Path(os.environ["STREAMCODEC_ENGINES"])
-    checkout = Path(__file__).resolve().parent.parent.parent / "engines"
-    if checkout.is_dir() and os.access(checkout, os.W_OK):
-        return checkout
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamcodec" / "engines"
+    """Where compiled artifacts are cached: a folder the user can write, never the package's own.
+
+    `$STREAMCODEC_ENGINES` if set; else the platform's cache folder, `$XDG_CACHE_HOME/streamcodec/engines`
+    (`~/.cache/streamcodec/engines` when XDG_CACHE_HOME is unset or not absolute, as the XDG spec says).
+    An installed package's folder may be read-only, and a checkout's must not fill up behind its owner's back.
+    """
+    override = os.environ.get("STREAMCODEC_ENGINES")
+    if override:
+        return Path(override).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+    return base / "streamcodec" / "engines"
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BackendUnavailableError
+from ..io.safe_output import writing_errors
 from ..models.registry import REGISTRY
 from .manifest import ArtifactSpec, library_version, read_manifest, stale_reason
 from .onnx import ONNX_MAX_SIZE, export_onnx
@@ -41,16 +42,18 @@ def build_engines(model: str, engine: str, precision: str, max_size: tuple[int, 
     if entry.kind == "sc":
         return _build_sc(model, engine, precision, max_size or ONNX_MAX_SIZE, folder)
     loaded = REGISTRY.load(model)
-    if engine == "tensorrt":
-        return list(build_tensorrt(loaded, folder, precision, max_size or TRT_MAX_SIZE).values())
-    return list(export_onnx(loaded, folder, precision, max_size or ONNX_MAX_SIZE).values())
+    with writing_errors(folder):  # a read-only or full engines folder: one line naming it
+        if engine == "tensorrt":
+            return list(build_tensorrt(loaded, folder, precision, max_size or TRT_MAX_SIZE).values())
+        return list(export_onnx(loaded, folder, precision, max_size or ONNX_MAX_SIZE).values())
 
 
 def _build_sc(model: str, engine: str, precision: str, max_size: tuple[int, int], folder: Path) -> list[Path]:
     if engine != "onnxruntime" or precision != "fp32":
         raise BackendUnavailableError(f"SC model {model!r} has an onnxruntime fp32 engine only, not {engine} {precision}")
     loaded = REGISTRY.load_sc(model)
-    return [export_sc_onnx(loaded.entry, loaded.net, folder, max_size)]
+    with writing_errors(folder):
+        return [export_sc_onnx(loaded.entry, loaded.net, folder, max_size)]
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 An artifact is reused only while its manifest says it was built from the same weights (model id
 and weights sha256), by the same engine at the same precision and shape range, with the same
-versions of the libraries that engine depends on, for the same device. Anything else is stale:
-it is rebuilt, never silently used.
+versions of the libraries that engine depends on, for the same device, and while the artifact's
+bytes still have the sha256 its manifest recorded when it was built (a damaged or replaced file
+beside an intact manifest). Anything else is stale: it is rebuilt, said on stderr, never silently used.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..models.registry import ModelEntry
+from ..models.registry import ModelEntry, file_sha256
 
 FORMAT = 1
 #: The libraries whose version an engine's artifacts depend on (distribution names).
@@ -108,6 +109,19 @@ def stale_reason(artifact: Path, spec: ArtifactSpec) -> str | None:
     for key, want in spec.expected().items():
         if found.get(key) != want:
             return f"{key} {_short(found.get(key))} ≠ {_short(want)}"
+    return _damage(artifact, found.get("artifact_sha256"))
+
+
+def _damage(artifact: Path, recorded: object) -> str | None:
+    """Why the artifact's bytes are not those its manifest recorded, or None when they are."""
+    if not isinstance(recorded, str):
+        return "the manifest records no artifact sha256"
+    try:
+        actual = file_sha256(artifact)
+    except OSError as exc:
+        return f"the artifact cannot be read ({exc.strerror or exc})"
+    if actual != recorded:
+        return f"artifact sha256 {actual[:12]}… ≠ {recorded[:12]}… in the manifest: the file is damaged"
     return None
 
 
@@ -119,7 +133,7 @@ def _short(value: Any) -> str:
 def write_manifest(artifact: Path, spec: ArtifactSpec) -> Path:
     """Write the manifest of a just-built artifact atomically; returns its path."""
     path = manifest_path(artifact)
-    data = spec.expected() | {"artifact": artifact.name}
+    data = spec.expected() | {"artifact": artifact.name, "artifact_sha256": file_sha256(artifact)}
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".partial", delete=False) as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, onnx_runtime_errors
 from ..models.registry import LoadedModel
 from .base import Backend, Program, as_gc_model, as_program, engines_dir, quiet_exporter
 from .int8 import quantize_synthesize
@@ -79,7 +79,8 @@ def ort_session(path: Path) -> Any:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = _intra_op_threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with onnx_runtime_errors(path, "ONNX Runtime cannot load this engine", BackendUnavailableError):
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_session(session: Any, *arrays: np.ndarray) -> np.ndarray:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..io.safe_output import write_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLUMNS = 3
 PANELS = (("psnr_db", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("vmaf", "VMAF"),
@@ -22,13 +28,17 @@ def _curves(rows: list[dict[str, Any]], metric: str) -> dict[str, tuple[list[flo
     return curves
 
 
-def plot_clip(rows: list[dict[str, Any]], clip: str, path: Path) -> Path | None:
-    """Write the RD figure of one clip; None when no codec has a measured point.
+def plot_path(out: Path, clip: str) -> Path:
+    """`rd_<clip>.png` in `out`, the clip's name made safe for a file name."""
+    return out / f"rd_{re.sub(r'[^A-Za-z0-9._-]+', '_', clip)}.png"
+
+
+def plot_clip(rows: list[dict[str, Any]], clip: str) -> Figure | None:
+    """The RD figure of one clip; None when no codec has a measured point.
 
     Args:
         rows: result rows of the run (all clips).
         clip: which clip.
-        path: PNG to write.
     """
     # Figure without pyplot: no global state and no GUI backend, safe in any process.
     from matplotlib.figure import Figure
@@ -58,15 +68,28 @@ def plot_clip(rows: list[dict[str, Any]], clip: str, path: Path) -> Path | None:
         axes.grid(True, which="both", alpha=0.3)
     figure.axes[0].legend(fontsize="small")
     figure.suptitle(clip)
-    figure.savefig(path, dpi=110)
-    return path
+    return figure
 
 
-def write_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One `rd_<clip>.png` per clip in `out`; returns the files written."""
+def write_plots(rows: list[dict[str, Any]], out: Path, force: bool = False) -> list[Path]:
+    """One `rd_<clip>.png` per clip with a measured point in `out` (an existing one replaced only with `force`).
+
+    Returns:
+        The files written.
+    """
     written = []
     for clip in dict.fromkeys(r["clip"] for r in rows):
-        path = plot_clip(rows, clip, out / f"rd_{re.sub(r'[^A-Za-z0-9._-]+', '_', clip)}.png")
-        if path is not None:
-            written.append(path)
+        figure = plot_clip(rows, clip)
+        if figure is not None:
+            write_file(plot_path(out, clip), _png(figure), force)
+            written.append(plot_path(out, clip))
     return written
+
+
+def _png(figure: Figure) -> Callable[[Path], None]:
+    """Save `figure` as PNG to the path given: a partial's name, so the format is named, not read from the suffix."""
+
+    def save(path: Path) -> None:
+        figure.savefig(path, dpi=110, format="png")
+
+    return save

@@ -3,6 +3,10 @@
 Values that could not be measured are written as "n/a" in the CSV and null in the JSON, and
 `not_available` (JSON, report, summary) says why; failed cells keep their rows with status
 "failed" and the error in `detail`.
+
+The outputs follow `encode`'s rules (io/safe_output): all of them are checked before any work
+(`check_outputs`), an existing one is replaced only with `force`, a symlink is never written
+through nor replaced, and each file is written under a locked partial name and published by a rename.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ import csv
 import datetime
 import json
 import math
+import os
 import platform
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError
+from ..io.safe_output import check_file_target, write_file
 from ..version import __version__
 from .bdrate import bd_rate
 from .ffmpeg_tools import ffmpeg_version
 from .html_report import write_html
 from .masks import MaskSource
-from .plots import write_plots
-from .results import COLUMNS, LABELS, EvalRun, fmt
+from .plots import plot_path, write_plots
+from .results import COLUMNS, LABELS, EvalConfig, EvalRun, fmt
 
 SUMMARY_COLUMNS = (
     "clip",
@@ -38,6 +45,31 @@ SUMMARY_COLUMNS = (
     "decode_fps",
 )
 BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept")
+REPORT_FILES = {"csv": "results.csv", "json": "results.json", "html": "report.html", "summary": "summary.md"}
+CACHE_FOLDERS = ("cache", "cache/cells", "cache/masks")
+SYMLINK_HINT = "is a symbolic link; eval never writes through one nor replaces it, --force or not"
+
+
+def output_paths(config: EvalConfig) -> list[Path]:
+    """Every file a run may write into `config.out`: the reports and one RD plot per clip."""
+    return [config.out / name for name in REPORT_FILES.values()] + [plot_path(config.out, c.stem) for c in config.clips]
+
+
+def check_outputs(config: EvalConfig) -> None:
+    """Refuse before any work: an --out that is no folder, a symlink among the outputs or the cache folders,
+    an output that is one of the clips, an existing output without `config.force`."""
+    out = config.out
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError("is not a folder; --out names the folder the results go into", out)
+    if not out.is_dir():
+        return  # made by the run: nothing in it yet
+    for folder in (out / name for name in CACHE_FOLDERS):
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            raise OutputError("is a symbolic link or not a folder; eval keeps its cache in folders of its own", folder)
+    for path in output_paths(config):
+        if path.is_symlink():
+            raise OutputError(SYMLINK_HINT, path)
+        check_file_target(path, config.force, config.clips)
 
 
 def environment(ffmpeg: str, vmaf_exe: str | None, masks: MaskSource | None) -> dict[str, Any]:
@@ -85,6 +117,7 @@ def bd_rate_table(rows: list[dict[str, Any]], anchor: str, not_available: dict[s
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """The result rows as CSV, "n/a" where a value was not measured."""
     with path.open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -93,6 +126,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_json(run: EvalRun, bd: list[dict[str, Any]], path: Path) -> None:
+    """The run as JSON: command, settings, environment, what was not available, counts, rows and BD-rates."""
     config = run.config
     document = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -149,19 +183,14 @@ def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) 
 
 
 def write_reports(run: EvalRun) -> dict[str, Path]:
-    """Write every output file into the run's folder; returns them by kind."""
-    out = run.config.out
+    """Write every output file into the run's folder (see the module note); returns them by kind."""
+    out, force = run.config.out, run.config.force
     bd = bd_rate_table(run.rows, run.anchor, run.not_available)
-    outputs = {
-        "csv": out / "results.csv",
-        "json": out / "results.json",
-        "html": out / "report.html",
-        "summary": out / "summary.md",
-    }
-    write_csv(run.rows, outputs["csv"])
-    write_json(run, bd, outputs["json"])
-    plots = write_plots(run.rows, out)
-    write_html(run, bd, plots, outputs["html"])
-    outputs["summary"].write_text(summary_markdown(run, bd, plots))
+    outputs = {kind: out / name for kind, name in REPORT_FILES.items()}
+    write_file(outputs["csv"], lambda path: write_csv(run.rows, path), force)
+    write_file(outputs["json"], lambda path: write_json(run, bd, path), force)
+    plots = write_plots(run.rows, out, force)
+    write_file(outputs["html"], lambda path: write_html(run, bd, plots, path), force)
+    write_file(outputs["summary"], lambda path: path.write_text(summary_markdown(run, bd, plots)), force)
     outputs |= {f"plot:{p.stem}": p for p in plots}
     return outputs

@@ -36,7 +36,8 @@ LABELS = {
 class EvalConfig:
     """What to evaluate and where to write it.
 
-    `mask_source` is "auto" (selective mode's) or a given source (tests).
+    `mask_source` is "auto" (selective mode's) or a given source (tests). `force` replaces the
+    reports and plots an earlier run left in `out` (without it they are refused before any work).
     """
 
     clips: list[Path]
@@ -50,6 +51,7 @@ class EvalConfig:
     progress: bool = False
     command: str | None = None
     mask_source: MaskSource | Literal["auto"] | None = "auto"
+    force: bool = False
 
 
 @dataclass

@@ -8,6 +8,10 @@
     → results.csv / results.json / RD plots / BD-rates / report.html / summary.md
 
 A failing cell is recorded with its error and the run goes on; a rerun retries it.
+
+Scratch files (the clip's copies, each cell's encoded file) live in a locked folder the run makes
+in OUT, `.work.partial-XXXXXXXX`, removed at the end; nothing else in OUT is removed. Existing
+outputs are refused before any work unless `force` (report.check_outputs).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from ..errors import InputNotFoundError
 from ..io.demux import Source
+from ..io.safe_output import Partial, remove_stale_partials, writing_errors
 from ..progress import Progress
 from .cache import CellCache, file_digest
 from .clip import PreparedClip, prepare_clip
@@ -26,7 +31,7 @@ from .codecs import CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, c
 from .ffmpeg_tools import system_ffmpeg
 from .masks import mask_source, unavailable_reason
 from .measure import measure_cell
-from .report import environment, write_reports
+from .report import check_outputs, environment, write_reports
 from .results import EvalConfig, EvalRun
 from .vmaf import NO_VMAF, find_vmaf_ffmpeg
 
@@ -67,13 +72,13 @@ def _ordered(names: list[str]) -> list[Codec]:
 
 
 class _Grid:
-    """State of one run while it walks the grid."""
+    """State of one run while it walks the grid; scratch files go into `work`, a folder of the run's own."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: EvalConfig, work: Path) -> None:
         self.config = config
         self.out = config.out
         self.cache = CellCache(config.out / "cache" / "cells")
-        self.work = config.out / "work"
+        self.work = work
         self.ffmpeg = system_ffmpeg()
         self.masks = mask_source() if config.mask_source == "auto" else config.mask_source
         self.masks_reason = (unavailable_reason() or "needs selective-mode masks") if self.masks is None else None
@@ -111,8 +116,8 @@ class _Grid:
         def clip() -> PreparedClip:
             # Prepared only when a cell has to be computed: a fully cached clip costs one hash.
             if not prepared:
-                self.work.mkdir(parents=True, exist_ok=True)
-                prepared.append(prepare_clip(path, digest, self.work, self.out / "cache" / "masks", self.ffmpeg, self.masks))
+                with writing_errors(self.out):  # its copies and the masks' cache: a full disk is one line
+                    prepared.append(prepare_clip(path, digest, self.work, self.out / "cache" / "masks", self.ffmpeg, self.masks))
             return prepared[0]
 
         ours_kbps: list[float] = []  # every streamcodec mode's measured rates: the classical targets span them
@@ -157,7 +162,8 @@ class _Grid:
             self.counts["cached"] += 1
             return {**cached, "cached": True}
         row = self._compute(codec, point, clip(), row)
-        self.cache.store(cell, row, self.features)
+        with writing_errors(cell):
+            self.cache.store(cell, row, self.features)
         return {**row, "cached": False}
 
     def _compute(self, codec: Codec, point: RatePoint, clip: PreparedClip, row: dict[str, Any]) -> dict[str, Any]:
@@ -182,15 +188,20 @@ def run_eval(config: EvalConfig) -> EvalRun:
         EvalRun with the rows and counts of computed / cached / failed / unavailable cells.
     """
     validate(config)
-    config.out.mkdir(parents=True, exist_ok=True)
-    grid = _Grid(config)
-    shutil.rmtree(grid.work, ignore_errors=True)  # scratch left by an interrupted run
+    check_outputs(config)
+    with writing_errors(config.out):
+        config.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(config.out / "work", scratch=True)  # left by a killed run: unlocked, ours by name
+    scratch = Partial.create(config.out / "work", folder=True)
     try:
-        for clip in config.clips:
-            grid.run_clip(clip)
+        grid = _Grid(config, scratch.path)
+        try:
+            for clip in config.clips:
+                grid.run_clip(clip)
+        finally:
+            grid.bar.close()
     finally:
-        grid.bar.close()
-        shutil.rmtree(grid.work, ignore_errors=True)
+        scratch.discard()
     counts = grid.counts
     run = EvalRun(
         config,

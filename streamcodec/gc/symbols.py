@@ -18,7 +18,7 @@ from .. import bitstream
 from ..bitstream import Frame, FrameType, StreamConfig
 from ..entropy import context
 from ..entropy.context import ContextTables
-from ..errors import CorruptStreamError, StreamcodecError, UnsupportedStreamError
+from ..errors import CorruptStreamError, StreamcodecError
 
 Symbols = npt.NDArray[np.int64]
 
@@ -90,7 +90,7 @@ class SymbolDecoder:
     def _decode_symbols(self, packet: bytes) -> tuple[Symbols, Frame]:
         frame = bitstream.unpack_frame(packet)
         if frame.frame_type not in (FrameType.INTRA, FrameType.INTER):
-            raise UnsupportedStreamError(f"{frame.frame_type.name} frames need the selective-mode decoder")
+            raise CorruptStreamError(f"{frame.frame_type.name} frame in a gc-mode stream (another mode's: damage or a splice)")
         if bitstream.LATENTS not in frame.sections:
             raise CorruptStreamError("frame has no latent section")
         channels, payload = bitstream.unpack_latents(frame.sections[bitstream.LATENTS])

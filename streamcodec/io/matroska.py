@@ -2,7 +2,7 @@
 
 Track descriptions (`TrackSpec` to write, `TrackInfo` as read), `Packet`, the encoders of the
 small index elements the writer emits (EBML header, TrackEntry, Tag, Seek, CuePoint), and the
-decoders the reader needs for TrackEntry fields and laced blocks.
+decoders the reader needs for TrackEntry and Tag fields and laced blocks.
 """
 
 from __future__ import annotations
@@ -173,6 +173,24 @@ def optional_uint_field(fields: _Fields, element_id: int) -> int | None:
 def string_field(fields: _Fields, element_id: int, default: str = "") -> str:
     """A string child of a parsed master element, or `default` when absent."""
     return ebml.decode_string(fields[element_id]) if element_id in fields else default
+
+
+def read_tag(data: memoryview, base: int, path: Path) -> tuple[list[int] | None, dict[str, str]]:
+    """(TagTrackUIDs, {TagName: TagString}) of one Tag's payload (`base`: its file offset): no uids
+    for the whole file, None for tags aimed at chapters, editions or attachments (not reported)."""
+    uids: list[int] | None = []
+    simple: dict[str, str] = {}
+    for child, value in ebml.iter_children(data, base, path):
+        if child.id == ID.TARGETS:
+            targets = [(t.id, ebml.decode_uint(v)) for t, v in ebml.iter_children(value, child.data_offset, path)]
+            if any(target not in (ID.TARGET_TYPE_VALUE, ID.TARGET_TYPE, ID.TAG_TRACK_UID) for target, _ in targets):
+                uids = None
+            elif uids is not None:
+                uids = [uid for target, uid in targets if target == ID.TAG_TRACK_UID and uid]
+        elif child.id == ID.SIMPLE_TAG:
+            fields = ebml.children_dict(value, child.data_offset, path)
+            simple[string_field(fields, ID.TAG_NAME)] = string_field(fields, ID.TAG_STRING)
+    return uids, simple
 
 
 def track_info(payload: bytes, base: int, path: Path, warn: Callable[[CorruptStreamError], None]) -> TrackInfo:

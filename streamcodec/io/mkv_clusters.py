@@ -5,7 +5,10 @@ was hit is found again by its body (a CRC-32 element, then the Cluster Timestamp
 starts one) when that body's CRC-32 matches; a Cluster whose size was hit is re-measured from
 its children; a child that does not parse is skipped up to the next SimpleBlock that fits. A
 Cluster that fails (or lacks) its CRC-32 ends where an intact Cluster starts inside it (a splice
-cut it), and so does any other top-level element that runs over one. Every search only moves
+cut it), and so does any other top-level element that runs over one. A Cluster whose id was hit
+into another Segment child's (Cues, Info…) is read as a Cluster when its content begins as one;
+otherwise a Segment child where the Cues place a Cluster, or a second one of a kind that occurs
+once, is reported, so that the frames missing around it are counted. Every search only moves
 forward.
 """
 
@@ -32,6 +35,18 @@ _UNFINISHED_CRC = bytes(ebml.CRC_ELEMENT_SIZE)  # the writer's placeholder befor
 _SEGMENT_CHILDREN = frozenset(
     {ID.SEEK_HEAD, ID.INFO, ID.TRACKS, ID.TAGS, ID.CUES, ID.VOID, ID.CRC32, ID.CHAPTERS, ID.ATTACHMENTS, ID.CLUSTER}
 )
+# Segment children with a 4-byte id, as a hit Cluster id can read; all but Tags occur once (SeekHead: once
+# more, pointed at by the first).
+NAMES = {
+    ID.SEEK_HEAD: "SeekHead",
+    ID.INFO: "Info",
+    ID.TRACKS: "Tracks",
+    ID.TAGS: "Tags",
+    ID.CUES: "Cues",
+    ID.CHAPTERS: "Chapters",
+    ID.ATTACHMENTS: "Attachments",
+}
+_ONCE = frozenset(NAMES) - {ID.TAGS}
 
 ErrorHandler = Callable[[CorruptStreamError], None]
 
@@ -47,6 +62,9 @@ class ClusterReader:
     _consumed: int
     _cut_reported: bool
     _cues_met: bool  # a Cues element was seen (at open, or while walking the Clusters)
+    cues: list[tuple[Fraction, int, int]]  # (time, track, file offset of the Cluster)
+    _loaded: dict[int, int]  # index element id → offset of the one read at open
+    _met: dict[int, int]  # element id → offset of the first of its kind met while walking the Clusters
 
     def _element_packets(
         self, pos: int, tracks: Container[int] | None, report: ErrorHandler
@@ -59,6 +77,11 @@ class ClusterReader:
             return (yield from self._cluster_packets(element.data_offset, element.end, pos, tracks, report))
         if element.id not in _SEGMENT_CHILDREN:  # the spec allows no other child: its size cannot be trusted
             raise CorruptStreamError(f"unknown element 0x{element.id:X} where a Cluster should be", self.path, pos)
+        if self._holds_cluster(element):
+            name = NAMES[element.id]
+            message = f"Cluster id is damaged (reads 0x{element.id:X}, {name}'s, over a Cluster's content); read as a Cluster"
+            report(CorruptStreamError(message, self.path, pos))
+            return (yield from self._cluster_packets(element.data_offset, element.end, pos, tracks, report))
         if element.end is None or element.end > self._ebml.size:
             self._cut_reported = element.end is not None
             raise TruncatedStreamError(f"element 0x{element.id:X} runs past the end of the file (truncated)", self.path, pos)
@@ -67,7 +90,35 @@ class ClusterReader:
         if inner is not None:  # a false element (a top-level id inside a spliced-in SeekHead, say) swallowing a Cluster
             report(CorruptStreamError(f"element 0x{element.id:X} runs over an intact Cluster; reading on there", self.path, pos))
             return inner
+        if (suspicion := self._out_of_place(element)) is not None:
+            report(CorruptStreamError(suspicion, self.path, pos))
         return element.end
+
+    def _holds_cluster(self, element: ElementHeader) -> bool:
+        """Whether a Segment child of another kind holds a Cluster's content, so its id was hit: its payload
+        begins as our writer begins a Cluster's (CRC-32, then the Cluster Timestamp) or with the Timestamp."""
+        start = element.data_offset
+        if element.id not in NAMES or start >= self._ebml.size:
+            return False
+        return self._is_cluster_body(start) or self._ebml.read(start, 1)[0] == ID.CLUSTER_TIMESTAMP
+
+    def _out_of_place(self, element: ElementHeader) -> str | None:
+        """Why a Segment child met among the Clusters is taken for a Cluster whose id was hit, or None.
+
+        It stands where the Cues place a Cluster, or it is a second one of a kind that occurs once
+        (not the one read at open): either way, frames may be missing around it.
+        """
+        assert element.end is not None
+        if self._loaded.get(element.id) == element.offset:
+            return None
+        name = NAMES.get(element.id, f"element 0x{element.id:X}")
+        covered = sorted(at for _, _, at in self.cues if element.offset <= at < element.end)
+        if covered:
+            return f"{name} covers the Cluster the Cues place at byte {covered[0]} (a damaged Cluster id?); its frames are lost"
+        first = self._met.setdefault(element.id, self._loaded.get(element.id, element.offset))
+        if element.id in _ONCE and first != element.offset:
+            return f"a second {name} (the first at byte {first}) among the Clusters: a damaged Cluster id?"
+        return None
 
     def _cluster_packets(
         self, start: int, declared_end: int | None, pos: int, tracks: Container[int] | None, report: ErrorHandler

@@ -9,11 +9,13 @@ structure or a truncated file each give a `CorruptStreamError` to the caller's `
 when there is none). Packets that still parse are yielded anyway — the caller's per-frame checks
 decide — and after a broken structure the reader resynchronises on the next Cluster id or on the
 next Cluster body (CRC-32 then Timestamp, as our writer starts one), so a Cluster whose header was
-hit keeps its frames. A file our own writer left unfinished (killed encode: Segment of unknown
-size) is reported as truncated before any packet; our live-style stream (written to a pipe:
-Segment of unknown size, a SeekHead, Cues last) that ends before its Cues was cut, and is reported
-so. Every walk over the file only moves forward, and SeekHead chains are bounded, so damage can
-never make the reader loop.
+hit keeps its frames, also when its id reads as another Segment child's (Cues, Info…): such an
+element is never loaded as an index, and one that does not hold a Cluster but stands where the Cues
+place one, or repeats an Info or Tracks, is reported (see mkv_clusters). A file our own writer
+left unfinished (killed encode: Segment of unknown size) is reported as truncated before any
+packet; our live-style stream (written to a pipe: Segment of unknown size, a SeekHead, Cues last)
+that ends before its Cues was cut, and is reported so. Every walk over the file only moves
+forward, and SeekHead chains are bounded, so damage can never make the reader loop.
 
 Times are Fractions of seconds: stored timestamp × TimestampScale − the track's CodecDelay, the
 inverse of what `MatroskaWriter` stores.
@@ -38,7 +40,7 @@ from streamcodec.errors import (
 )
 from streamcodec.io import ebml
 from streamcodec.io.ebml import ID, ElementHeader
-from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, string_field, track_info, uint_field
+from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, read_tag, string_field, track_info, uint_field
 from streamcodec.io.mkv_clusters import CLUSTER_BODY, ClusterReader, ErrorHandler
 
 __all__ = ["ErrorHandler", "MatroskaReader", "Packet", "TrackInfo"]  # Packet, TrackInfo live in matroska
@@ -130,6 +132,9 @@ class MatroskaReader(ClusterReader):
         self._stream_cut = segment.size is None and self.muxing_app == OUR_MUXING_APP and not self._unfinished
         self._resolve_index()
 
+    def _second(self, element: ElementHeader) -> bool:
+        return element.id in (ID.INFO, ID.TRACKS) and element.id in self._loaded
+
     def _index_past_end(self) -> bool:
         """Whether a SeekHead points at an index element at or past the end of the file."""
         return any(i in _INDEX_NAMES and self._segment_start + at >= self._ebml.size for i, at in self._seeks[:MAX_SEEKS])
@@ -171,7 +176,8 @@ class MatroskaReader(ClusterReader):
             except CorruptStreamError:  # packets() walks from `first` and reports it
                 first, at = first if first is not None else pos, self._next_top_level(pos + 1)
                 continue
-            if element.id == ID.CLUSTER or self._is_cluster_body(pos):
+            # A Cluster, one whose id was hit, or a second Info or Tracks (for packets() to report).
+            if element.id == ID.CLUSTER or self._is_cluster_body(pos) or self._holds_cluster(element) or self._second(element):
                 return first if first is not None else pos
             if element.id not in _HEAD_IDS:
                 first, at = first if first is not None else pos, self._next_top_level(pos + 1)
@@ -231,8 +237,9 @@ class MatroskaReader(ClusterReader):
             False when the element is damaged (noted in `damage`), so its size is not trusted.
         """
         name = _INDEX_NAMES.get(element.id)
-        if name is None or element.offset in self._visited or (element.id in self._loaded and element.id != ID.SEEK_HEAD):
-            return True
+        repeat = element.id in self._loaded and element.id != ID.SEEK_HEAD
+        if name is None or element.offset in self._visited or repeat or self._holds_cluster(element):
+            return True  # not an index element, a second one, or a Cluster whose id was hit
         self._visited.add(element.offset)
         if element.id != ID.TRACKS and (element.end is None or element.end > self._ebml.size):
             return True  # cut off by a truncated file: packets() reports the truncation
@@ -299,30 +306,13 @@ class MatroskaReader(ClusterReader):
         tags, cues = [], []
         for header, data in children:
             if header.id == ID.TAG:
-                tags.append(self._tag(header, data))
+                tags.append(read_tag(data, header.data_offset, self.path))
             elif header.id == ID.CUE_POINT:
                 cues += self._cue_point(header, data)
         self._raw_tags += tags
         self._raw_cues += cues
         if element.id == ID.CUES:
             self._cues_end = element.end
-
-    def _tag(self, header: ElementHeader, data: memoryview) -> tuple[list[int] | None, dict[str, str]]:
-        """(TagTrackUIDs, {TagName: TagString}) of one Tag: no uids for the whole file, None for
-        tags aimed at chapters, editions or attachments (not reported)."""
-        uids: list[int] | None = []
-        simple: dict[str, str] = {}
-        for child, value in ebml.iter_children(data, header.data_offset, self.path):
-            if child.id == ID.TARGETS:
-                targets = [(t.id, ebml.decode_uint(v)) for t, v in ebml.iter_children(value, child.data_offset, self.path)]
-                if any(target not in (ID.TARGET_TYPE_VALUE, ID.TARGET_TYPE, ID.TAG_TRACK_UID) for target, _ in targets):
-                    uids = None
-                elif uids is not None:
-                    uids = [uid for target, uid in targets if target == ID.TAG_TRACK_UID and uid]
-            elif child.id == ID.SIMPLE_TAG:
-                fields = ebml.children_dict(value, child.data_offset, self.path)
-                simple[string_field(fields, ID.TAG_NAME)] = string_field(fields, ID.TAG_STRING)
-        return uids, simple
 
     def _cue_point(self, header: ElementHeader, data: memoryview) -> list[tuple[int, int, int]]:
         ticks, positions = 0, []
@@ -372,7 +362,7 @@ class MatroskaReader(ClusterReader):
             message = "unfinished encode: the writer was stopped before it wrote the Segment size, SeekHead and Cues"
             report(TruncatedStreamError(message, self.path))
         pos, self._cut_reported = self._first_cluster, self._unfinished
-        self._consumed = 0  # the end of the last Cluster read: resynchronising never reads one twice
+        self._consumed, self._met = 0, {}  # _consumed: the end of the last Cluster read (never read one twice)
         while pos is not None and pos < self._segment_end:
             start = pos
             try:

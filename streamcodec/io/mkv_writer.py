@@ -379,8 +379,11 @@ class MatroskaWriter:
         if self._tail is not None:
             self._output.release()
             return
-        self._disk.close()
-        self._partial.discard()
+        try:  # closing flushes the buffer: on a full disk that fails again, and the bytes are dropped anyway
+            with contextlib.suppress(OSError):
+                self._disk.close()
+        finally:
+            self._partial.discard()
 
     def __enter__(self) -> MatroskaWriter:
         return self

@@ -4,7 +4,9 @@ Every output is first written as `.NAME.partial-XXXXXXXX` (a file, or a folder h
 the frames) next to NAME, and renamed onto NAME only when complete. An existing NAME is replaced
 only when the caller passes `force`; without it the rename is a hard link, which fails atomically
 if NAME appeared meanwhile. A folder of frames is written only into a new or empty folder, never
-by emptying one.
+by emptying one. An output that is one of the command's inputs (the same file by inode: through a
+symlink or a hard link too) is refused, `force` or not. OS failures while writing (a full disk, a
+read-only folder, no permission) become one-line OutputErrors naming the output (`writing_errors`).
 
 The writer holds an flock on its partial while it writes. The kernel drops that lock when the
 process dies, even by SIGKILL, so a later run can tell a stale partial (lock free) from a live
@@ -21,9 +23,10 @@ import re
 import secrets
 import shutil
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..errors import OutputError, OutputExistsError
+from ..errors import OutputError, OutputExistsError, StreamcodecError
 
 FRAME_NAME = re.compile(r"frame_\d{6,}\.png")
 # 8 characters: our own token_hex(4) names, and tempfile.mkdtemp's from earlier versions.
@@ -31,6 +34,7 @@ _TOKEN = "[a-z0-9_]{8}"
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
 EXISTS_HINT = "exists; pass --force (-y) to replace it"
 NOT_EMPTY_HINT = "is a folder that is not empty; frames go only into a new or empty folder (--force never empties one)"
+IS_INPUT_HINT = "choose another output name (--force never replaces an input)"
 
 
 def absolute(path: Path) -> Path:
@@ -43,8 +47,41 @@ def partial_name(target: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(target.name)}\.partial-{_TOKEN}")
 
 
-def check_file_target(target: Path, force: bool) -> None:
-    """Refuse before any work: a folder where a file goes, an existing file without `force`, no parent folder."""
+@contextlib.contextmanager
+def writing_errors(target: Path | str) -> Iterator[None]:
+    """Turn OS failures while writing `target` (disk full, read-only, permissions) into one-line OutputErrors."""
+    try:
+        yield
+    except StreamcodecError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", target) from exc
+
+
+def check_not_input(target: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Refuse an output that is one of the `inputs`: the same file by inode, through symlinks and hard links too."""
+    for source in inputs:
+        if source is None or os.fspath(source) == "-":
+            continue
+        if os.path.lexists(target) and _same_inode(target, Path(source)):
+            also = "" if os.path.abspath(target) == os.path.abspath(source) else f" {source}"
+            raise OutputError(f"is also the input{also}; {IS_INPUT_HINT}", target)
+
+
+def _same_inode(one: Path, other: Path) -> bool:
+    """Whether two names reach one file, following symlinks or not (a symlink to the input is the input)."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(one, other):
+            return True
+    with contextlib.suppress(OSError):
+        mine, theirs = os.lstat(one), os.lstat(other)
+        return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+    return False
+
+
+def check_file_target(target: Path, force: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse before any work: an input, a folder where a file goes, an existing file without `force`, no parent folder."""
+    check_not_input(target, inputs)
     if target.is_dir():
         raise OutputError("is a folder; name a file to write", target)
     if os.path.lexists(target) and not force:
@@ -96,9 +133,13 @@ class Partial:
                 if not where.is_dir():
                     raise
                 continue  # a cleaner removed our fresh folder before we opened it
+            except OSError as exc:  # read-only, no permission, disk full: said once, naming the output
+                raise OutputError(f"cannot write: {exc.strerror or exc}", target) from exc
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(path, fd):
-                return cls(path, fd, folder)
+                partial = cls(path, fd, folder)
+                _LIVE.add(partial)
+                return partial
             os.close(fd)  # a cleaner took it between create and lock: start again
 
     @staticmethod
@@ -110,6 +151,7 @@ class Partial:
 
     def release(self) -> None:
         """Drop the lock. Safe to call more than once."""
+        _LIVE.discard(self)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -121,6 +163,17 @@ class Partial:
         else:
             self.path.unlink(missing_ok=True)
         self.release()
+
+
+#: The partials this process holds: what a signal that ends it where no `finally` runs must remove (cli.signals).
+_LIVE: set[Partial] = set()
+os.register_at_fork(after_in_child=_LIVE.clear)  # a forked worker holds none of its parent's
+
+
+def discard_live_partials() -> None:
+    """Remove every partial this process still holds (the process is about to end)."""
+    for partial in list(_LIVE):
+        partial.discard()
 
 
 def publish_file(source: Path, target: Path, force: bool) -> None:
@@ -140,6 +193,24 @@ def publish_file(source: Path, target: Path, force: bool) -> None:
         os.rename(source, target)
         return
     os.unlink(source)
+
+
+def write_file(target: Path, write: Callable[[Path], object], force: bool) -> None:
+    """Write `target` through a locked partial beside it (`write` gets the partial's path), then publish it by a rename.
+
+    An existing `target` is replaced only with `force`, and then the name itself: a symlink there is
+    replaced, never written through. On any failure nothing is left and `target` is as it was.
+    """
+    remove_stale_partials(target)
+    partial = Partial.create(target)
+    try:
+        with writing_errors(target):
+            write(partial.path)
+            publish_file(partial.path, target, force)
+    except BaseException:
+        partial.discard()
+        raise
+    partial.release()
 
 
 def fsync_folder(folder: Path) -> None:
@@ -167,8 +238,11 @@ def publish_frames(partial: Partial, folder: Path) -> None:
     partial.path.rmdir()
 
 
-def remove_stale_partials(target: Path, *, where: Path | None = None) -> list[Path]:
+def remove_stale_partials(target: Path, *, where: Path | None = None, scratch: bool = False) -> list[Path]:
     """Remove `target`'s partials in `where` (default: its folder) that no live writer holds.
+
+    A partial folder is removed only when it holds nothing but what we write there, unless it is
+    `scratch`: a folder a killed run of ours made for its own work files, removed with all inside.
 
     Returns:
         The partials removed.
@@ -179,10 +253,10 @@ def remove_stale_partials(target: Path, *, where: Path | None = None) -> list[Pa
         names = [entry.name for entry in os.scandir(where) if pattern.fullmatch(entry.name)]
     except OSError:
         return []
-    return [where / name for name in names if _remove_if_stale(where / name, target.name)]
+    return [where / name for name in names if _remove_if_stale(where / name, target.name, scratch)]
 
 
-def _remove_if_stale(path: Path, target_name: str) -> bool:
+def _remove_if_stale(path: Path, target_name: str, scratch: bool = False) -> bool:
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -200,16 +274,19 @@ def _remove_if_stale(path: Path, target_name: str) -> bool:
         os.close(fd)
         return False  # a live writer holds it
     try:
-        return _same_file(path, fd) and _remove_own(path, folder, target_name)
+        return _same_file(path, fd) and _remove_own(path, folder, target_name, scratch)
     finally:
         os.close(fd)
 
 
-def _remove_own(path: Path, folder: bool, target_name: str) -> bool:
-    """Remove a stale partial: a file, or a folder holding only what we write there."""
+def _remove_own(path: Path, folder: bool, target_name: str, scratch: bool = False) -> bool:
+    """Remove a stale partial: a file, a folder holding only what we write there, or a `scratch` folder whole."""
     with contextlib.suppress(OSError):
         if not folder:
             path.unlink()
+            return True
+        if scratch:  # rmtree removes symlinks inside, never what they point to
+            shutil.rmtree(path)
             return True
         for inside in path.iterdir():
             if (inside.name == target_name or FRAME_NAME.fullmatch(inside.name)) and inside.is_file() and not inside.is_symlink():

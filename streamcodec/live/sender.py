@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from ..io.mkv_writer import MatroskaWriter, TrackSpec
 from ..io.safe_output import check_file_target
 from ..version import __version__
 from .capture import Capture, CapturedFrame
-from .protocol import Message, MessageType, read_message, send_message
+from .protocol import TOKEN_ENV, AuthenticationError, Channel, Message, MessageType, answer_greeting, read_message, send_message
 from .rate import TARGET_SHARE, RateController
 
 CODEC_ID = "V_STREAMCODEC"  # as pipeline.encode writes it; `decode` finds our track by it
@@ -34,6 +35,8 @@ CODEC_ID = "V_STREAMCODEC"  # as pipeline.encode writes it; `decode` finds our t
 SEND_BUFFER = 256 * 1024
 HEARTBEAT_S = 1.0
 RETRY_S = 0.5
+#: How long the receiver's HELLO may take after the connection opens.
+HANDSHAKE_S = 3.0
 
 
 @dataclass
@@ -41,6 +44,7 @@ class SenderSettings:
     """What `streamcodec send` (and `webcam`) asked for."""
 
     to: tuple[str, int]
+    token: str  # the receiver's token (protocol.py)
     mode: str = "sc"
     quality: int | None = None
     gop: int = 60
@@ -79,35 +83,55 @@ class Recorder:
 
 
 class Link:
-    """The sender's end of the connection: connects, sends, and hears keyframe requests."""
+    """The sender's end of the connection: connects, authenticates, sends, and hears the receiver's requests."""
 
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.address = address
+    def __init__(self, address: tuple[str, int], token: str) -> None:
+        self.address, self.token = address, token
         self.sock: socket.socket | None = None
+        self.outbound: Channel | None = None
         self.keyframe_wanted = threading.Event()
-        self.reconnected = False
+        self.refusals = 0  # times the receiver answered that another sender is live
 
     def connect(self) -> bool:
-        """Try once to connect; True when connected (a new connection also asks for a keyframe)."""
+        """Try once to connect; True when connected (a new connection also asks for a keyframe).
+
+        Raises LinkError when the receiver's token is not ours: retrying cannot help.
+        """
         if self.sock is not None:
             return True
         try:
-            sock = socket.create_connection(self.address, timeout=2.0)
+            sock = socket.create_connection(self.address, timeout=HANDSHAKE_S)
         except OSError:
+            return False
+        try:
+            outbound, inbound = answer_greeting(sock, self.token)
+        except AuthenticationError:
+            sock.close()
+            host, port = self.address
+            raise LinkError(
+                f"the receiver at {host}:{port} has another token: give send the token that receive printed "
+                f"(--token, or the {TOKEN_ENV} environment variable)"
+            ) from None
+        except (StreamcodecError, OSError):
+            sock.close()
             return False
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)
-        self.sock = sock
+        self.sock, self.outbound = sock, outbound
         self.keyframe_wanted.set()
-        threading.Thread(target=self._listen, args=(sock,), name="requests", daemon=True).start()
-        return True
+        threading.Thread(target=self._listen, args=(sock, inbound), name="requests", daemon=True).start()
+        return self.send(Message(MessageType.HEARTBEAT, capture_us=time.time_ns() // 1000))  # prompt authentication
 
-    def _listen(self, sock: socket.socket) -> None:
+    def _listen(self, sock: socket.socket, inbound: Channel) -> None:
         try:
             while True:
-                if read_message(sock).type == MessageType.KEYFRAME_REQUEST:
+                kind = read_message(sock, inbound).type
+                if kind == MessageType.KEYFRAME_REQUEST:
                     self.keyframe_wanted.set()
+                elif kind == MessageType.REFUSED:
+                    self.refusals += 1
+                    sock.shutdown(socket.SHUT_RDWR)  # the next send fails, and the link tries again
         except (StreamcodecError, OSError):
             return  # a broken connection shows on the next send
 
@@ -120,10 +144,10 @@ class Link:
 
     def send(self, message: Message) -> bool:
         """Send; on failure drop the connection and return False."""
-        if self.sock is None:
+        if self.sock is None or self.outbound is None:
             return False
         try:
-            send_message(self.sock, message)
+            send_message(self.sock, message, self.outbound)
             return True
         except LinkError:
             self.close()
@@ -134,7 +158,7 @@ class Link:
             try:
                 self.sock.close()
             finally:
-                self.sock = None
+                self.sock, self.outbound = None, None
 
 
 def _ignore_further_interrupts() -> None:
@@ -166,6 +190,7 @@ class SenderSummary:
     dropped_link: int = 0
     keyframes: int = 0
     restarts: int = 0
+    refused: int = 0  # times the receiver had another live sender
     bytes: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -202,13 +227,14 @@ class Sender:
     def __init__(self, settings: SenderSettings, capture: Capture) -> None:
         self.settings, self.capture = settings, capture
         self.rate = RateController(settings.max_kbps)
-        self.link = Link(settings.to)
+        self.link = Link(settings.to, settings.token)
         self.summary = SenderSummary()
         self.encoder: Encoder | None = None
         self.recorder: Recorder | None = None
         self._seq = 0
         self._last_sent = time.monotonic()
         self._last_try = 0.0
+        self._warned = False
 
     @property
     def dropped(self) -> int:
@@ -257,6 +283,7 @@ class Sender:
         finally:
             self.summary.seconds = time.monotonic() - started
             self.summary.dropped_capture = self.capture.dropped
+            self.summary.refused = self.link.refusals
             self.link.send(self._message(MessageType.BYE))
             self.link.close()
             self._close_encoder()
@@ -287,7 +314,12 @@ class Sender:
     def _connected(self) -> bool:
         if self.link.sock is None and time.monotonic() - self._last_try > RETRY_S:
             self._last_try = time.monotonic()
-            self.link.connect()
+            try:
+                self.link.connect()
+            except LinkError as exc:  # the receiver came back with another token: keep recording, say it once
+                if not self._warned:
+                    print(f"streamcodec send: {exc}; trying again", file=sys.stderr, flush=True)
+                    self._warned = True
         return self.link.sock is not None
 
     def _step(self, frame: CapturedFrame) -> None:

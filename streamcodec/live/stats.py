@@ -48,8 +48,10 @@ class LiveState:
     corrupt: int = 0
     skipped: int = 0  # packets not decodable (no keyframe yet, or too late) and dropped
     keyframe_requests: int = 0
-    connections: int = 0
+    connections: int = 0  # senders that held the link
     disconnects: int = 0
+    refused: int = 0  # connections closed unheard: no token, a bad tag, a replay, silence, or another sender live
+    takeovers: int = 0  # a sender replaced a live one that had sent no frame for a while
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     arrivals: deque[tuple[float, int]] = field(default_factory=deque)
     decoded_at: deque[float] = field(default_factory=deque)
@@ -116,6 +118,8 @@ class LiveState:
                 "keyframe_requests": self.keyframe_requests,
                 "connections": self.connections,
                 "disconnects": self.disconnects,
+                "refused": self.refused,
+                "takeovers": self.takeovers,
             }
 
 

@@ -3,13 +3,16 @@
 The reader reports damage (a lost Cluster, a broken block) but cannot count frames it never saw.
 `FrameSlots` follows the track's timestamps: when damage was reported since the previous frame,
 a gap wider than one DefaultDuration holds that many lost frames, so `decode` can show the last
-good frame in each slot and the output keeps the stream's frame count and timestamps. A gap
-without damage is left alone (variable frame rate is legitimate); a gap in a track without
-DefaultDuration can only be reported, not counted.
+good frame in each slot and the output keeps the stream's frame count and timestamps. A gap over
+a keyframe the Cues list is damage too, reported or not (a Cluster whose id was hit into another
+element's is skipped without a word by any reader that trusts ids). Any other gap is left alone
+(variable frame rate is legitimate); a gap in a track without DefaultDuration can only be
+reported, not counted.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -32,6 +35,7 @@ class FrameSlots:
     truncated: bool = False
     retimed: int = 0  # frames whose stored time was impossible, moved to the next slot
     uncounted_gaps: list[tuple[Fraction, Fraction]] = field(default_factory=list)
+    cues: tuple[Fraction, ...] = ()  # the keyframe times the Cues list, sorted: each must come
 
     @classmethod
     def of(cls, reader: MatroskaReader, track: TrackInfo) -> FrameSlots:
@@ -47,7 +51,7 @@ class FrameSlots:
         step = Fraction(track.default_duration_ns, 10**9) if track.default_duration_ns else None
         cues = sorted(time for time, number, _ in reader.cues if number == track.number)
         first, last = (cues[0], cues[-1]) if cues else (None, None)
-        return cls(step, Fraction(reader.timestamp_scale_ns, 10**9), first, last, reader.duration)
+        return cls(step, Fraction(reader.timestamp_scale_ns, 10**9), first, last, reader.duration, cues=tuple(cues))
 
     def damage(self, truncated: bool = False) -> None:
         """Note that the reader reported damage: the next gap may hold lost frames.
@@ -80,19 +84,30 @@ class FrameSlots:
         if self.step is not None and self.last is not None and not self._plausible(time, self.damaged):
             self.retimed += 1
             time = self._round(self.last + self.step)
-        missing = self._between(self.last, time) if self.damaged else []
+        missing = self._between(self.last, time) if self.damaged or self._skips_a_cue(time) else []
         self.last, self.damaged = time if self.last is None else max(self.last, time), False
         return time, missing
 
     def at_end(self) -> list[Fraction]:
-        """The frames lost after the last packet, when damage came after it: up to the last
-        CuePoint and to the end of the stream (Info Duration), unless the file was cut there."""
-        if self.step is None or self.last is None or not self.damaged or self.truncated:
+        """The frames lost after the last packet, when damage came after it or the last keyframe the
+        Cues list never came: up to the last CuePoint and to the end of the stream (Info Duration),
+        unless the file was cut there."""
+        if self.last is None or self.truncated:
+            return []
+        cue_missed = self.last_keyframe is not None and self.last_keyframe > self.last  # the last GOP never came
+        if self.step is None and self.last_keyframe is not None and cue_missed:
+            self.uncounted_gaps.append((self.last, self.last_keyframe))
+        if self.step is None or not (self.damaged or cue_missed):
             return []
         stop = max(self.last, self.last_keyframe or self.last)
         if self.end is not None:
             stop = max(stop, self._round(self.end - self.step))  # the last frame starts one step before the end
         return self._between(self.last, stop + self.step)
+
+    def _skips_a_cue(self, time: Fraction) -> bool:
+        """Whether a keyframe the Cues list falls after the last frame and before `time`: it never came."""
+        after = 0 if self.last is None else bisect.bisect_right(self.cues, self.last)
+        return after < len(self.cues) and self.cues[after] < time
 
     def _plausible(self, time: Fraction, damaged: bool) -> bool:
         """Our track's times only increase; after damage they also stay before the stream's end."""

@@ -107,8 +107,8 @@ def decode_file(
         raise ValueError(f"workers {workers} must be at least 1")
     # Paths as str or os.PathLike; an output given as text keeps its trailing slash (a folder of frames).
     source, target = Path(input), output if output is None or isinstance(output, (str, Path)) else os.fspath(output)
-    if target is not None:
-        check_output(target, force)
+    if target is not None:  # never onto the stream or the reference, --force or not
+        check_output(target, force, (source, reference))
     started = time.perf_counter()
     with MatroskaReader(source, salvage=salvage) as reader:
         decoding = _Decoding(reader, source, backend, salvage, on_warning, workers)
@@ -234,10 +234,10 @@ class _Decoding:
                     self.warn(f"frame {self.frames} at {float(self._packet_at):.3f} s: {note}")
                 notes.clear()
             return outcome
-        if not isinstance(outcome, CorruptStreamError):
-            raise outcome  # a stream this build cannot decode: no concealment helps
-        self.damaged += 1
         where = f"frame {self.frames} at {float(self._packet_at):.3f} s"
+        if not isinstance(outcome, CorruptStreamError):  # a stream this build cannot decode: no concealment helps
+            raise outcome if outcome.path is not None else type(outcome)(f"{where}: {outcome}", self.input) from None
+        self.damaged += 1
         self.warn(f"{where} is damaged ({outcome}); showing the last good frame until the next keyframe")
         return self._last_good()
 

@@ -23,7 +23,7 @@ from ..errors import OutputError, UnreadableInputError
 from ..io.demux import AudioPacket, Source, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter
-from ..io.safe_output import check_file_target
+from ..io.safe_output import check_file_target, writing_errors
 from ..io.stdio import is_stdio
 from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
@@ -101,8 +101,8 @@ def encode_file(
     source_name, output_name = _name(input), _name(output)
     masks_to = None if save_masks is None else Path(save_masks)
     options = _checked(mode, quality, bitrate_kbps, workers, masks_to, selective)
-    if not is_stdio(output_name):
-        check_file_target(Path(output_name), force)
+    if not is_stdio(output_name):  # never onto the input, --force or not
+        check_file_target(Path(output_name), force, (source_name,))
     started, rate = time.perf_counter(), _Rate(bitrate_kbps, [], on_warning)
     with Source(cast(Path, source_name)) as source:  # "-": stdin, for io.demux
         info, items = source.info, source.items()
@@ -111,13 +111,17 @@ def encode_file(
         encoder = Encoder(
             info.width, info.height, mode=mode, model=model, quality=quality, gop=gop, backend=backend, selective=options
         )
-        preview_encoder = rate.plan(encoder, probe, info, preview)
-        muxing = _open_muxing(output_name, source, encoder, preview_encoder, _rotation(head), force)
-        muxing.on_frame, muxing.masks_to = on_frame, masks_to
-        file_bytes = _mux(muxing, _prepared(_chain(head, items), encoder), info, workers, progress)
-        if mode == "sc" or workers > 1:
-            encoder.close()
+        try:
+            preview_encoder = rate.plan(encoder, probe, info, preview)
+            muxing = _open_muxing(output_name, source, encoder, preview_encoder, _rotation(head), force)
+            muxing.on_frame, muxing.masks_to = on_frame, masks_to
+            file_bytes = _mux(muxing, _prepared(_chain(head, items), encoder), info, workers, progress)
+        finally:  # on a failure too: its codecs end their streams (SVT-AV1 prints to stderr otherwise)
+            if mode == "sc" or workers > 1:
+                encoder.close()
         damage = source.damage()
+    for note in _mask_notes(encoder):  # e.g. a --mask video of another size, scaled to the input's
+        rate.warn(note)
     elapsed = time.perf_counter() - started
     names = (str(source_name), str(output_name))
     summary = encode_summary(names, encoder, muxing, file_bytes, info.frame_rate, elapsed, muxing.audio)
@@ -125,6 +129,12 @@ def encode_file(
     if damage:
         rate.warn(f"{source_name}: {damage}; encoded the {muxing.frames} frames that could be read")
     return summary
+
+
+def _mask_notes(encoder: Encoder) -> list[str]:
+    """What selective mode's mask kinds have to tell the user, as warnings; none in GC mode."""
+    masks = getattr(encoder, "masks", None)
+    return masks.take_notes() if masks is not None else []
 
 
 def _name(path: str | os.PathLike[str]) -> Path | str:
@@ -251,7 +261,8 @@ def _mux(muxing: Muxing, items: Iterator[VideoFrame | AudioPacket], info: Source
     with muxing.writer:
         bar = Progress(total=info.frames, unit="frame", enabled=progress, desc="encode")
         if muxing.masks_to is not None:
-            muxing.masks_to.mkdir(parents=True, exist_ok=True)
+            with writing_errors(muxing.masks_to):  # a read-only or full disk: one line, and the file is not published
+                muxing.masks_to.mkdir(parents=True, exist_ok=True)
         for item, encoded in encoded_in_batches(items, muxing.encoder, workers):
             muxing.add(item, encoded)
             if isinstance(item, VideoFrame):

@@ -13,10 +13,16 @@ import numpy as np
 
 from .. import bitstream
 from ..bitstream import Frame, FrameType, StreamConfig, unpack_frame
-from ..errors import StreamcodecError, TruncatedStreamError
+from ..errors import CorruptStreamError, StreamcodecError, TruncatedStreamError
 from ..io.mkv_reader import MatroskaReader, Packet, TrackInfo
 from .conceal import FrameSlots
 from .decode import stream_track
+
+#: The frame types of each stream mode: a frame of another mode is damage (a splice, say), as the decoders say.
+MODE_FRAMES = {
+    "gc": ("gc", (FrameType.INTRA, FrameType.INTER)),
+    "sc": ("selective", (FrameType.SELECTIVE_INTRA, FrameType.SELECTIVE_INTER)),
+}
 
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
 LAYERS = {
@@ -78,6 +84,8 @@ class StreamInfo:
             f"  rate        {self.video_bytes} bytes, {self.kbps:.2f} kbps, {self.bpp:.5f} bpp (our track only)",
             "  frame bits  min {min:.0f} / median {median:.0f} / max {max:.0f}".format(**self.frame_bits),
         ]
+        if c["mode"] == "sc":
+            lines.append(f"  selective   {_selective_line(c.get('extra', {}))}")
         total = sum(self.layer_bits.values())
         shares = ", ".join(f"{name} {bits} ({100 * bits / total:.1f} %)" for name, bits in self.layer_bits.items() if bits)
         lines.append(f"  layer bits  {shares or 'none'}")
@@ -93,6 +101,14 @@ class StreamInfo:
         return "\n".join(lines)
 
 
+def _selective_line(extra: dict[str, Any]) -> str:
+    """Selective mode's layers and the background bound, as the stream configuration records them."""
+    latency = f" ({extra['latency']} latency)" if "latency" in extra else ""
+    bound = extra.get("max_background_error")
+    promise = f"background within {bound:g} levels of the source (16x16 mean abs. luma)" if bound else "no background bound"
+    return f"fidelity {extra.get('fidelity', '?')}{latency}, background {extra.get('background', '?')}, {promise}"
+
+
 def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
     """Read every packet (checking CRCs and frame checksums) and summarise the file (`path`: str or os.PathLike).
 
@@ -102,7 +118,7 @@ def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
     path = Path(path)
     with MatroskaReader(path) as reader:
         track, config = stream_track(reader, path)
-        tally = _Tally(track.number, FrameSlots.of(reader, track), [str(problem) for problem in reader.damage])
+        tally = _Tally(track.number, FrameSlots.of(reader, track), [str(problem) for problem in reader.damage], config.mode)
         for packet in reader.packets(on_error=tally.container_damage):
             tally.add(packet)
         tally.finish()
@@ -119,6 +135,7 @@ class _Tally:
     track: int
     slots: FrameSlots
     damaged: list[str]
+    mode: str  # the stream configuration's: frames of another mode are damage
     sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     frame_bits: list[int] = field(default_factory=list)
@@ -143,6 +160,10 @@ class _Tally:
         self.times.append(time)
         try:
             frame = unpack_frame(packet.data)
+            name, types = MODE_FRAMES.get(self.mode, (self.mode, tuple(FrameType)))
+            if frame.frame_type not in types:
+                message = f"{frame.frame_type.name} frame in a {name}-mode stream (another mode's: damage or a splice)"
+                raise CorruptStreamError(message)
             self.keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
             self.by_layer.append(layer_bits(frame, len(packet.data)))
             _count_plates(frame, self.plates)

@@ -20,6 +20,7 @@ from ..errors import OutputError
 from ..io.demux import AudioPacket, SourceInfo, VideoFrame
 from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
+from ..io.safe_output import writing_errors
 from ..version import __version__
 from .audio import AudioRoute
 
@@ -144,8 +145,22 @@ class Muxing:
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
-    """One kept mask as a black-and-white PNG (`--save-masks`)."""
+    """One kept mask as a black-and-white PNG (`--save-masks`), as a new file.
+
+    Encoded in memory and written by Python, not by `cv2.imwrite`, which reports success on a full
+    disk and leaves an empty file. On a failure the file is removed (it is ours: created here) and the
+    error names it.
+    """
     import cv2
 
-    if not cv2.imwrite(str(path), mask.astype(np.uint8) * 255):
-        raise OutputError("cannot write PNG", path)
+    done, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    if not done:
+        raise OutputError("cannot encode the mask as PNG", path)
+    with writing_errors(path):
+        stream = path.open("xb")  # never over a file that appeared meanwhile
+        try:
+            with stream:
+                stream.write(png.tobytes())
+        except OSError:
+            path.unlink(missing_ok=True)  # the partial PNG just created here, never someone's file
+            raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ..io.safe_output import (
     publish_file,
     publish_frames,
     remove_stale_partials,
+    writing_errors,
 )
 
 CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
@@ -36,15 +38,15 @@ def _is_frames_folder(output: Path | str) -> bool:
     return str(output).endswith(("/", os.sep)) or Path(output).suffix == "" or Path(output).is_dir()
 
 
-def check_output(output: Path | str, force: bool) -> None:
-    """Refuse a decode output before any work: wrong type, existing file without `force`, non-empty folder."""
+def check_output(output: Path | str, force: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse a decode output before any work: an input, a wrong type, an existing file without `force`, a non-empty folder."""
     if _is_frames_folder(output):
         check_frames_folder(Path(output))
         return
     output = Path(output)
     if output.suffix.lower() not in CONTAINER_SUFFIXES and output.suffix.lower() != ".y4m":
         raise OutputError(f"unsupported output type {output.suffix!r} (use .mp4, .mkv, .mov, .y4m or a folder/)", output)
-    check_file_target(output, force)
+    check_file_target(output, force, inputs)
 
 
 class VideoSink:
@@ -120,7 +122,8 @@ class VideoSink:
     def write(self, rgb: npt.NDArray[np.uint8], time: Fraction) -> None:
         self.count += 1
         if self.is_folder:
-            Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
+            with writing_errors(self.output):  # PIL's OSError on a full disk
+                Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
             return
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         if self.suffix == ".y4m":
@@ -144,7 +147,8 @@ class VideoSink:
     def close(self) -> None:
         """Finish the file (or frames) and move it into place."""
         if self.is_folder:
-            publish_frames(self.partial, self.target)
+            with writing_errors(self.output):
+                publish_frames(self.partial, self.target)
             self.partial.release()
             return
         with media_errors(self.output, writing=True):
@@ -153,7 +157,8 @@ class VideoSink:
             self.container.close()
         self.container = None
         self._close_audio()
-        publish_file(self.tmp / self.output.name, self.output, self.force)
+        with writing_errors(self.output):
+            publish_file(self.tmp / self.output.name, self.output, self.force)
         self.partial.discard()  # the partial folder is empty now
 
     def _close_audio(self) -> None:
@@ -164,7 +169,7 @@ class VideoSink:
     def abort(self) -> None:
         """Drop everything written so far; the output is left as it was."""
         if self.container is not None:
-            with contextlib.suppress(av.error.FFmpegError):
+            with contextlib.suppress(av.error.FFmpegError, OSError):  # a full disk fails the close again
                 self.container.close()
             self.container = None
         self._close_audio()

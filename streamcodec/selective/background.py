@@ -159,6 +159,7 @@ class SynthBackground:
         self._coder = SynthEncoder(setup.width, setup.height, setup.model, options.synth_model, backend=setup.backend)
         self._worker = setup.worker
         self._estimate = BackgroundEstimate()
+        self._bound = options.max_background_error
         self._source: Image | None = None  # the estimate the last sections were coded from
         self._sections: dict[int, bytes] = {}
 
@@ -184,7 +185,7 @@ class SynthBackground:
 
     def _background_section(self, estimate: Image) -> dict[int, bytes]:
         """LATENTS and LABELS of `estimate`: the last ones again, as the same bytes, while the background has not changed."""
-        if not (self._sections and unchanged(estimate, self._source)):
+        if not (self._sections and unchanged(estimate, self._source, self._bound)):
             self._source, self._sections = estimate, self._coder.sections(estimate)
         return self._sections
 

@@ -26,8 +26,9 @@ The decoder (`decoder.py`) composites alpha · fidelity + (1 − alpha) · backg
 Every keyframe's kept region is self-contained, so seeking and recovery work there; its background is
 where it carries a full plate (a decoder starting at an update shows a grey background until the next
 full plate). The fidelity layer decodes its own access units in the loop (the fill needs the
-reconstruction the decoder will have); the mask the encoder knows, and background reuse compares
-estimates, so nothing else is decoded there.
+reconstruction the decoder will have). With a background bound (`SelectiveOptions.max_background_error`,
+`bound.py`) the encoder also decodes each keyframe's background sections as the decoder will, and keeps
+every block where that picture is more than the bound from the frame; the mask code carries them.
 
 Threads (all release the GIL; the packets are those of one thread): the mask kinds side by side,
 x265 on its wavefront threads, a keyframe's background beside its fidelity AU, the loop's decode while
@@ -54,6 +55,7 @@ from ..gc.codec import DEFAULT_GOP, EncodedFrame, check_size, padded
 from ..models.registry import DEFAULT_MODEL, REGISTRY
 from .ahead import MaskPipeline
 from .background import check_labels_spec
+from .bound import BackgroundBound
 from .decoder import SelectiveDecoder
 from .kinds import BACKGROUND_LAYERS, FIDELITY_LAYERS
 from .layer import LayerSetup, Worker
@@ -117,11 +119,25 @@ class SelectiveEncoder:
         self._index = 0
         self._rate = GopRate(options, gop)
         self.last_mask: Mask | None = None
+        limit = options.max_background_error
+        decoder = BACKGROUND_LAYERS[options.background].decoder
+        self._bound = BackgroundBound(limit, lambda: decoder(self.config, backend), BLOCK) if limit else None
+        #: The last frame's blocks kept by the bound alone (over it, outside the detectors' mask); None without a bound.
+        self.bound_blocks: Mask | None = None
 
     @property
     def offline(self) -> bool:
         """Whether the fidelity codec looks ahead (`push`/`flush`; packets come out some frames late)."""
         return self.options.latency == "offline"
+
+    @property
+    def shown_background(self) -> Image | None:
+        """With a bound: the background every decoder shows outside the kept blocks of the last frame given
+
+        (its keyframe's background sections, decoded here as the decoder decodes them); None without a bound,
+        and in a GOP coded whole.
+        """
+        return None if self._bound is None or self._whole else self._bound.picture
 
     def _stream_config(self, width: int, height: int, model: str, quality: int, gop: int) -> StreamConfig:
         factor = self.model.config.factor
@@ -238,21 +254,40 @@ class SelectiveEncoder:
             self._whole = self._codes_whole and self._keeps_most(blocks)
         if self._whole:  # this GOP keeps everything: the mask says so, and the keyframe sends no background
             blocks, mask = np.ones_like(blocks), np.ones_like(mask)
-        self.last_mask = mask
         self._background.observe(rgb, expand(blocks, self.config.height, self.config.width, BLOCK))
+        self.timings["masks"] += time.perf_counter() - started
+        # A keyframe's background (the plate's own codec, or the synth coder) is coded beside the fidelity layer.
+        background = self._background.start(self._index - 1) if keyframe and not self._whole else None
+        if self._bound is not None and not self._whole:  # the blocks the decoder's background would get wrong join
+            blocks, mask = self._bounded(rgb, blocks, mask, background)
+        self.last_mask = mask
         masked = time.perf_counter()
         sections: dict[int, bytes] = {}
         mask_bytes = encode_mask(blocks, None if keyframe else self._blocks)
         if mask_bytes:
             sections[bitstream.MASK] = mask_bytes
         self._blocks = blocks
-        self.timings["masks"] += masked - started
         self.timings["mask coding"] += time.perf_counter() - masked
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
-        # A keyframe's background (the plate's own codec, or the synth coder) is coded beside the fidelity layer.
-        background = self._background.start(self._index - 1) if keyframe and not self._whole else None
         return sections, background, blocks
+
+    def _bounded(self, rgb: Image, blocks: Mask, mask: Mask, background: Future[dict[int, bytes]] | None) -> tuple[Mask, Mask]:
+        """`blocks` and `mask` with the blocks over the background bound kept too (see `bound.py`).
+
+        At a keyframe the encoder waits for its background sections (not beside the fidelity layer: the mask
+        depends on them) and decodes them as the decoder will.
+        """
+        assert self._bound is not None
+        started = time.perf_counter()
+        if background is not None:
+            self._bound.keyframe(background.result(), blocks)
+        over = self._bound.over(rgb, blocks)
+        self.timings["bound"] += time.perf_counter() - started
+        self.bound_blocks = over
+        if not over.any():
+            return blocks, mask
+        return blocks | over, mask | expand(over, self.config.height, self.config.width, BLOCK)
 
     def _keeps_most(self, blocks: Mask) -> bool:
         """Whether a keyframe's `blocks` keep enough to code its GOP whole (see SelectiveOptions.whole_above)."""
@@ -330,5 +365,6 @@ def _extra(options: SelectiveOptions, quality: int, background: dict[str, object
         "fg_crf": fg,
         "bg_crf": bg,
         "feather": options.feather,
+        **({"max_background_error": float(options.max_background_error)} if options.max_background_error else {}),
         **background,
     }

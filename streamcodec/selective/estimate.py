@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..metrics import psnr
+from .bound import block_errors, luma
 
 __all__ = ["BACKGROUND_RATE", "PLATE_REUSE_DB", "BackgroundEstimate", "unchanged"]
 
@@ -24,6 +25,8 @@ Mask = npt.NDArray[np.bool_]
 PLATE_REUSE_DB = 38.0
 #: Weight of the newest frame in the running background estimate (outside the kept region).
 BACKGROUND_RATE = 0.25
+#: With a background bound: reuse the last background while no block of the estimate moved by more than this share of it.
+REUSE_SHARE = 0.25
 
 
 class BackgroundEstimate:
@@ -49,10 +52,17 @@ class BackgroundEstimate:
         return np.clip(self._estimate + 0.5, 0, 255).astype(np.uint8)
 
 
-def unchanged(estimate: Image, held: Image | None) -> bool:
+def unchanged(estimate: Image, held: Image | None, bound: float | None = None) -> bool:
     """Whether `estimate` is close enough to `held`, the estimate the last background was coded from, to reuse its bytes.
 
     Compared with that estimate, not with its decode: coding noise at the background's CRF alone would keep
-    the PSNR under the threshold.
+    the PSNR under the threshold. With a background bound (`SelectiveOptions.max_background_error`) the test
+    is local: no 16x16 block's mean absolute luma difference above a quarter of the bound (a person-sized
+    change never moves the whole-frame PSNR; the bound would keep such blocks at every frame of the GOP).
+    Without one, the whole-frame PSNR above `PLATE_REUSE_DB`, as streams have always been coded.
     """
-    return held is not None and psnr(estimate, held) > PLATE_REUSE_DB
+    if held is None:
+        return False
+    if bound:
+        return bool(block_errors(luma(estimate), luma(held)).max() <= bound * REUSE_SHARE)
+    return psnr(estimate, held) > PLATE_REUSE_DB

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ModelError
-from .base import Frame, resize
-from .runtime import onnx_session
+from .base import Frame
+from .runtime import image_input, onnx_session, run_image_model, shape_text
 
 __all__ = ["DEFAULT_STRIDE", "ColourTextureLabeler", "Labeler", "OnnxLabeler", "create_labeler"]
 
@@ -132,13 +132,7 @@ class OnnxLabeler:
 
         self._session = onnx_session(path, threads)
         self._path, self.stride = path, stride
-        model_input = self._session.get_inputs()[0]
-        shape = list(model_input.shape)
-        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
-            raise ModelError(f"input shape {shape} is not (1, 3, H, W) or (1, H, W, 3)", path)
-        self._input_name, self._channels_first = model_input.name, shape[1] == 3
-        size = shape[2:4] if self._channels_first else shape[1:3]
-        self._size = tuple(int(n) for n in size) if all(isinstance(n, int) for n in size) else None
+        self._input = image_input(self._session, path, "labeler")
         probe = self._scores(np.zeros((64, 64, 3), dtype=np.uint8))
         self.classes = self._class_names(probe.shape[-1] if probe.ndim == 3 else None)
         self.name = f"onnx-{file_sha256(path)[:8]}-s{stride}"
@@ -157,15 +151,16 @@ class OnnxLabeler:
 
     def _scores(self, rgb: Frame) -> npt.NDArray[np.float32]:
         """The model's output for one frame: (h, w, C) scores, or (h, w) ids."""
-        height, width = self._size or (max(32, round(rgb.shape[0] / 32) * 32), max(32, round(rgb.shape[1] / 32) * 32))
-        x = resize(rgb, int(width), int(height)).astype(np.float32) / 255.0
-        x = x.transpose(2, 0, 1)[None] if self._channels_first else x[None]
-        output = np.asarray(self._session.run(None, {self._input_name: np.ascontiguousarray(x)})[0])
+        output = run_image_model(self._session, self._input, self._input.feed(rgb), self._path, "labeler")
         if output.ndim == 4 and output.shape[0] == 1:
-            return output[0].transpose(1, 2, 0) if self._channels_first else output[0]
+            return output[0].transpose(1, 2, 0) if self._input.channels_first else output[0]
         if output.ndim in (2, 3) and np.issubdtype(output.dtype, np.integer):
             return output.reshape(output.shape[-2:])
-        raise ModelError(f"output shape {list(output.shape)} is not (1, C, h, w), (1, h, w, C) or (1, h, w) ids", self._path)
+        raise ModelError(
+            f"the labeler needs class scores (1, C, h, w) or (1, h, w, C), or ids (1, h, w), as its first output; "
+            f"this model gives {shape_text(output.shape)} {output.dtype}",
+            self._path,
+        )
 
     def labels(self, rgb: Frame) -> Labels:
         """Label map of one (H, W, 3) uint8 RGB frame: (⌈H/stride⌉, ⌈W/stride⌉) uint8 ids < len(classes)."""

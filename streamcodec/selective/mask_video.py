@@ -15,8 +15,9 @@ from .base import Frame, Mask
 class MaskVideo:
     """A user's mask video, frame by frame in step with the input: luma > 127 is kept.
 
-    A mask video of another size is scaled to the frame's (nearest neighbour); one that ends
-    before the input does is an error, since the frames after it would have no mask.
+    A mask video of another size is scaled to the frame's (nearest neighbour), and that is said
+    once in `notes` (the encoder's warnings); one that ends before the input does is an error,
+    since the frames after it would have no mask.
     """
 
     def __init__(self, path: Path) -> None:
@@ -26,6 +27,9 @@ class MaskVideo:
         self.name = f"maskvideo-{path.name}-{path.stat().st_size}-{path.stat().st_mtime_ns}"
         self._frames: Generator[np.ndarray, None, None] | None = None
         self._index = 0
+        #: What the caller should be told (a rescaled mask video), once; the caller takes and clears it.
+        self.notes: list[str] = []
+        self._scaled_from: tuple[int, int] | None = None
 
     def reset(self) -> None:
         """Rewind to the mask video's first frame."""
@@ -44,8 +48,17 @@ class MaskVideo:
         self._index += 1
         height, width = frame.shape[:2]
         if luma.shape != (height, width):
+            self._note_scaled(luma.shape[1], luma.shape[0], width, height)
             luma = cv2.resize(luma, (width, height), interpolation=cv2.INTER_NEAREST)
         return np.asarray(luma > 127)
+
+    def _note_scaled(self, width: int, height: int, to_width: int, to_height: int) -> None:
+        if self._scaled_from != (width, height):  # once per size, not per frame or per pass over the clip
+            self._scaled_from = (width, height)
+            self.notes.append(
+                f"{self._path}: mask video is {width}x{height}, the input {to_width}x{to_height}: "
+                "scaled to the input's size (nearest neighbour)"
+            )
 
     def _read(self) -> Generator[np.ndarray, None, None]:
         import av

@@ -102,6 +102,16 @@ class SelectiveMasks:
             union |= mask
         return union
 
+    def take_notes(self) -> list[str]:
+        """What the kinds have to tell the user since the last call (e.g. a mask video scaled to the input)."""
+        notes: list[str] = []
+        for kind in self.kinds:
+            pending = getattr(kind, "notes", None)
+            if pending:
+                notes += pending
+                pending.clear()
+        return notes
+
     def close(self) -> None:
         """Stop the kinds' threads (later frames are found serially, the same masks); idempotent."""
         if self._pool is not None:

@@ -63,6 +63,12 @@ PLATE_REFRESH = 10.0
 #: the estimate; chained at 62 5394 bytes, 30.0-31.0 dB; at 58 7700 bytes, 31.4-32.4 dB. HEVC full each time
 #: 10223 bytes, 28.0-30.2 dB; chained at 42 5260 bytes, 30.0-30.5 dB.
 PLATE_CHAIN_FINER: dict[str, int] = {"hevc": 0, "av1": 4}
+#: The largest background bound (`SelectiveOptions.max_background_error`): 255 luma levels allows anything.
+MAX_BACKGROUND_ERROR = 255
+#: The default background bound, in luma levels of 16x16 mean absolute error: a person appearing or vanishing
+#: on pavement is 40-100, coding noise at selective mode's rates 1-6 (issue 21). With it, 0 frames over it on
+#: the still-camera clips at q1-q4 for -1 % to +3 % bits (`scripts/benchmarks/bound_cost.py`, docs/selective.md).
+DEFAULT_BACKGROUND_ERROR = 20.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,10 @@ class SelectiveOptions:
         parallel: work beside the caller's thread: the mask kinds side by side, the next frame's masks
             ahead (`prepare`), a keyframe's plate and the reconstruction on a worker; off, one frame's
             work runs in turn on the caller's thread (one core); the bitstream is the same either way.
+        max_background_error: the background bound, in luma levels (0..255): every 16x16 block outside
+            the kept region whose background, as the decoder shows it, is more than this mean absolute
+            luma error from the frame joins the kept region (`bound.py`); the background is then reused
+            only while no block of its estimate moved by more than a quarter of it. Default 20; None or 0: off.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -120,6 +130,7 @@ class SelectiveOptions:
     codec_threads: int = 2
     parallel: bool = True
     latency: str = "zero"
+    max_background_error: float | None = DEFAULT_BACKGROUND_ERROR
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
@@ -154,6 +165,9 @@ class SelectiveOptions:
             raise ValueError(f"whole-above {self.whole_above} is outside 0..1")
         if self.plate_refresh is not None and not 0 <= self.plate_refresh <= 86400:
             raise ValueError(f"plate refresh {self.plate_refresh} s is outside 0..86400")
+        bound = self.max_background_error
+        if bound is not None and (isinstance(bound, bool) or not 0 <= bound <= MAX_BACKGROUND_ERROR):
+            raise ValueError(f"max background error {bound} levels is outside 0..{MAX_BACKGROUND_ERROR} (0: off)")
 
     def refresh_frames(self) -> int:
         """Frames between full plates (0: every keyframe's plate is full)."""

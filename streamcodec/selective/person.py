@@ -10,7 +10,7 @@ import numpy.typing as npt
 from ..errors import ModelError
 from ..models.registry import REGISTRY, file_sha256
 from .base import Frame, FrameMasker, Mask, resize, upscale_probability
-from .runtime import TfliteModel, onnx_session
+from .runtime import TfliteModel, image_input, onnx_session, run_image_model, shape_text
 
 
 class SelfieSegmenter:
@@ -43,38 +43,35 @@ class OnnxSegmenter:
     fixed H, W is honoured, a dynamic one gets the frame at its own size rounded to a multiple of 32.
     Its first output is a person map with one channel, (1, 1, H, W), (1, H, W, 1) or (1, H, W):
     probabilities are thresholded at 0.5; a map with values outside [0, 1] is read as logits (> 0).
+    Both are checked when it is loaded (its input's declaration, then one blank frame through it), so
+    a model of the wrong shape is one ModelError naming the shapes needed and found, before any frame.
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         self._session = onnx_session(path, threads)
         self._path = path
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        shape = list(model_input.shape)
-        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
-            raise ModelError(f"input shape {shape} is not (1, 3, H, W) or (1, H, W, 3)", path)
-        self._channels_first = shape[1] == 3
-        size = shape[2:4] if self._channels_first else shape[1:3]
-        self._size = tuple(size) if all(isinstance(n, int) for n in size) else None
+        self._input = image_input(self._session, path, "segmenter")
         self.name = f"onnx-{file_sha256(path)[:8]}"
+        self.mask(np.zeros((64, 64, 3), dtype=np.uint8))  # its output's shape, now rather than at frame 1
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""
 
     def mask(self, frame: Frame) -> Mask:
         """Person pixels of one RGB frame, as the user's model sees them: (H, W) bool."""
-        height, width = self._size or (max(32, round(frame.shape[0] / 32) * 32), max(32, round(frame.shape[1] / 32) * 32))
-        x = resize(frame, int(width), int(height)).astype(np.float32) / 255.0
-        x = x.transpose(2, 0, 1)[None] if self._channels_first else x[None]
-        output = np.asarray(self._session.run(None, {self._input_name: np.ascontiguousarray(x)})[0], dtype=np.float32)
-        probability = self._single_channel(output)
+        output = run_image_model(self._session, self._input, self._input.feed(frame), self._path, "segmenter")
+        probability = self._single_channel(output.astype(np.float32, copy=False))
         logits = probability.min() < 0.0 or probability.max() > 1.0
         return upscale_probability(probability, frame.shape[0], frame.shape[1], 0.0 if logits else 0.5)
 
     def _single_channel(self, output: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         squeezed = output.squeeze()
         if squeezed.ndim != 2:
-            raise ModelError(f"output shape {list(output.shape)} is not one person map", self._path)
+            raise ModelError(
+                f"the segmenter needs one person map (1, 1, H, W), (1, H, W, 1) or (1, H, W) as its first output; "
+                f"this model gives {shape_text(output.shape)}",
+                self._path,
+            )
         return squeezed
 
 

@@ -116,7 +116,7 @@ class PlateBackground:
         plates (`SelectiveOptions.plate_refresh`) a keyframe carries an update coded against the last plate
         unit instead, empty while the background has not changed.
         """
-        same = bool(self._sections) and unchanged(estimate, self._source)
+        same = bool(self._sections) and unchanged(estimate, self._source, self._setup.options.max_background_error)
         assert self._coder is not None
         refresh = self._setup.options.refresh_frames()
         # An offline `--bitrate` restart reopens the codec in mid-chain: a changed background is then a full plate.
