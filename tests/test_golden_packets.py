@@ -2,7 +2,8 @@
 
 A refactor that moves code must not move a bit. `tests/expected/packets.json` holds the sha256 of every
 packet (and of the stream configuration) for a few encodes of the sample's first frames; only
-STREAMCODEC_UPDATE_GOLDEN=1 rewrites it, for a deliberate format change (with its CHANGELOG entry).
+STREAMCODEC_UPDATE_GOLDEN=1 rewrites it, for a deliberate format change (with its CHANGELOG entry). The
+selective cases also pin the encoders PyAV's wheel bundles (SVT-AV1, x265): pyproject.toml pins `av` for that.
 """
 
 from __future__ import annotations
