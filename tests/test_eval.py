@@ -14,18 +14,31 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from streamcodec import cli
 from streamcodec.eval import EvalConfig, run_eval
 from streamcodec.eval.bdrate import bd_rate, pchip_integral
 from streamcodec.eval.cache import CellCache
 from streamcodec.eval.clip import prepare_clip
-from streamcodec.eval.codecs import CODECS, FfmpegCodec, classical_targets, spread_qualities
+from streamcodec.eval.codecs import (
+    CODECS,
+    Codec,
+    EncodeContext,
+    Encoded,
+    FfmpegCodec,
+    RatePoint,
+    classical_targets,
+    spread_qualities,
+)
 from streamcodec.eval.masks import ClipMasks, mask_source, unavailable_reason
 from streamcodec.eval.measure import rate_note
 from streamcodec.eval.results import COLUMNS
 from streamcodec.eval.roi import roi_rectangles
 from streamcodec.eval.vmaf import find_vmaf_ffmpeg
+from streamcodec.eval.worst import OUTLINE, BlockBound, outside_blocks
+from streamcodec.io.demux import Source, VideoFrame
+from streamcodec.metrics import BLOCK_ERROR_BOUND
 
 from .conftest import ffmpeg
 
@@ -263,6 +276,124 @@ def test_classical_codecs_get_points_for_each_streamcodec_mode(tmp_path: Path) -
 
 def _mask_union() -> np.ndarray:
     return next(_CentreMasks().kept_masks(iter([np.zeros((64, 96, 3), dtype=np.uint8)])))
+
+
+# --- outside the kept region: PSNR and blocks over the bound ------------------------------------
+
+# _CentreMasks keeps y 16..48, x 24..72 of 96x64 frames: of the 4 x 6 blocks of 16 px, rows 1-2 of
+# columns 1-4 hold kept pixels (columns 1 and 4 only partly); the other 16 blocks are outside.
+OUTSIDE_PIXELS = 96 * 64 - 32 * 48
+# frame -> (y, x, levels added to every channel of a 16x16 square there)
+TAMPERED = {
+    2: (0, 0, 40),  # outside: counted
+    5: (0, 0, 40),
+    7: (48, 80, 40),
+    9: (16, 32, 100),  # wholly inside the kept region: not counted, not in PSNR outside
+    10: (16, 16, 60),  # a block partly kept (x 24..32): not a block outside, yet its x 16..24 are outside pixels
+}
+
+
+def _tampered(index: int, frame: np.ndarray) -> np.ndarray:
+    if index not in TAMPERED:
+        return frame
+    y, x, levels = TAMPERED[index]
+    out = frame.astype(np.int16)
+    out[y : y + 16, x : x + 16] += levels
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+class _TamperedCopy(Codec):
+    """'Encodes' by copying the clip; its decoder shows the source, but for the squares in TAMPERED."""
+
+    name = "tampered"
+    description = "the source, with some squares brightened"
+
+    def settings(self, ctx: EncodeContext) -> dict[str, str]:
+        return {}
+
+    def encode(self, clip: Path, point: RatePoint, out_dir: Path, ctx: EncodeContext) -> Encoded:
+        shutil.copy(clip, out_dir / clip.name)
+        return Encoded(out_dir / clip.name, 0.01)
+
+    def frames(self, path: Path) -> Iterator[np.ndarray]:
+        with Source(path) as source:
+            for index, item in enumerate(source.items(with_audio=False)):
+                assert isinstance(item, VideoFrame)
+                yield _tampered(index, np.ascontiguousarray(item.rgb))
+
+
+def _grey_frames() -> list[np.ndarray]:
+    return [np.full((64, 96, 3), 100 + i, dtype=np.uint8) for i in range(12)]
+
+
+def _expected_psnr_outside() -> float:
+    """By hand: 256 pixels 40 levels off in 3 frames, 128 outside pixels 60 off in one, the rest exact (capped at 100 dB)."""
+    whole_block = 10 * math.log10(255**2 / (256 * 3 * 40**2 / (3 * OUTSIDE_PIXELS)))
+    half_block = 10 * math.log10(255**2 / (128 * 60**2 / OUTSIDE_PIXELS))
+    return (3 * whole_block + half_block + 8 * 100.0) / 12
+
+
+def test_outside_blocks_are_those_without_a_kept_pixel() -> None:
+    outside = outside_blocks(_mask_union())
+    assert outside.shape == (4, 6) and int(outside.sum()) == 16
+    assert not outside[1:3, 1:5].any() and outside[0].all() and outside[3].all()
+    ragged = np.zeros((20, 33), dtype=bool)
+    ragged[19, 32] = True  # the last, 4x1 edge block
+    assert outside_blocks(ragged).tolist() == [[True, True, True], [True, True, False]]
+
+
+def test_clip_quality_counts_frames_with_a_block_over_the_bound_outside_the_kept_region_only() -> None:
+    from streamcodec.eval.quality import ClipQuality
+
+    quality, kept = ClipQuality(), _mask_union()
+    for index, frame in enumerate(_grey_frames()):
+        quality.add(frame, _tampered(index, frame), kept)
+    summary = quality.summary()
+    assert summary["frames_over_bound"] == 3 and summary["worst_frame"] == 2
+    assert summary["worst_block"] == pytest.approx(40.0, abs=0.5)
+    assert summary["psnr_outside_db"] == pytest.approx(_expected_psnr_outside(), rel=1e-9)
+    assert summary["psnr_kept_db"] is not None and summary["psnr_kept_db"] < 100.0  # frame 9 is seen there instead
+    assert quality.bound.worst is not None and (quality.bound.worst.row, quality.bound.worst.col) == (0, 0)
+
+
+def test_a_change_at_the_bound_is_not_over_it_and_a_fully_kept_frame_has_no_worst_block() -> None:
+    at_bound, frame = BlockBound(), np.full((32, 32, 3), 90, dtype=np.uint8)
+    at_bound.add(0, frame, frame + np.uint8(BLOCK_ERROR_BOUND), np.zeros((32, 32), dtype=bool))
+    assert at_bound.summary() == {"frames_over_bound": 0, "worst_block": pytest.approx(BLOCK_ERROR_BOUND), "worst_frame": 0}
+    all_kept = BlockBound()
+    all_kept.add(0, frame, frame + np.uint8(90), np.ones((32, 32), dtype=bool))
+    assert all_kept.summary() == {"frames_over_bound": 0, "worst_block": None, "worst_frame": None}
+    assert BlockBound().summary()["frames_over_bound"] is None  # never measured: n/a, not 0
+
+
+def test_eval_reports_blocks_over_the_bound_and_draws_the_worst_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = tmp_path / "grey.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=0x707070:size=96x64:rate=25", "-frames:v", "12", "-pix_fmt", "yuv420p", str(clip))
+    monkeypatch.setitem(CODECS, "tampered", _TamperedCopy())
+    config = EvalConfig(clips=[clip], codecs=["tampered"], points=1, out=tmp_path / "eval", vmaf=False,
+                        mask_source=_CentreMasks())  # fmt: skip
+    (row,) = run_eval(config).rows
+    assert row["status"] == "ok", row["detail"]
+    assert (row["frames_over_bound"], row["worst_frame"]) == (3, 2)
+    assert row["worst_block"] == pytest.approx(40.0, abs=0.5)
+    assert row["psnr_outside_db"] == pytest.approx(_expected_psnr_outside(), rel=1e-9)
+    (csv_row,) = _read_csv(tmp_path / "eval" / "results.csv")
+    assert csv_row["frames_over_bound"] == "3" and csv_row["worst_image"] == row["worst_image"]
+
+    picture = np.asarray(Image.open(tmp_path / "eval" / row["worst_image"]))
+    assert picture.shape == (256, 2 * 384 + 8, 3)  # enlarged 4x: source | gap | decoded
+    decoded = picture[:, 392:]
+    assert np.abs(decoded[:64, :64].astype(int) - picture[:64, :64] - 40).max() <= 1  # the block, 40 brighter
+    assert (decoded[64:66, :66] == OUTLINE).all() and (picture[64:66, :66] == OUTLINE).all()  # outlined in both
+    assert (decoded[:64, 64:66] == OUTLINE).all() and not (decoded[:64, 66:] == OUTLINE).all(axis=-1).any()
+    html, summary = (tmp_path / "eval" / "report.html").read_text(), (tmp_path / "eval" / "summary.md").read_text()
+    assert f'<img src="{row["worst_image"]}"' in html and "3 of 12 frames over the bound" in html
+    assert f"grey tampered {row['point']}: 40.0 levels in frame 2, 3 of 12 frames over the bound" in summary
+
+    (tmp_path / "eval" / row["worst_image"]).unlink()
+    again = run_eval(replace(config, force=True))  # the cell is cached, but its picture is gone: drawn again
+    assert (again.computed, again.cached) == (1, 0) and (tmp_path / "eval" / row["worst_image"]).is_file()
+    assert (run_eval(replace(config, force=True)).cached, again.rows[0]["worst_block"]) == (1, row["worst_block"])
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from streamcodec.eval.quality import (
     ssim_map,
 )
 from streamcodec.io.demux import Source, VideoFrame
-from streamcodec.metrics import QualityAccumulator, ms_ssim, psnr
+from streamcodec.metrics import BLOCK_ERROR_BOUND, QualityAccumulator, block_errors, luma, ms_ssim, psnr
 
 from .conftest import SAMPLE, require
 
@@ -161,3 +161,22 @@ def test_frames_too_small_for_ms_ssim_get_psnr_and_a_reason() -> None:
     big = QualityAccumulator()
     big.add(np.zeros((11, 11, 3), np.uint8), np.zeros((11, 11, 3), np.uint8))
     assert big.summary()["ms_ssim"] == pytest.approx(1.0) and big.reasons == {}
+
+
+def test_a_person_sized_change_is_over_the_block_bound_while_whole_frame_psnr_stays_high(photo: np.ndarray) -> None:
+    # One 16x16 square 40 levels brighter in every channel: BT.601 luma moves by exactly 40 there (its weights sum to 1).
+    changed = photo.astype(np.int16)
+    changed[32:48, 64:80] = np.clip(changed[32:48, 64:80] + 40, 0, 255)
+    changed_u8 = changed.astype(np.uint8)
+    errors = block_errors(luma(photo), luma(changed_u8))
+    assert errors.shape == (8, 12)
+    expected = np.abs(luma(changed_u8)[32:48, 64:80].astype(int) - luma(photo)[32:48, 64:80]).mean()
+    assert errors[2, 4] == pytest.approx(expected) and errors[2, 4] > BLOCK_ERROR_BOUND
+    assert np.count_nonzero(errors) == 1
+    assert psnr(photo, changed_u8) > 35.0  # the whole frame hardly notices what a block shows plainly
+
+
+def test_selective_bound_measures_with_the_shared_block_errors() -> None:
+    from streamcodec.selective import bound
+
+    assert bound.block_errors is block_errors and bound.luma is luma  # one implementation, old names kept

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1
+#: 2: rows measure outside the kept region too (psnr_outside_db, frames_over_bound, worst_block, worst_frame).
+CACHE_VERSION = 2
 _CHUNK = 1 << 20
 
 
@@ -29,7 +30,8 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """`text` as a short file-name part: runs of other characters than letters, digits and ._=+- become one _."""
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text)[:60]
 
 
@@ -43,7 +45,7 @@ class CellCache:
         """File of one cell: readable name plus a hash of everything that determines its result."""
         identity = {"version": CACHE_VERSION, "clip": digest, "codec": codec, "point": point, "settings": settings}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return self.folder / f"{_safe(clip)}-{digest[:8]}__{_safe(codec)}__{_safe(point)}__{key}.json"
+        return self.folder / f"{safe_name(clip)}-{digest[:8]}__{safe_name(codec)}__{safe_name(point)}__{key}.json"
 
     def load(self, path: Path, features: dict[str, Any]) -> dict[str, Any] | None:
         """The cached row if it succeeded and measured at least `features`; else None (compute it)."""

@@ -1,4 +1,5 @@
-"""The one-page HTML report: settings, what is not available, BD-rates, RD plots, the full table."""
+"""The one-page HTML report: settings, what is not available, BD-rates, RD plots, the worst block outside the kept
+region of each codec (its frame, source | decoded), the full table."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .results import COLUMNS, LABELS, EvalRun, fmt
+from ..metrics import BLOCK_ERROR_BOUND
+from .results import COLUMNS, LABELS, EvalRun, fmt, worst_cells
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
 td:nth-child(-n+3),th{text-align:left}tr.failed{background:#fdd}tr.na{color:#888}img{max-width:100%}"""
-TABLE_COLUMNS = tuple(c for c in COLUMNS if c not in ("width", "height", "duration_s", "cached"))
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c not in ("width", "height", "duration_s", "worst_image", "cached"))
 
 
 def _table(headers: list[str], rows: list[tuple[str, list[str]]]) -> str:
@@ -42,6 +44,28 @@ def _bd_section(bd: list[dict[str, Any]], anchor: str) -> str:
         "log-rate on the shared quality range); negative means fewer bits.</p>"
     )
     return "<h2>BD-rate</h2>" + intro + _table(["clip", "codec", "quality metric", "BD-rate", "why n/a"], rows)
+
+
+def _worst_section(rows: list[dict[str, Any]]) -> str:
+    """Each codec's worst block outside the kept region per clip: its frame, source beside decoded."""
+    worst = worst_cells(rows)
+    if not worst:
+        return ""
+    intro = (
+        "<p>Per clip and codec, the 16x16 block with the largest mean absolute BT.601 luma error against the "
+        f"source among the blocks no kept pixel touches (the same masks for every codec), over every rate point; "
+        f"over {BLOCK_ERROR_BOUND:g} levels a block shows what is not there, or hides what is. Left the source, "
+        "right the decoded frame, the block outlined.</p>"
+    )
+    figures = []
+    for row in worst:
+        caption = html.escape(
+            f"{row['clip']} {row['codec']} {row['point']}: {row['worst_block']:.1f} levels in frame {row['worst_frame']}; "
+            f"{row['frames_over_bound']} of {row['frames']} frames over the bound"
+        )
+        image = f'<img src="{html.escape(row["worst_image"])}" alt="{caption}">' if row.get("worst_image") else ""
+        figures.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
+    return "<h2>Worst block outside the kept region</h2>" + intro + "".join(figures)
 
 
 def _results_section(rows: list[dict[str, Any]]) -> str:
@@ -79,6 +103,7 @@ def write_html(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path], path: 
         f"<h2>Not available</h2><ul>{missing}</ul>" if missing else "",
         "<h2>Rate–distortion</h2>" + (images or "<p>No measured points to plot.</p>"),
         _bd_section(bd, run.anchor),
+        _worst_section(run.rows),
         _results_section(run.rows),
         "</body></html>",
     ]

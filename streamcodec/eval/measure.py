@@ -2,7 +2,8 @@
 
 The same steps for every codec: the encoded file's size on disk (all of it: container overhead is
 part of what a decoder needs), the decoded frames compared with the source frames by the same
-metric code, and wall-clock encode/decode speed (decode speed counts producing RGB frames).
+metric code, and wall-clock encode/decode speed (decode speed counts producing RGB frames). With
+masks, the frame holding the worst block outside the kept region is written as a picture (`worst.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .codecs import Codec, EncodeContext, RatePoint
 from .masks import Frame, MaskSource
 from .quality import ClipQuality, mask_iou
 from .vmaf import vmaf_score
+from .worst import write_worst_image
 
 # A classical encoder off its target by more than this is reported (it could not reach the rate).
 RATE_TOLERANCE = 0.15
@@ -95,6 +97,7 @@ def measure_cell(
     *,
     masks: MaskSource | None,
     vmaf_exe: str | None,
+    worst_image: Path | None = None,
 ) -> dict[str, Any]:
     """Encode, decode and measure one cell.
 
@@ -105,6 +108,8 @@ def measure_cell(
         work: scratch folder for the encoded file (removed by the caller).
         masks: the mask source (for person masks of decoded frames), or None.
         vmaf_exe: a libvmaf-enabled ffmpeg, or None to skip VMAF.
+        worst_image: where to write source | decoded of the frame with the worst block outside the kept
+            region (written only when there is one, i.e. with masks), or None.
 
     Returns:
         The measured values of a results row (kbps, bpp, metrics, speeds, notes).
@@ -123,6 +128,8 @@ def measure_cell(
     if vmaf_exe and raw_out is not None:
         vmaf = vmaf_score(raw_out, clip.raw, clip.width, clip.height, clip.frame_rate, exe=vmaf_exe)
         raw_out.unlink()
+    if worst_image is not None and quality.bound.worst is not None:
+        write_worst_image(quality.bound.worst, worst_image)
     return {
         "file_bytes": size,
         "kbps": kbps,

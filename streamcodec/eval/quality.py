@@ -1,4 +1,5 @@
-"""Metrics the evaluation needs beyond `streamcodec.metrics`: kept-region PSNR/MS-SSIM, flicker, IoU.
+"""Metrics the evaluation needs beyond `streamcodec.metrics`: kept-region PSNR/MS-SSIM, flicker, IoU, and outside
+the kept region PSNR and the blocks over the bound (`worst.py`).
 
 Everything here works on (H, W, 3) uint8 RGB frames and (H, W) bool masks, and reuses the window,
 blur and downsampling of `streamcodec.metrics`, so a mask that covers the whole frame gives exactly
@@ -17,6 +18,7 @@ import numpy.typing as npt
 
 from ..metrics import QualityAccumulator, ms_ssim_in_region, mse, psnr_from_mse, ssim_maps
 from ..metrics import gaussian_window as gaussian
+from .worst import BlockBound
 
 Frame = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
@@ -119,14 +121,18 @@ class _Mean:
 class ClipQuality:
     """Accumulates every per-frame metric of one decoded clip against its source.
 
-    Whole-frame PSNR/MS-SSIM come from `metrics.QualityAccumulator`. Kept-region metrics,
-    background flicker and person IoU need masks and stay None when `add` never receives them.
+    Whole-frame PSNR/MS-SSIM come from `metrics.QualityAccumulator`. Kept-region metrics, PSNR
+    outside the kept region, the blocks over the bound outside it (`bound`), background flicker and
+    person IoU need masks and stay None when `add` never receives them.
     """
 
     def __init__(self) -> None:
         self.whole = QualityAccumulator()
         self._kept_mse, self._kept_psnr, self._kept_ms_ssim = _Mean(), _Mean(), _Mean()
         self._flicker, self._background_flicker, self._iou = _Mean(), _Mean(), _Mean()
+        self._outside_psnr = _Mean()
+        self.bound = BlockBound()
+        self._index = 0
         self._previous: tuple[Frame, Frame, Mask | None] | None = None
 
     def add(self, source: Frame, decoded: Frame, kept: Mask | None = None, iou: float | None = None) -> None:
@@ -138,6 +144,9 @@ class ClipQuality:
             self._kept_psnr.add(None if kept_mse is None else min(psnr_from_mse(kept_mse), 100.0))
             self._kept_ms_ssim.add(masked_ms_ssim(source, decoded, kept))
             self._iou.add(iou)
+            outside_mse = masked_mse(source, decoded, ~kept)
+            self._outside_psnr.add(None if outside_mse is None else min(psnr_from_mse(outside_mse), 100.0))
+            self.bound.add(self._index, source, decoded, kept)
         if self._previous is not None:
             previous_source, previous_decoded, previous_kept = self._previous
             pair = ((previous_source, source), (previous_decoded, decoded))
@@ -145,10 +154,12 @@ class ClipQuality:
             if kept is not None and previous_kept is not None:
                 self._background_flicker.add(frame_flicker(*pair, mask=~(kept | previous_kept)))
         self._previous = (source, decoded, kept)
+        self._index += 1
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> dict[str, float | int | None]:
         """Clip means: psnr_db (mean of per-frame PSNR capped at 100 dB), psnr_of_mean_mse_db, ms_ssim,
-        the kept-region pair, flicker, background_flicker and person_iou (None where not measured)."""
+        the kept-region pair, psnr_outside_db (capped likewise), flicker, background_flicker and person_iou;
+        and outside the kept region frames_over_bound, worst_block and worst_frame (None where not measured)."""
         whole = self.whole.summary()
         kept_mse = self._kept_mse.value()
         return {
@@ -158,6 +169,8 @@ class ClipQuality:
             "psnr_kept_db": self._kept_psnr.value(),
             "psnr_kept_of_mean_mse_db": None if kept_mse is None else psnr_from_mse(kept_mse),
             "ms_ssim_kept": self._kept_ms_ssim.value(),
+            "psnr_outside_db": self._outside_psnr.value(),
+            **self.bound.summary(),
             "flicker": self._flicker.value(),
             "background_flicker": self._background_flicker.value(),
             "person_iou": self._iou.value(),

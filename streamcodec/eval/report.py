@@ -7,6 +7,8 @@ Values that could not be measured are written as "n/a" in the CSV and null in th
 The outputs follow `encode`'s rules (io/safe_output): all of them are checked before any work
 (`check_outputs`), an existing one is replaced only with `force`, a symlink is never written
 through nor replaced, and each file is written under a locked partial name and published by a rename.
+The pictures of the worst blocks (OUT/worst/, written as cells are measured) belong to the run, like its
+cache: replaced without `force`, but never through a symlink, and a symlinked folder is refused.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 
 from ..errors import OutputError
 from ..io.safe_output import check_file_target, write_file
+from ..metrics import BLOCK_ERROR_BOUND
 from ..version import __version__
 from .bdrate import bd_rate
 from .ffmpeg_tools import ffmpeg_version
 from .html_report import write_html
 from .masks import MaskSource
 from .plots import plot_path, write_plots
-from .results import COLUMNS, LABELS, EvalConfig, EvalRun, fmt
+from .results import COLUMNS, LABELS, EvalConfig, EvalRun, fmt, worst_cells
 
 SUMMARY_COLUMNS = (
     "clip",
@@ -40,13 +43,16 @@ SUMMARY_COLUMNS = (
     "ms_ssim",
     "vmaf",
     "psnr_kept_db",
+    "psnr_outside_db",
+    "frames_over_bound",
+    "worst_block",
     "flicker",
     "encode_fps",
     "decode_fps",
 )
 BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept")
 REPORT_FILES = {"csv": "results.csv", "json": "results.json", "html": "report.html", "summary": "summary.md"}
-CACHE_FOLDERS = ("cache", "cache/cells", "cache/masks")
+CACHE_FOLDERS = ("cache", "cache/cells", "cache/masks", "worst")
 SYMLINK_HINT = "is a symbolic link; eval never writes through one nor replaces it, --force or not"
 
 
@@ -161,6 +167,19 @@ def _bd_lines(bd: list[dict[str, Any]], anchor: str) -> list[str]:
     return lines or [f"- none computable: no codec besides the anchor {anchor} was run"]
 
 
+def _worst_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each codec's worst block outside the kept region per clip, with the picture of its frame."""
+    worst = worst_cells(rows)
+    if not worst:
+        return []
+    lines = ["", f"Worst 16x16 block outside the kept region (mean absolute luma error; the bound is {BLOCK_ERROR_BOUND:g}):", ""]
+    for r in worst:
+        picture = f" — [source | decoded]({r['worst_image']})" if r.get("worst_image") else ""
+        lines.append(f"- {r['clip']} {r['codec']} {r['point']}: {r['worst_block']:.1f} levels in frame {r['worst_frame']}, "
+                     f"{r['frames_over_bound']} of {r['frames']} frames over the bound{picture}")  # fmt: skip
+    return lines
+
+
 def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) -> str:
     """The README section: results table, BD-rates, plots and the command that made them."""
     columns = SUMMARY_COLUMNS
@@ -172,6 +191,7 @@ def summary_markdown(run: EvalRun, bd: list[dict[str, Any]], plots: list[Path]) 
     ]
     if remarks:
         lines += ["", *remarks]
+    lines += _worst_lines(run.rows)
     lines += ["", f"BD-rate against {run.anchor} (negative = fewer bits for the same quality):", ""]
     lines += _bd_lines(bd, run.anchor)
     if run.not_available:

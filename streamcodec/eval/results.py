@@ -4,6 +4,11 @@
 
 `EvalConfig` says what to run; `EvalRun` holds the result rows, whose columns (`COLUMNS`), labels
 (`LABELS`) and cell formatting (`fmt`) every report writes the same way.
+
+Outside the kept region (the eval's masks, the same for every codec) each row has psnr_outside_db,
+frames_over_bound (frames with a 16x16 block whose mean absolute luma error exceeds
+`metrics.BLOCK_ERROR_BOUND`, no kept pixel in it), worst_block (the largest such error over the clip,
+in levels), worst_frame (its frame) and worst_image (that frame, source | decoded, relative to OUT).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..codec import DEFAULT_GOP
+from ..metrics import BLOCK_ERROR_BOUND
 from ..models.registry import DEFAULT_MODEL
 from .codecs import DEFAULT_CODECS
 from .masks import MaskSource
@@ -22,13 +28,16 @@ COLUMNS = (
     "clip", "codec", "point", "quality_level", "target_kbps", "status", "detail",
     "kbps", "bpp", "file_bytes", "frames", "width", "height", "duration_s",
     "psnr_db", "psnr_of_mean_mse_db", "ms_ssim", "vmaf",
-    "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou",
-    "flicker", "background_flicker", "encode_fps", "decode_fps", "notes", "cached",
+    "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept",
+    "psnr_outside_db", "frames_over_bound", "worst_block", "worst_frame", "person_iou",
+    "flicker", "background_flicker", "encode_fps", "decode_fps", "worst_image", "notes", "cached",
 )  # fmt: skip
 LABELS = {
     "psnr_db": "PSNR (dB)", "ms_ssim": "MS-SSIM", "vmaf": "VMAF", "psnr_kept_db": "PSNR kept region (dB)",
     "ms_ssim_kept": "MS-SSIM kept region", "kbps": "kbps", "bpp": "bpp", "flicker": "flicker",
-    "person_iou": "person IoU", "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
+    "psnr_outside_db": "PSNR outside kept (dB)", "frames_over_bound": f"frames > {BLOCK_ERROR_BOUND:g} (16x16)",
+    "worst_block": "worst block (levels)", "worst_frame": "worst frame", "person_iou": "person IoU",
+    "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
 }  # fmt: skip
 
 
@@ -80,3 +89,14 @@ def fmt(value: Any, column: str = "") -> str:
         digits = 4 if column.startswith("ms_ssim") or column in ("bpp", "person_iou") else 1 if column.endswith("fps") else 2
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def worst_cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per clip and codec, the measured row with the largest worst_block (the picture a report shows), in row order."""
+    worst: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row["status"] == "ok" and row.get("worst_block") is not None:
+            key = (row["clip"], row["codec"])
+            if key not in worst or row["worst_block"] > worst[key]["worst_block"]:
+                worst[key] = row
+    return list(worst.values())

@@ -6,6 +6,7 @@
                               available? → encode, decode, measure, cache (failures too)
                               else       → an n/a row with the reason
     → results.csv / results.json / RD plots / BD-rates / report.html / summary.md
+      (and, with masks, OUT/worst/<clip>-<codec>-<point>.png per computed cell: the worst block's frame)
 
 A failing cell is recorded with its error and the run goes on; a rerun retries it.
 
@@ -25,7 +26,7 @@ from ..errors import InputNotFoundError
 from ..io.demux import Source
 from ..io.safe_output import Partial, remove_stale_partials, writing_errors
 from ..progress import Progress
-from .cache import CellCache, file_digest
+from .cache import CellCache, file_digest, safe_name
 from .clip import PreparedClip, prepare_clip
 from .codecs import CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
 from .ffmpeg_tools import system_ffmpeg
@@ -36,7 +37,9 @@ from .results import EvalConfig, EvalRun
 from .vmaf import NO_VMAF, find_vmaf_ffmpeg
 
 DEFAULT_ANCHOR = "x265"
-MASK_METRICS = ("psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "person_iou", "background_flicker")
+MASK_METRICS = ("psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept", "psnr_outside_db", "frames_over_bound",
+                "worst_block", "person_iou", "background_flicker")  # fmt: skip
+WORST_FOLDER = "worst"
 
 
 def validate(config: EvalConfig) -> None:
@@ -158,6 +161,8 @@ class _Grid:
         ctx = self._context(clip() if codec.needs_masks else None)
         cell = self.cache.path(path.stem, digest, codec.name, point.label, codec.settings(ctx))
         cached = self.cache.load(cell, self.features)
+        if cached is not None and cached.get("worst_image") and not (self.out / cached["worst_image"]).is_file():
+            cached = None  # its picture was removed: measure again to draw it
         if cached is not None:
             self.counts["cached"] += 1
             return {**cached, "cached": True}
@@ -171,14 +176,19 @@ class _Grid:
         scratch = self.work / f"{codec.name}-{point.label}"
         scratch.mkdir(parents=True, exist_ok=True)
         base = {**row, "frames": clip.frames, "width": clip.width, "height": clip.height, "duration_s": clip.duration_s}
+        image = f"{WORST_FOLDER}/{safe_name(row['clip'])}-{safe_name(codec.name)}-{safe_name(point.label)}.png"
         try:
-            measured = measure_cell(codec, point, clip, self._context(clip), scratch, masks=self.masks, vmaf_exe=self.vmaf_exe)
+            measured = measure_cell(
+                codec, point, clip, self._context(clip), scratch, masks=self.masks, vmaf_exe=self.vmaf_exe,
+                worst_image=self.out / image,
+            )  # fmt: skip
         except Exception as exc:  # any failure of one cell is reported in the results, never fatal
             self.counts["failed"] += 1
             return {**base, "status": "failed", "detail": f"{type(exc).__name__}: {exc}"}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return {**base, **measured, "status": "ok", "detail": None}
+        worst = image if measured.get("worst_frame") is not None else None
+        return {**base, **measured, "worst_image": worst, "status": "ok", "detail": None}
 
 
 def run_eval(config: EvalConfig) -> EvalRun:
