@@ -116,7 +116,8 @@ def _workers(workers: int) -> int:
         "warning and quality 1")
 @option("--model", default=None, help="registered model name (see `streamcodec models`)")
 @selective.selective_options
-@option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25)")
+@option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25); selective mode also starts one at each scene cut "
+        "(--scene-cut), counting FRAMES on from there")
 @option("--preview/--no-preview", default=True,
         help="add an H.264 preview track, the one players show, capped at about half the codec track's rate (default on)")
 @engine_option
@@ -168,8 +169,14 @@ def _default_output(input: Path | str) -> Path:
     cli,
     "decode",
     short_help="decode a streamcodec .mkv to a video file or PNG frames",
-    help="Reconstruct every frame at the source's size and timestamps. Output by suffix: .mp4/.mkv/.mov "
-    "(H.264, audio carried over), .y4m (raw 4:4:4), or a folder (one PNG per frame). Damaged frames are "
+    help="Reconstruct every frame at the source's size and timestamps. Output by suffix: .y4m (raw; a selective "
+    "stream's 4:2:0 planes as the decoder made them: the kept region exactly as its codec decoded it, the "
+    "background converted from RGB; global mode's RGB as 4:4:4), a folder/ (one PNG per frame, the decoder's "
+    "RGB exactly), .mkv (lossless H.264 of the .y4m's frames, audio carried over; 14-16 times the stream's size; "
+    "mpv, VLC and ffmpeg play it, browsers do not) or .mp4/.mov (H.264 at CRF 12 that every player plays, audio "
+    "carried over: 0.6-0.9 dB below the decoder's own frames at 2.3-2.8 times the stream's size; --lossless "
+    "makes them lossless). Video "
+    "files are tagged with the stream's colour matrix (BT.601 or BT.709) and limited range. Damaged frames are "
     "reported and concealed with the last good frame until the next keyframe.",
 )
 @argument("input", "a .mkv made by streamcodec encode", type=click.Path(path_type=Path))
@@ -180,11 +187,14 @@ def _default_output(input: Path | str) -> Path:
 @workers_option("decode")
 @option("--salvage", is_flag=True,
         help="decode what a truncated file holds instead of refusing it (the cut is reported as a warning)")
+@option("--lossless", is_flag=True,
+        help=".mp4/.mov: lossless H.264 (qp 0, as .mkv always is) of the .y4m's frames instead of CRF 12, "
+        "about 6 times larger; browsers do not play it")
 @option("-y", "--force", is_flag=True,
         help=FORCE_FILE_HELP + "; PNG frames go only into a new or empty folder, which --force never empties")
 @option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def decode(input: Path, output: str | None, reference: Path | None, engine: str, workers: int, salvage: bool,
-           force: bool, as_json: bool) -> int:  # fmt: skip
+           lossless: bool, force: bool, as_json: bool) -> int:  # fmt: skip
     from ..pipeline.decode import decode_file
 
     summary = decode_file(
@@ -197,6 +207,7 @@ def decode(input: Path, output: str | None, reference: Path | None, engine: str,
         salvage=salvage,
         force=force,
         workers=_workers(workers),
+        lossless=lossless,
     )
     _print(summary, as_json)
     return 0
@@ -293,9 +304,11 @@ example:
     short_help="compare streamcodec with x264/x265/SVT-AV1 on clips (RD curves, BD-rate, report)",
     epilog=EVAL_EPILOG,
     help="Encode every clip with every codec at several rate points, decode, and measure bitrate (kbps, bpp), "
-    "PSNR and MS-SSIM (whole frame and, with selective-mode masks, the kept region), VMAF (when a libvmaf ffmpeg "
-    "is found), person-mask IoU, temporal flicker and encode/decode fps. Writes results.csv, results.json, "
-    "rd_<clip>.png, report.html and summary.md into OUT, with BD-rates against the anchor.",
+    "PSNR and MS-SSIM (whole frame and, with selective-mode masks, the kept region), and outside the kept region "
+    "PSNR, the frames with a 16x16 block more than 20 luma levels from the source and the worst such block (its frame "
+    "beside the source in OUT/worst/), VMAF (when a libvmaf ffmpeg is found), person-mask IoU, temporal flicker and "
+    "encode/decode fps. Writes results.csv, results.json, rd_<clip>.png, report.html and summary.md into OUT, with "
+    "BD-rates against the anchor.",
 )
 @argument("clips", "source videos (audio is ignored)", type=click.Path(path_type=Path), nargs=-1, required=True,
           metavar="CLIP...")

@@ -1,5 +1,8 @@
 """`decode_file`: a streamcodec .mkv back to a video file (mp4/mkv/mov/y4m) or a folder of PNGs.
 
+A selective stream's frames go to video files as the decoder's own 4:2:0 planes (`VideoSink`): y4m holds
+them as they are, .mkv in lossless H.264, .mp4/.mov in H.264 at CRF 12 (or lossless); PNGs hold its RGB.
+
 Damaged frames are reported through `on_warning` and replaced by the last good frame until the
 next intra frame, so the rest of the file is not lost. Audio is carried over into mp4/mkv/mov.
 """
@@ -34,7 +37,7 @@ from ..progress import Progress
 from .batch import decode_many
 from .conceal import FrameSlots
 from .mux import CODEC_ID
-from .sink import VideoSink, check_output
+from .sink import VideoSink, check_output, is_frames_folder
 
 
 @dataclass
@@ -92,6 +95,7 @@ def decode_file(
     salvage: bool = False,
     force: bool = False,
     workers: int = 1,
+    lossless: bool = False,
 ) -> DecodeSummary:
     """Decode a streamcodec .mkv; with `reference`, also measure PSNR/MS-SSIM against that source.
 
@@ -102,6 +106,7 @@ def decode_file(
     (OutputExistsError, before any work) unless `force` is set; a folder of frames is written
     only into a new or empty folder, whatever `force` says. `workers` > 1 entropy-decodes a GC
     stream's GOPs on that many processes (same frames and warnings; selective mode ignores it).
+    `lossless` codes .mp4/.mov outputs as lossless H.264 (qp 0), as .mkv always is, instead of CRF 12.
     """
     if workers < 1:
         raise ValueError(f"workers {workers} must be at least 1")
@@ -112,7 +117,7 @@ def decode_file(
     started = time.perf_counter()
     with MatroskaReader(source, salvage=salvage) as reader:
         decoding = _Decoding(reader, source, backend, salvage, on_warning, workers)
-        sink = decoding.open_sink(target, None if reference is None else Path(reference), force) if target else None
+        sink = decoding.open_sink(target, None if reference is None else Path(reference), force, lossless) if target else None
         bar = Progress(total=None, unit="frame", enabled=progress, desc="decode")
         try:
             decoding.run(sink, bar)
@@ -157,6 +162,8 @@ class _Decoding:
         self.sink: VideoSink | None = None
         self.reference: Iterator[npt.NDArray[np.uint8]] | None = None
         self.last_good: npt.NDArray[np.uint8] | None = None
+        self.last_good_planes: npt.NDArray[np.uint8] | None = None  # the same frame's 4:2:0 planes, when given
+        self.planes = False  # whether the decoder gives each frame's 4:2:0 planes (`_want_planes`)
         self.frames = self.damaged = 0
 
     def warn(self, message: str) -> None:
@@ -164,13 +171,23 @@ class _Decoding:
         if self.on_warning:
             self.on_warning(message)
 
-    def open_sink(self, output: Path | str, reference: Path | None, force: bool) -> VideoSink:
+    def open_sink(self, output: Path | str, reference: Path | None, force: bool, lossless: bool = False) -> VideoSink:
         config, audio_from = self.config, self.input if self.audio else None
         self.reference = _reference_frames(reference, config) if reference else None
-        sink = VideoSink(output, config.width, config.height, audio_from, _frame_rate(self.track), force)
+        self.planes = not is_frames_folder(output) and self._want_planes()
+        matrix = str(config.extra.get("matrix", "bt601"))
+        sink = VideoSink(
+            output, config.width, config.height, audio_from, _frame_rate(self.track), force,
+            matrix=matrix, planes=self.planes, lossless=lossless,
+        )  # fmt: skip
         if note := sink.set_rotation(self.track.rotation):
             self.warn(note)
         return sink
+
+    def _want_planes(self) -> bool:
+        """Ask the decoder for its frames' own 4:2:0 planes too (selective mode with a standard codec, even sizes)."""
+        give_planes = getattr(self.decoder, "give_planes", None)  # the mode's decoder has it, or not
+        return bool(give_planes is not None and give_planes())
 
     def run(self, sink: VideoSink | None, bar: Progress) -> None:
         """Decode every packet, conceal what is damaged or lost, and finish the output.
@@ -229,6 +246,7 @@ class _Decoding:
     def _decoded(self, outcome: npt.NDArray[np.uint8] | StreamcodecError) -> npt.NDArray[np.uint8]:
         if not isinstance(outcome, StreamcodecError):
             self.last_good = outcome
+            self.last_good_planes = self.decoder.last_planes if self.planes else None
             if notes := getattr(self.decoder.impl, "notes", None):  # selective: a plate update it could not use
                 for note in notes:
                     self.warn(f"frame {self.frames} at {float(self._packet_at):.3f} s: {note}")
@@ -255,8 +273,8 @@ class _Decoding:
         self.damaged += len(missing)
 
     def _emit(self, rgb: npt.NDArray[np.uint8], at: Fraction) -> None:
-        if self.sink:
-            self.sink.write(rgb, at)
+        if self.sink:  # rgb is the last good frame (decoded or concealing), and the planes are its own
+            self.sink.write(rgb, at, self.last_good_planes if rgb is self.last_good else None)
         if self.reference is not None and (source_rgb := next(self.reference, None)) is not None:
             self.quality.add(source_rgb, rgb)
         self.frames += 1

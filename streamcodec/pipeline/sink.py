@@ -1,5 +1,10 @@
 """Where decoded frames go: a video file (mp4/mkv/mov through libx264, raw y4m) or a folder of PNGs.
 
+A decoder that gives its frames as 4:2:0 planes (selective mode: the fidelity codec's own planes in the
+kept blocks) has them written as they are: y4m in 4:2:0, the H.264 of mp4/mkv/mov coded from them. Frames
+that come as RGB only (global mode) go to y4m in 4:4:4 and to H.264 in 4:2:0 by the stream's matrix.
+Every video file is tagged with that matrix and limited range (y4m: the range only, it has no matrix field).
+
 Everything is written inside a locked partial folder (io/safe_output) and published at `close()`.
 """
 
@@ -32,15 +37,28 @@ from ..io.safe_output import (
 CONTAINER_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 MS = Fraction(1, 1000)
 
+#: The colour matrices a stream may record (its config's "matrix"; bt601 when absent), as swscale names them
+#: and as FFmpeg tags them (AVColorSpace 6, SMPTE 170M, is BT.601's matrix).
+MATRICES: dict[str, tuple[str, int]] = {"bt601": ("ITU601", 6), "bt709": ("ITU709", 1)}
+LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG ("tv", 16..235): the range of every conversion the decoder makes
+#: The H.264 of mp4/mov outputs, which every player plays: at CRF 12 the PSNR against the source is 0.6-0.9 dB
+#: below the decoder's own frames', at 2.3-2.8 times the stream's size; no lossy setting costs under 0.1 dB
+#: (CRF 2: 0.1-0.2 dB at 7-9 times). .mkv, and mp4/mov with `lossless` (--lossless), are exact: lossless
+#: H.264 (qp 0), 14-16 times the stream (FFV1 is 1.5-1.9 times larger still). Measured on bbb and carphone,
+#: docs/format.md#decode-outputs.
+H264_OPTIONS = {"crf": "12", "preset": "fast"}
+H264_LOSSLESS = {"qp": "0", "preset": "fast"}
+LOSSLESS_SUFFIXES = {".mkv"}
 
-def _is_frames_folder(output: Path | str) -> bool:
+
+def is_frames_folder(output: Path | str) -> bool:
     # A name given as text keeps its trailing slash (Path drops it): `clip.v2/` is a folder, suffix or not.
     return str(output).endswith(("/", os.sep)) or Path(output).suffix == "" or Path(output).is_dir()
 
 
 def check_output(output: Path | str, force: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
     """Refuse a decode output before any work: an input, a wrong type, an existing file without `force`, a non-empty folder."""
-    if _is_frames_folder(output):
+    if is_frames_folder(output):
         check_frames_folder(Path(output))
         return
     output = Path(output)
@@ -58,11 +76,37 @@ class VideoSink:
     """
 
     def __init__(
-        self, output: Path | str, width: int, height: int, audio_from: Path | None, frame_rate: Fraction, force: bool = False
+        self,
+        output: Path | str,
+        width: int,
+        height: int,
+        audio_from: Path | None,
+        frame_rate: Fraction,
+        force: bool = False,
+        *,
+        matrix: str = "bt601",
+        planes: bool = False,
+        lossless: bool = False,
     ) -> None:
-        self.is_folder = _is_frames_folder(output)  # before Path(): `name.v2/` is a folder
+        """Open the output (in its partial folder).
+
+        Args:
+            output: a .mp4/.mkv/.mov/.y4m file, or a folder for PNGs (see `check_output`).
+            width, height: the frames' size.
+            audio_from: a Matroska file whose first audio track goes into mp4/mkv/mov (None: no audio).
+            frame_rate: the nominal rate (the y4m header's; the codec's rate control).
+            force: replace an existing file.
+            matrix: the stream's colour matrix (MATRICES): how RGB frames are converted, and the files' tag.
+            planes: `write` will get each frame's 4:2:0 planes too: y4m is then 4:2:0 (else 4:4:4).
+            lossless: mp4/mov in lossless H.264 (qp 0) instead of CRF 12, as .mkv always is.
+        """
+        if matrix not in MATRICES:
+            raise ValueError(f"colour matrix {matrix!r} is not one of {', '.join(MATRICES)}")
+        self.is_folder = is_frames_folder(output)  # before Path(): `name.v2/` is a folder
         check_output(output, force)
         self.output, self.force = Path(output), force
+        self.matrix, self.planes = matrix, planes
+        self.lossless = lossless or self.output.suffix.lower() in LOSSLESS_SUFFIXES
         self.target = absolute(self.output)
         # Nominal rate for the codec's rate control (and the y4m header); every frame keeps its own timestamp.
         self.frame_rate = frame_rate
@@ -90,18 +134,20 @@ class VideoSink:
             if self.suffix == ".y4m":
                 self.container = av.open(str(target), "w", format="yuv4mpegpipe")
                 self.video = self.container.add_stream("rawvideo", rate=self.frame_rate)
-                self.video.pix_fmt = "yuv444p"
+                self.video.pix_fmt = "yuv420p" if self.planes else "yuv444p"
             else:
                 self.container = av.open(str(target), "w", format=CONTAINER_SUFFIXES[self.suffix])
                 self.video = self.container.add_stream("libx264", rate=self.frame_rate)
                 even = width % 2 == 0 and height % 2 == 0
                 self.video.pix_fmt = "yuv420p" if even else "yuv444p"
-                self.video.options = {"crf": "12", "preset": "fast"}
+                self.video.options = dict(H264_LOSSLESS if self.lossless else H264_OPTIONS)
                 if audio_from is not None:
                     self.audio_in = av.open(str(audio_from))
                     if self.audio_in.streams.audio:
                         self.audio_out = self.container.add_stream_from_template(self.audio_in.streams.audio[0])
             self.video.width, self.video.height = width, height
+            context = self.video.codec_context
+            context.colorspace, context.color_range = MATRICES[self.matrix][1], LIMITED_RANGE
             # y4m has no timestamps: its header's F comes from the time base, so that is the frame rate.
             self.video.time_base = 1 / self.frame_rate if self.suffix == ".y4m" else MS
 
@@ -119,13 +165,15 @@ class VideoSink:
         kind = "PNG" if self.is_folder else "y4m"
         return f"the stream is shown rotated {degrees:g}° counter-clockwise; the {kind} frames are written as coded, unrotated"
 
-    def write(self, rgb: npt.NDArray[np.uint8], time: Fraction) -> None:
+    def write(self, rgb: npt.NDArray[np.uint8], time: Fraction, planes: npt.NDArray[np.uint8] | None = None) -> None:
+        """Write one frame shown at `time`: (H, W, 3) uint8 RGB, and where the decoder gives them, the same frame's
+        (H * 3 // 2, W) uint8 I420 planes, which 4:2:0 outputs take as they are (PNGs take the RGB)."""
         self.count += 1
         if self.is_folder:
             with writing_errors(self.output):  # PIL's OSError on a full disk
                 Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:06d}.png", compress_level=1)
             return
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = self._video_frame(rgb, planes)
         if self.suffix == ".y4m":
             frame.pts, frame.time_base = self.count - 1, 1 / self.frame_rate
         else:
@@ -133,6 +181,17 @@ class VideoSink:
         with media_errors(self.output, writing=True):
             for packet in self.video.encode(frame):
                 self.container.mux(packet)
+
+    def _video_frame(self, rgb: npt.NDArray[np.uint8], planes: npt.NDArray[np.uint8] | None) -> Any:
+        """The frame to code: the decoder's own planes as they are, else its RGB converted by the stream's matrix."""
+        space, tag = MATRICES[self.matrix]
+        if planes is not None and self.video.pix_fmt == "yuv420p":
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        else:  # limited range, as the decoder's own conversions (swscale's default for YUV)
+            rgb_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = rgb_frame.reformat(format=self.video.pix_fmt, dst_colorspace=space, dst_color_range="MPEG")
+        frame.colorspace, frame.color_range = tag, LIMITED_RANGE
+        return frame
 
     def write_audio(self, data: bytes, time: Fraction) -> None:
         if self.audio_out is None:

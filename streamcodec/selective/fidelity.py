@@ -270,6 +270,8 @@ class FidelityDecoder:
         self.width, self.height, self.threads = width, height, threads
         self._context: Any = None
         self._waiting_for_keyframe = False
+        #: The last decoded picture as the codec gave it (an av.VideoFrame, coded size): its own planes.
+        self.last_picture: Any = None
 
     def _open(self) -> Any:
         import av
@@ -321,6 +323,7 @@ class FidelityDecoder:
             ) from exc
         if len(frames) != 1:
             raise CorruptStreamError(f"fidelity {self.codec} access unit gave {len(frames)} pictures, not 1")
+        self.last_picture = frames[0]
         rgb = frame_to_rgb(frames[0], self.matrix)
         width, height = self.width or rgb.shape[1], self.height or rgb.shape[0]
         if rgb.shape[:2] != (even(height), even(width)) and rgb.shape[:2] != (height, width):

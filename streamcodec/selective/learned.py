@@ -169,6 +169,13 @@ class LearnedDecoder:
         """One FIDELITY section → G's (height, width, 3) uint8 picture of the whole frame."""
         return self.synthesize(self.decode_symbols(section, keyframe))
 
+    #: G paints RGB: there are no planes of its own (`planes` gives None).
+    own_planes = False
+
+    def planes(self) -> None:
+        """None: G's picture is RGB (the FidelityLayerDecoder interface)."""
+        return None
+
 
 class LearnedFidelity:
     """The `learned` fidelity layer's encoder side: `LearnedEncoder` opened at a GC level, one section per frame at once."""

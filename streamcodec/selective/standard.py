@@ -27,7 +27,7 @@ from .fill import fill_outside
 from .layer import LayerSetup
 from .maskcode import expand
 from .options import BLOCK, fidelity_frame, fidelity_size
-from .planes import merge, source_planes, to_planes, usable_source
+from .planes import Planes, merge, picture_planes, source_planes, to_planes, usable_source
 
 __all__ = ["StandardFidelity", "StandardFidelityDecoder"]
 
@@ -172,6 +172,9 @@ class StandardFidelity:
 class StandardFidelityDecoder:
     """The decoder side: `FidelityDecoder` of the stream's codec, cropped to the stream's size."""
 
+    #: The codec decodes to 4:2:0 planes: `planes` gives them as they are.
+    own_planes = True
+
     def __init__(self, config: StreamConfig, backend: str | Backend = "auto") -> None:
         """Prepare the decoder for `config`'s codec and colour matrix (`backend` is not needed)."""
         width, height = fidelity_size(config.width, config.height)
@@ -182,3 +185,8 @@ class StandardFidelityDecoder:
     def decode(self, access_unit: bytes, keyframe: bool) -> Image:
         """One access unit → (height, width, 3) uint8 (the codec finds its own keyframes)."""
         return self._decoder.decode(access_unit)[: self._height, : self._width]
+
+    def planes(self) -> Planes | None:
+        """The last access unit's picture as the codec decoded it: I420 planes at the stream's size (even sides), no
+        colour conversion; None for an odd size or a picture that is not 8-bit 4:2:0."""
+        return picture_planes(self._decoder.last_picture, self._width, self._height)
