@@ -15,6 +15,7 @@ from streamcodec.selective.face import FaceDetector
 from streamcodec.selective.mask_video import MaskVideo, load_masks, save_masks
 from streamcodec.selective.masks import SelectiveMasks, create_mask_source, parse_keep
 from streamcodec.selective.motion import MotionMasker
+from streamcodec.selective.pedestrian import TiledPersonSegmenter
 from streamcodec.selective.person import SelfieSegmenter, create_segmenter
 from streamcodec.selective.stabilize import Stabilizer
 
@@ -319,3 +320,79 @@ def test_text_detector_marks_a_line_of_text_and_not_a_photo_without_text() -> No
     marked = np.nonzero(mask.any(axis=0))[0]
     assert marked.min() < cols.min() + 40 and marked.max() > cols.max() - 40  # the whole line, end to end
     assert detector.mask(skimage_data.rocket()).mean() < 0.01
+
+
+def _small_astronaut(height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut photo scaled to `height` rows, and her hand-drawn person region at that size."""
+    size = (height, height)  # the photo is square
+    rgb = cv2.resize(skimage_data.astronaut(), size, interpolation=cv2.INTER_AREA)
+    return rgb, cv2.resize(_astronaut_person_region().astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+
+
+def _scene(background: np.ndarray, people: list[tuple[int, int, int]], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`background` with the astronaut pasted at each (height, left, top), sensor noise (σ 2); and where she is."""
+    frame, truth = background.astype(np.float32), np.zeros(background.shape[:2], dtype=bool)
+    for height, left, top in people:
+        rgb, region = _small_astronaut(height)
+        frame[top : top + height, left : left + height][region] = rgb[region]
+        truth[top : top + height, left : left + height] |= region
+    frame += np.random.default_rng(seed).normal(0.0, 2.0, frame.shape)
+    return np.clip(frame + 0.5, 0, 255).astype(np.uint8), truth
+
+
+def _rocket(width: int, height: int) -> np.ndarray:
+    return cv2.resize(skimage_data.rocket()[:, 37:-37], (width, height), interpolation=cv2.INTER_AREA)
+
+
+def test_pedestrian_kind_finds_a_distant_person_and_not_the_empty_background() -> None:
+    """60-100 px tall in 640x480, where the whole-frame segmenter sees her at a third of that size."""
+    pedestrian, whole, background = TiledPersonSegmenter(), SelfieSegmenter(), _rocket(640, 480)
+    empty = pedestrian.mask(_scene(background, [], 0)[0])
+    assert empty.mean() < 0.03  # what it marks of an empty frame is the rocket's nose cone, nowhere near her
+    recalls = []
+    for height, left, top in [(60, 90, 330), (80, 460, 300), (100, 120, 280)]:
+        frame, truth = _scene(background, [(height, left, top)], height)
+        pedestrian.reset()
+        recalls.append((pedestrian.mask(frame)[truth].mean(), whole.mask(frame)[truth].mean()))
+        assert not empty[truth].any()
+    assert min(tiled for tiled, _ in recalls) > 0.8, recalls
+    assert np.mean([tiled for tiled, _ in recalls]) > np.mean([plain for _, plain in recalls]) + 0.1, recalls
+
+
+def _stopping_walk(frames_stopped: int, start_here: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A 50-px astronaut on a real photo: walks in 12 frames and stops, or stands from the first frame and walks off."""
+    background, stop = _rocket(320, 240), 60
+    walk = [stop + 4 * max(0, 12 - i) for i in range(12 + frames_stopped)]
+    lefts = [stop] * frames_stopped + [stop + 5 * i for i in range(1, 40)] if start_here else walk
+    for i, left in enumerate(lefts):
+        yield _scene(background, [(50, left, 150)] if left < 320 - 50 else [], i)
+
+
+def test_motion_holds_a_person_who_stops_and_lets_go_of_where_one_stood_at_the_start() -> None:
+    held, plain = MotionMasker(hold=250), MotionMasker()
+    covered = [(held.mask(frame)[truth].mean(), plain.mask(frame)[truth].mean()) for frame, truth in _stopping_walk(60, False)]
+    stopped = covered[12:]
+    assert min(share for share, _ in stopped) > 0.7, stopped  # MOG2 alone absorbs her within ~20 frames:
+    assert max(share for _, share in stopped[40:]) < 0.3, stopped
+    spot = np.zeros((240, 320), dtype=bool)
+    spot[150:200, 60:110] = True
+    held.reset()
+    marks = [held.mask(frame) for frame, _ in _stopping_walk(5, True)]
+    assert marks[-1][spot].mean() < 0.05  # the ghost she left is let go: its outline is in the past, not the frame
+
+
+def test_masks_with_every_new_kind_are_deterministic() -> None:
+    frames = [frame for frame, _ in _stopping_walk(8, False)]
+    keep = ("person", "face", "motion", "pedestrian")
+    first = list(create_mask_source(keep).kept_masks(iter(frames)))
+    again = list(create_mask_source(keep, parallel=True).kept_masks(iter(frames)))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True)) and first[-1].any()
+
+
+def test_motion_starts_afresh_at_a_scene_cut_instead_of_marking_the_whole_new_shot() -> None:
+    rocket, coffee = _rocket(320, 240), cv2.resize(skimage_data.coffee(), (320, 240), interpolation=cv2.INTER_AREA)
+    shots = [_scene(rocket, [], i)[0] for i in range(10)] + [_scene(coffee, [(50, 60 + 4 * i, 150)], i)[0] for i in range(10)]
+    masker = MotionMasker(hold=250)
+    marked = [masker.mask(frame).mean() for frame in shots]
+    assert max(marked[10:]) < 0.1, marked  # MOG2 alone, learning at 0.005, marks most of the new shot for ~200 frames
+    assert marked[-1] > 0.005  # and still finds her walking there

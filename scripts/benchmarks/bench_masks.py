@@ -2,10 +2,13 @@
 """Benchmark: selective-mode mask cost per stage, ms/frame at 640x480, on real footage.
 
 Each clip is read with PyAV and scaled to 640x480 RGB; every stage (person segmentation, face
-detection, motion, text if asked, the union + dilation + hold) is timed alone over the same
-frames, and the mean kept fraction is printed so the cost can be read next to what it keeps.
+detection, motion, people far off on tiles and text if asked, the union + dilation + hold) is timed
+alone over the same frames, and the mean kept fraction is printed so the cost can be read next to
+what it keeps.
 
-    python scripts/benchmarks/bench_masks.py [--clips A.mp4 B.mp4] [--frames 60] [--text] [--threads 1]
+    python scripts/benchmarks/bench_masks.py [--clips A.mp4 B.mp4] [--frames 60] [--pedestrian] [--text] [--threads 1]
+
+How much of each person the masks cover, on clips with ground truth: scripts/benchmarks/mask_recall.py.
 
 Timings on shared machines drift; compare stages within one run.
 """
@@ -22,7 +25,9 @@ import numpy as np
 from streamcodec.io.demux import first_frames
 from streamcodec.selective.base import FrameMasker, Mask
 from streamcodec.selective.face import FaceDetector
+from streamcodec.selective.masks import MOTION_HOLD
 from streamcodec.selective.motion import MotionMasker
+from streamcodec.selective.pedestrian import TiledPersonSegmenter
 from streamcodec.selective.person import SelfieSegmenter
 from streamcodec.selective.stabilize import Stabilizer
 from streamcodec.selective.text import TextDetector
@@ -72,14 +77,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", nargs="*", type=Path, default=None)
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--pedestrian", action="store_true", help="also time the pedestrian kind (tiles)")
     parser.add_argument("--text", action="store_true", help="also time the PP-OCR text detector (slow)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     stages: dict[str, FrameMasker] = {
         "person": SelfieSegmenter(args.threads),
         "face": FaceDetector(args.threads),
-        "motion": MotionMasker(),
+        "motion": MotionMasker(hold=MOTION_HOLD),
     }
+    if args.pedestrian:
+        stages["pedestrian"] = TiledPersonSegmenter(args.threads)
     if args.text:
         stages["text"] = TextDetector(threads=args.threads)
     for path in args.clips or default_clips():

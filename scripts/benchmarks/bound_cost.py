@@ -5,19 +5,28 @@ For each clip and quality, the clip is coded in selective mode without the bound
 the real decoder, and every 16x16 block outside the decoded keep mask is compared with the source (mean
 absolute BT.601 luma error):
 
-    clip  q  bound  kbps  kept %  frames over  blocks over  worst  enc fps
+    clip  q  bound  kbps  kept %  frames over  blocks over  worst  kept dB  outside dB  keyframes  enc fps
 
 `frames over` counts the frames with a block over `--limit` (20 levels: the issue's measure) outside the
-kept region; `kept %` is the share of blocks the stream keeps. `--speed` times zero-latency encoding
-(masks found one frame ahead, as `streamcodec bench --mode sc` and the webcam do) instead.
+kept region; `kept %` is the share of blocks the stream keeps; `kept dB` / `outside dB` the PSNR of the
+decoded frames inside / outside the decoded keep mask; `keyframes` the frames that start a GOP (every
+`--gop`, and scene cuts). `--scene-cut` and `--plate-lookahead` set those options (0: off, the encoder
+before issue 21 item 2). `--x265 CRF ...` also codes each clip with ffmpeg's libx265 (preset medium,
+keyint `--gop`, its own scene-cut keyframes on) and prints its kbps, whole-frame PSNR and PSNR inside
+the keep masks of the last selective encode (the same pixels as that row's `kept dB`).
+`--speed` times zero-latency encoding (masks found one frame ahead, as `streamcodec bench --mode sc`
+and the webcam do) instead.
 
     python scripts/benchmarks/bound_cost.py CLIP.mp4 [...] [--qualities 1 2 3 4] [--bound 20] [--latency offline]
+        [--scene-cut 0.5] [--plate-lookahead 2.5] [--x265 28 32 36]
     python scripts/benchmarks/bound_cost.py CLIP.mp4 --speed [--frames 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +37,7 @@ import numpy as np
 
 from streamcodec import bitstream
 from streamcodec.gc.codec import DEFAULT_GOP
+from streamcodec.metrics import psnr_from_mse
 from streamcodec.selective.bound import block_errors, luma
 from streamcodec.selective.codec import SelectiveDecoder, SelectiveEncoder, SelectiveOptions
 from streamcodec.selective.maskcode import decode_mask
@@ -41,6 +51,10 @@ class Row:
     blocks_over: int
     worst: float
     fps: float
+    kept_db: float
+    outside_db: float
+    keyframes: list[int]
+    masks: list[np.ndarray]  # each frame's decoded keep blocks
 
 
 def read(path: Path, frames: int) -> tuple[list[np.ndarray], Fraction]:
@@ -83,11 +97,16 @@ def measure(frames: list[np.ndarray], options: SelectiveOptions, quality: int, g
     previous = None
     kept = frames_over = blocks_over = 0
     worst = 0.0
-    for packet, source in zip(packets, frames, strict=True):
+    squares = {True: [0.0, 0], False: [0.0, 0]}  # inside / outside the keep mask: sum of squared errors, samples
+    keyframes, masks = [], []
+    for index, (packet, source) in enumerate(zip(packets, frames, strict=True)):
         decoded = decoder.decode(packet)
         frame = bitstream.unpack_frame(packet)
         blocks = decode_mask(frame.sections.get(bitstream.MASK, b""), shape, None if frame.is_key else previous)
         previous = blocks
+        keyframes += [index] if frame.is_key else []
+        masks.append(blocks)
+        add_squares(squares, decoded, source, blocks)
         errors = block_errors(luma(decoded), luma(source))[~blocks]
         over = int((errors > limit).sum())
         kept += int(blocks.sum())
@@ -96,7 +115,39 @@ def measure(frames: list[np.ndarray], options: SelectiveOptions, quality: int, g
         worst = max(worst, float(errors.max()) if errors.size else 0.0)
     kbps = 8 * sum(map(len, packets)) * float(rate) / len(packets) / 1000
     share = 100 * kept / (len(packets) * shape[0] * shape[1])
-    return Row(kbps, share, frames_over, blocks_over, worst, len(frames) / seconds)
+    db = {inside: psnr_from_mse(total / max(count, 1)) for inside, (total, count) in squares.items()}
+    return Row(kbps, share, frames_over, blocks_over, worst, len(frames) / seconds, db[True], db[False], keyframes, masks)
+
+
+def add_squares(squares: dict[bool, list], decoded: np.ndarray, source: np.ndarray, blocks: np.ndarray) -> None:
+    """Add one frame's squared errors inside and outside the (block) keep mask to `squares`."""
+    height, width = source.shape[:2]
+    kept = np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)[:height, :width]
+    errors = (decoded.astype(np.float64) - source) ** 2
+    for inside in (True, False):
+        region = errors[kept == inside]
+        squares[inside][0] += float(region.sum())
+        squares[inside][1] += region.size
+
+
+def x265(clip: Path, frames: list[np.ndarray], rate: Fraction, crf: int, gop: int, masks: list[np.ndarray]) -> str:
+    """One libx265 point of the clip's first frames: kbps, whole-frame PSNR, PSNR inside `masks`."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "x265.mkv"
+        command = ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-frames:v", str(len(frames)), "-an", "-c:v", "libx265"]
+        command += ["-crf", str(crf), "-preset", "medium", "-x265-params", f"keyint={gop}:log-level=error", str(out)]
+        subprocess.run(command, check=True)
+        decoded, _ = read(out, len(frames))
+        keys = sum(packet.is_keyframe for packet in av.open(str(out)).demux(video=0) if packet.size)
+        kbps = 8 * out.stat().st_size * float(rate) / len(frames) / 1000
+    squares = {True: [0.0, 0], False: [0.0, 0]}
+    whole = 0.0
+    for picture, source, blocks in zip(decoded, frames, masks, strict=True):
+        add_squares(squares, picture, source, blocks)
+        whole += float(np.mean((picture.astype(np.float64) - source) ** 2))
+    kept = psnr_from_mse(squares[True][0] / max(squares[True][1], 1))
+    whole_db = psnr_from_mse(whole / len(frames))
+    return f"{clip.stem} | x265 crf {crf} | | {kbps:.1f} | whole {whole_db:.2f} dB | kept {kept:.2f} dB | {keys} keyframes"
 
 
 def main() -> None:
@@ -109,14 +160,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--gop", type=int, default=DEFAULT_GOP)
     parser.add_argument("--speed", action="store_true", help="only time zero-latency encoding (q2), without and with")
+    parser.add_argument("--scene-cut", type=float, help="SelectiveOptions.scene_cut (0: off; default the encoder's)")
+    parser.add_argument("--plate-lookahead", type=float, help="offline: SelectiveOptions.plate_lookahead s (0: off)")
+    parser.add_argument("--x265", type=int, nargs="*", default=[], metavar="CRF", help="also code with libx265 at these CRFs")
     args = parser.parse_args()
-    print("clip | q | bound | kbps | kept % | frames over | blocks over | worst | enc fps")
+    extra = {name: getattr(args, name) for name in ("scene_cut", "plate_lookahead") if getattr(args, name) is not None}
+    print("clip | q | bound | kbps | kept % | frames over | blocks over | worst | kept dB | outside dB | keyframes | enc fps")
     for clip in args.clips:
         frames, rate = read(clip, args.frames)
         latency = "zero" if args.speed else args.latency
         for quality in [2] if args.speed else args.qualities:
             for bound in (None, args.bound):
-                options = SelectiveOptions.for_files(latency=latency, frame_rate=rate, max_background_error=bound)
+                options = SelectiveOptions.for_files(latency=latency, frame_rate=rate, max_background_error=bound, **extra)
                 if args.speed:
                     encoder, _, seconds = encode(frames, options, quality, args.gop)
                     check = 1000 * encoder.timings.get("bound", 0.0) / len(frames)
@@ -126,9 +181,12 @@ def main() -> None:
                 row = measure(frames, options, quality, args.gop, args.limit, rate)
                 print(
                     f"{clip.stem} | {quality} | {bound or 'off'} | {row.kbps:.1f} | {row.kept:.1f} | {row.frames_over} | "
-                    f"{row.blocks_over} | {row.worst:.1f} | {row.fps:.1f}",
+                    f"{row.blocks_over} | {row.worst:.1f} | {row.kept_db:.2f} | {row.outside_db:.2f} | "
+                    f"{' '.join(map(str, row.keyframes))} | {row.fps:.1f}",
                     flush=True,
                 )
+        for crf in args.x265:
+            print(x265(clip, frames, rate, crf, args.gop, row.masks), flush=True)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,17 @@ at 10 fps (`--fps`), 640x480 (the bench's size; `--size 768x576` for the issue's
 Options given explicitly override a scene's values (`--people` applies to the crowd only); the
 default scene (`--scene people`) is the clip above, byte for byte.
 
+`--scene cut` (scene cuts, docs/selective.md): the crowd, cut at half the clip to a second still camera, in a
+garage (skimage.data.stereo_motorcycle()'s left view, a real photo, Middlebury stereo data set, free for research
+use), the same walkers, foliage, noise and flicker going on there.
+
 `--scene leaves` / `--scene stops` (the background bound's clips, docs/selective.md): the crowd's camera with a
 person who stands still for 3 s at the start and then walks off, or who walks in and stops for the last 3 s.
 
     python scripts/data/make_still_camera_clip.py OUT.mp4 [--frames 100] [--size 640x480]
     python scripts/data/make_still_camera_clip.py OUT.mp4 --scene crowd [--people 4] [--noise 3]
         [--noise-blur 1] [--flicker 0.6] [--fps 10] [--foliage 0.6]
+    python scripts/data/make_still_camera_clip.py OUT.mp4 --scene crowd --truth DIR   # + ground truth per frame
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ SCENES = {
     "crowd": Scene(4, 3.0, 1.0, 0.6, 10, 0.6),
     "leaves": Scene(2, 3.0, 1.0, 0.6, 10, 0.6),
     "stops": Scene(2, 3.0, 1.0, 0.6, 10, 0.6),
+    "cut": Scene(4, 3.0, 1.0, 0.6, 10, 0.6),
 }
 
 
@@ -161,6 +167,30 @@ def paste(canvas: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, left: int, top
     part = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
     a = alpha[part][..., None]
     canvas[y0:y1, x0:x1] = canvas[y0:y1, x0:x1] * (1 - a) + rgb[part] * a
+    TRUTH.record(alpha[part] > 0.5, x0, y0)
+
+
+class Truth:
+    """`--truth DIR`: the frame's person pixels (alpha > 0.5), (H, W) uint8, 0 none, k for the k-th person pasted.
+
+    `paste` records here, so every scene's drawer gives its ground truth without passing it along; a later
+    (nearer) person's pixels replace an earlier one's, as they hide them in the picture.
+    """
+
+    def __init__(self) -> None:
+        self.labels: np.ndarray | None = None
+        self._count = 0
+
+    def start(self, height: int, width: int) -> None:
+        self.labels, self._count = np.zeros((height, width), np.uint8), 0
+
+    def record(self, person: np.ndarray, left: int, top: int) -> None:
+        if self.labels is not None and person.any():
+            self._count += 1
+            self.labels[top : top + person.shape[0], left : left + person.shape[1]][person] = self._count
+
+
+TRUTH = Truth()
 
 
 def carphone_frames(count: int) -> list[np.ndarray]:
@@ -290,7 +320,7 @@ def drawer(scene: Scene, name: str, frames: int, width: int, height: int) -> Cal
     segmenter = SelfieSegmenter()
     if name in ("leaves", "stops"):
         return stander_drawer(scene, name == "leaves", frames, width, height, segmenter)
-    if name == "crowd":
+    if name in ("crowd", "cut"):
         return crowd_drawer(scene, frames, width, height, segmenter)
     return people_drawer(frames, width, height, segmenter)
 
@@ -298,10 +328,13 @@ def drawer(scene: Scene, name: str, frames: int, width: int, height: int) -> Cal
 def render(scene: Scene, name: str, frames: int, width: int, height: int) -> Iterator[np.ndarray]:
     """The clip's frames, RGB uint8."""
     background = cover(data.rocket(), width, height).astype(np.float32)
+    second = cover(data.stereo_motorcycle()[0], width, height).astype(np.float32) if name == "cut" else background
     draw = drawer(scene, name, frames, width, height)
     rng = np.random.default_rng(0)
     for i in range(frames):
-        canvas = background.copy()
+        canvas = (second if i >= frames // 2 else background).copy()
+        if TRUTH.labels is not None:
+            TRUTH.start(height, width)
         draw(canvas, i)
         if scene.flicker:
             canvas *= 1 + scene.flicker / 100 * math.sin(2 * math.pi * i / (FLICKER_PERIOD_S * scene.fps))
@@ -309,11 +342,26 @@ def render(scene: Scene, name: str, frames: int, width: int, height: int) -> Ite
         yield np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
-def make(out: Path, frames: int, width: int, height: int, scene: Scene = SCENES["people"], name: str = "people") -> None:
+def make(
+    out: Path,
+    frames: int,
+    width: int,
+    height: int,
+    scene: Scene = SCENES["people"],
+    name: str = "people",
+    truth: Path | None = None,
+) -> None:
+    """Write the clip; with `truth`, each frame's person labels (`Truth`) as DIR/NNNNN.png too."""
+    TRUTH.labels = None  # recorded only while a clip with --truth is written
+    if truth is not None:
+        truth.mkdir(parents=True, exist_ok=True)
+        TRUTH.start(height, width)
     with av.open(str(out), "w") as container:
         stream = container.add_stream("libx264", rate=scene.fps, options={"crf": "12", "preset": "medium"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for rgb in render(scene, name, frames, width, height):
+        for i, rgb in enumerate(render(scene, name, frames, width, height)):
+            if truth is not None and TRUTH.labels is not None:
+                cv2.imwrite(str(truth / f"{i:05d}.png"), TRUTH.labels)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode(None))
 
@@ -330,11 +378,14 @@ def main() -> None:
     parser.add_argument("--flicker", type=float, help="global brightness flicker amplitude, %%")
     parser.add_argument("--fps", type=int, help="frame rate (walking speeds in px/frame follow it)")
     parser.add_argument("--foliage", type=float, help="crowd: foliage sway amplitude in px (0 = no foliage)")
+    parser.add_argument(
+        "--truth", type=Path, help="also write each frame's person labels, DIR/NNNNN.png (0 none, k: k-th pasted)"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     base = SCENES[args.scene]
     scene = Scene(*(base.__dict__[f] if getattr(args, f) is None else getattr(args, f) for f in base.__dataclass_fields__))
-    make(args.out, args.frames, width, height, scene, name=args.scene)
+    make(args.out, args.frames, width, height, scene, name=args.scene, truth=args.truth)
     print(f"{args.out}: {args.frames} frames {width}x{height} at {scene.fps} fps, scene {args.scene} {scene}")
 
 

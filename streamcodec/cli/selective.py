@@ -56,6 +56,20 @@ def _levels(text: str) -> float:
     return float(value)
 
 
+def _cut(text: str) -> float:
+    value = number(text, float, "a number")
+    if not 0 <= value <= 4:  # also refuses nan and inf
+        raise ValueError(f"{value:g} is outside 0..4")
+    return float(value)
+
+
+def _lookahead(text: str) -> float:
+    value = number(text, float, "a number of seconds")
+    if not 0 <= value <= 10:  # also refuses nan and inf
+        raise ValueError(f"{value:g} s is outside 0..10")
+    return float(value)
+
+
 def keep_list(text: str) -> tuple[str, ...]:
     """Split `--keep`; the kinds are checked with the options (parse_keep loads the codec, torch included)."""
     return tuple(part.strip() for part in text.split(","))
@@ -65,7 +79,8 @@ def keep_list(text: str) -> tuple[str, ...]:
 FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--keep", "keep", {
         "type": Checked("LIST", keep_list), "metavar": "LIST",
-        "help": "what to keep at full fidelity, comma-separated from person, face, motion, text (default person,face,motion)",
+        "help": "what to keep at full fidelity, comma-separated from person, face, motion, pedestrian (people far off: the "
+        "person segmenter on tiles, 2 tiles a frame), text (default person,face,motion)",
     }),
     ("--mask", "mask_video", {
         "type": click.Path(path_type=Path), "metavar": "MASKVIDEO",
@@ -126,6 +141,19 @@ FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "help": "the background bound: every 16x16 block outside the kept region whose background, as the decoder "
         "shows it, is more than LEVELS of mean absolute luma error from the source is coded from the source as well "
         "(a person who left, one the masks missed, a light switched on, a cut). Default 20; 0: off",
+    }),
+    ("--scene-cut", "scene_cut", {
+        "type": Checked("SCORE", _cut), "metavar": "SCORE",
+        "help": "start a new GOP, with a full background of the new shot, where the picture changes by more than SCORE "
+        "from the previous frame (the median change of a small luma thumbnail, each normalized for light, so a light "
+        "switched on or people walking are not cuts: 0.05 at most on still-camera footage, 0.85-1.1 at real cuts). "
+        "Default 0.5; 0: off, a keyframe only every --gop frames",
+    }),
+    ("--plate-lookahead", "plate_lookahead", {
+        "type": Checked("SECONDS", _lookahead), "metavar": "SECONDS",
+        "help": "--latency offline: a keyframe's background plate is the median of the frames of its GOP ahead, up to "
+        "SECONDS (never past a cut), outside the kept region, so a person standing at the keyframe who walks off later "
+        "is not in it; the encoder holds that many frames. Default 2.5; 0: the running estimate of the frames so far",
     }),
     ("--preset", "preset", {
         "metavar": "NAME",

@@ -28,6 +28,7 @@ from .estimate import BackgroundEstimate, unchanged
 from .labelcode import decode_labels, encode_labels
 from .labels import ColourTextureLabeler, label_shape
 from .layer import LayerSetup
+from .lookahead import Clean
 from .synth import DEFAULT_SC_MODEL, SynthesisModel
 
 __all__ = [
@@ -162,6 +163,7 @@ class SynthBackground:
         self._bound = options.max_background_error
         self._source: Image | None = None  # the estimate the last sections were coded from
         self._sections: dict[int, bytes] = {}
+        self._new_shot = False  # a scene cut since the last keyframe's sections
 
     @property
     def extra(self) -> dict[str, object]:
@@ -175,17 +177,26 @@ class SynthBackground:
         """Code the next keyframe's sections afresh."""
         self._sections = {}
 
+    def new_shot(self) -> None:
+        """A scene cut: the estimate starts again from the next frame, and the next sections are coded afresh."""
+        self._estimate = BackgroundEstimate()
+        self._new_shot = True
+
     def observe(self, frame: Image, kept: Mask) -> None:
         """Follow the background (`BackgroundEstimate.observe`)."""
         self._estimate.observe(frame, kept)
 
-    def start(self, index: int) -> Future[dict[int, bytes]]:
-        """Code the keyframe's sections on the worker, from the whole estimate as it is now."""
-        return self._worker.submit(self._background_section, self._estimate.picture())
+    def start(self, index: int, clean: Clean | None = None) -> Future[dict[int, bytes]]:
+        """Code the keyframe's sections on the worker, from the whole estimate as it is now (or `clean` where it has one)."""
+        picture = self._estimate.picture()
+        if clean is not None:
+            picture[clean[1]] = clean[0][clean[1]]
+        shot, self._new_shot = self._new_shot, False
+        return self._worker.submit(self._background_section, picture, shot)
 
-    def _background_section(self, estimate: Image) -> dict[int, bytes]:
+    def _background_section(self, estimate: Image, new_shot: bool = False) -> dict[int, bytes]:
         """LATENTS and LABELS of `estimate`: the last ones again, as the same bytes, while the background has not changed."""
-        if not (self._sections and unchanged(estimate, self._source, self._bound)):
+        if new_shot or not (self._sections and unchanged(estimate, self._source, self._bound)):
             self._source, self._sections = estimate, self._coder.sections(estimate)
         return self._sections
 

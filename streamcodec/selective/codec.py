@@ -23,6 +23,9 @@ Per frame (SELECTIVE_INTRA at keyframes, SELECTIVE_INTER between):
               decoder paints it with the SC generator (`background.SynthDecoder`)
     REFERENCE inter frames: the low byte of the previous packet's CRC-32, so a lost packet is refused
 The decoder (`decoder.py`) composites alpha · fidelity + (1 − alpha) · background (layers.composite).
+Keyframes come every `gop` frames and at scene cuts (`cuts.py`, `SelectiveOptions.scene_cut`): the GOP
+count restarts at a cut, whose background is a full one of the new shot. Offline, frames are held a GOP
+ahead (`lookahead.py`) so that a keyframe's plate is the median of its GOP outside the kept region.
 Every keyframe's kept region is self-contained, so seeking and recovery work there; its background is
 where it carries a full plate (a decoder starting at an update shows a grey background until the next
 full plate). The fidelity layer decodes its own access units in the loop (the fill needs the
@@ -56,9 +59,11 @@ from ..models.registry import DEFAULT_MODEL, REGISTRY
 from .ahead import MaskPipeline
 from .background import check_labels_spec
 from .bound import BackgroundBound
+from .cuts import SceneCuts
 from .decoder import SelectiveDecoder
 from .kinds import BACKGROUND_LAYERS, FIDELITY_LAYERS
 from .layer import LayerSetup, Worker
+from .lookahead import Lookahead, Waiting
 from .maskcode import block_mask, encode_mask, expand
 from .masks import create_mask_source
 from .options import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions
@@ -117,8 +122,15 @@ class SelectiveEncoder:
         self._pending: deque[Pending] = deque()  # offline: frames whose access units the codec still holds
         self._last_packet = b""
         self._index = 0
+        self._in_gop = 0  # frames of the current GOP so far
+        self._cuts = SceneCuts(options.scene_cut) if options.scene_cut else None
+        self._ahead = Lookahead(options.lookahead_frames(gop), BLOCK)
         self._rate = GopRate(options, gop)
+        #: The kept (H, W) mask of the last frame given. Offline with a plate look-ahead, its detectors' mask: the
+        #: blocks the bound adds (`bound_blocks`) and a GOP coded whole are decided when it is coded, a GOP later.
         self.last_mask: Mask | None = None
+        #: Frames through the front so far (offline with a look-ahead, `shown_background` and `bound_blocks` are the last's).
+        self.coded_frames = 0
         limit = options.max_background_error
         decoder = BACKGROUND_LAYERS[options.background].decoder
         self._bound = BackgroundBound(limit, lambda: decoder(self.config, backend), BLOCK) if limit else None
@@ -132,7 +144,7 @@ class SelectiveEncoder:
 
     @property
     def shown_background(self) -> Image | None:
-        """With a bound: the background every decoder shows outside the kept blocks of the last frame given
+        """With a bound: the background every decoder shows outside the kept blocks of the last frame coded
 
         (its keyframe's background sections, decoded here as the decoder decodes them); None without a bound,
         and in a GOP coded whole.
@@ -152,7 +164,7 @@ class SelectiveEncoder:
             quality=quality,
             channels=self.model.config.quality_channels[0],
             gop=gop,
-            extra=_extra(self.options, quality, self._background.extra),
+            extra=self.options.stream_extra(quality, self._background.extra),
         )
 
     def with_quality(self, quality: int) -> None:
@@ -161,7 +173,7 @@ class SelectiveEncoder:
             raise RuntimeError("quality can only change before the first frame")
         _check_quality(quality)
         self._fg_crf = self.options.crfs(quality)[0]
-        self.config = replace(self.config, quality=quality, extra=_extra(self.options, quality, self._background.extra))
+        self.config = replace(self.config, quality=quality, extra=self.options.stream_extra(quality, self._background.extra))
 
     def with_target(self, kbps: float) -> None:
         """Hold the codec track near `kbps` over each GOP by moving the fidelity CRF at keyframes."""
@@ -198,57 +210,86 @@ class SelectiveEncoder:
         if self.offline:
             raise ValueError("an offline selective encoder takes push() and flush(), not encode()")
         self._check_frame(rgb)
-        keyframe = self._start()
-        sections, background, blocks = self._front(rgb, keyframe)
+        frame = self._arrive(rgb, source)
+        keyframe = self._due(frame.cut)
+        self._start(keyframe, frame.cut)
+        sections, background, blocks = self._front(frame, keyframe)
         access_unit = self._fidelity.encode(rgb, blocks, keyframe, source)
         return self._finish(sections, background, keyframe, access_unit)
 
     def push(self, rgb: Image, source: Any = None) -> list[EncodedFrame]:
         """Give the next frame; returns the frames whose packets are complete, oldest first.
 
-        Zero latency: always this frame's. Offline: the fidelity codec holds frames while it looks ahead,
-        so often none, later several; `flush` returns the rest at the end. Packets come in stream order.
+        Zero latency: always this frame's. Offline: the plate's look-ahead holds up to a GOP of frames and
+        the fidelity codec more while it looks ahead, so often none, later several; `flush` returns the rest
+        at the end. Packets come in stream order.
         `source` as for `encode`.
         """
         if not self.offline:
             return [self.encode(rgb, source)]
         self._check_frame(rgb)
-        ready: list[EncodedFrame] = []
-        restart = self._index % self.config.gop == 0 and self._index > 0 and self._rate.target_kbps is not None
-        if restart:  # --bitrate: count the whole last GOP, then a fresh coder starts at this (closed) keyframe
-            ready, crf = self.flush(), self._fg_crf
-            self._adapt_rate()
-            if self._fg_crf == crf:
-                self._open_layers()
-        keyframe = self._start(adapt=not restart)
-        sections, background, blocks = self._front(rgb, keyframe)
-        self._pending.append((sections, background, keyframe))
-        units = self._fidelity.send(rgb, blocks, keyframe, source)
-        return ready + [self._finish(*self._pending.popleft(), unit) for unit in units]
+        self._ahead.push(self._arrive(rgb.copy() if self._ahead.frames > 1 else rgb, source))
+        return [out for frame in iter(self._ahead.next, None) for out in self._code(frame)]
 
     def flush(self) -> list[EncodedFrame]:
         """The packets an offline encoder still holds, oldest first (none for zero latency); push no more after."""
         if not self.offline:
             return []
+        ready = [out for frame in iter(lambda: self._ahead.next(end=True), None) for out in self._code(frame)]
+        return ready + self._drain()
+
+    def _arrive(self, rgb: Image, source: Any) -> Waiting:
+        """A frame as it comes, in stream order: its detectors' mask, and whether it starts a new shot (`cuts.py`)."""
+        started = time.perf_counter()
+        mask = self._mask_pipeline.next(rgb)
+        cut = self._cuts is not None and self._cuts.cut(rgb)
+        self.timings["masks"] += time.perf_counter() - started
+        if self._ahead.frames > 1:
+            self.last_mask = mask
+        return Waiting(rgb, source, mask, cut)
+
+    def _code(self, frame: Waiting) -> list[EncodedFrame]:
+        """Offline: code one held frame; the packets the fidelity codec has finished, oldest first."""
+        ready: list[EncodedFrame] = []
+        keyframe = self._due(frame.cut)
+        restart = keyframe and self._index > 0 and self._rate.target_kbps is not None
+        if restart:  # --bitrate: count the whole last GOP, then a fresh coder starts at this (closed) keyframe
+            ready, crf = self._drain(), self._fg_crf
+            self._adapt_rate()
+            if self._fg_crf == crf:
+                self._open_layers()
+        self._start(keyframe, frame.cut, adapt=not restart)
+        sections, background, blocks = self._front(frame, keyframe)
+        self._pending.append((sections, background, keyframe))
+        units = self._fidelity.send(frame.rgb, blocks, keyframe, frame.source)
+        return ready + [self._finish(*self._pending.popleft(), unit) for unit in units]
+
+    def _drain(self) -> list[EncodedFrame]:
+        """The packets of every frame given to the fidelity codec, oldest first."""
         units = self._fidelity.drain()
         if len(units) != len(self._pending):
             raise RuntimeError(f"fidelity codec returned {len(units)} access units for {len(self._pending)} held frames")
         return [self._finish(*self._pending.popleft(), unit) for unit in units]
 
-    def _start(self, adapt: bool = True) -> bool:
-        """Open the layers, or adapt them at a keyframe, for the next frame; whether it is a keyframe."""
-        keyframe = self._index % self.config.gop == 0
+    def _due(self, cut: bool) -> bool:
+        """Whether the next frame is a keyframe: the stream's first, `gop` frames after the last one, or a scene cut."""
+        return self._in_gop % self.config.gop == 0 or cut
+
+    def _start(self, keyframe: bool, cut: bool, adapt: bool = True) -> None:
+        """Open the layers, or adapt them at a keyframe, for the next frame; a cut starts the background afresh."""
         if self._index == 0:
             self._open_layers()
         elif keyframe and adapt:
             self._adapt_rate()
+        if cut:
+            self._background.new_shot()
         self._index += 1
-        return keyframe
+        self._in_gop = 1 if keyframe else self._in_gop + 1
 
-    def _front(self, rgb: Image, keyframe: bool) -> tuple[dict[int, bytes], Future[dict[int, bytes]] | None, Mask]:
-        """The frame's mask and its section, the background followed (a keyframe's started beside); the kept blocks."""
+    def _front(self, frame: Waiting, keyframe: bool) -> tuple[dict[int, bytes], Future[dict[int, bytes]] | None, Mask]:
+        """The frame's mask section, the background followed (a keyframe's started beside); the kept blocks."""
         started = time.perf_counter()
-        mask = self._mask_pipeline.next(rgb)
+        rgb, mask = frame.rgb, frame.mask
         blocks = block_mask(mask, BLOCK)
         if keyframe:
             self._whole = self._codes_whole and self._keeps_most(blocks)
@@ -257,10 +298,12 @@ class SelectiveEncoder:
         self._background.observe(rgb, expand(blocks, self.config.height, self.config.width, BLOCK))
         self.timings["masks"] += time.perf_counter() - started
         # A keyframe's background (the plate's own codec, or the synth coder) is coded beside the fidelity layer.
-        background = self._background.start(self._index - 1) if keyframe and not self._whole else None
+        background = self._background.start(self._index - 1, self._ahead.clean()) if keyframe and not self._whole else None
         if self._bound is not None and not self._whole:  # the blocks the decoder's background would get wrong join
             blocks, mask = self._bounded(rgb, blocks, mask, background)
-        self.last_mask = mask
+        if self._ahead.frames <= 1:
+            self.last_mask = mask
+        self.coded_frames += 1
         masked = time.perf_counter()
         sections: dict[int, bytes] = {}
         mask_bytes = encode_mask(blocks, None if keyframe else self._blocks)
@@ -348,23 +391,3 @@ class SelectiveEncoder:
 def _check_quality(quality: int) -> None:
     if not 1 <= quality <= SC_QUALITY_LEVELS:
         raise ValueError(f"quality {quality} is outside 1..{SC_QUALITY_LEVELS} for selective mode")
-
-
-def _extra(options: SelectiveOptions, quality: int, background: dict[str, object]) -> dict[str, object]:
-    """The stream config's `extra` for `options` at `quality`, with the background layer's own fields."""
-    fg, bg = options.crfs(quality)
-    offline = options.latency == "offline"
-    return {
-        "fidelity": options.fidelity,
-        "background": options.background,
-        "block": BLOCK,
-        "fill": "hold" if options.fill == "recon" and offline else options.fill,
-        **({"latency": "offline"} if offline else {}),
-        **({"matrix": options.matrix} if options.matrix != "bt601" else {}),
-        "keep": options.kept_names(),
-        "fg_crf": fg,
-        "bg_crf": bg,
-        "feather": options.feather,
-        **({"max_background_error": float(options.max_background_error)} if options.max_background_error else {}),
-        **background,
-    }

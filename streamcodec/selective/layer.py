@@ -139,8 +139,15 @@ class FidelityLayer(Protocol):
 class FidelityLayerDecoder(Protocol):
     """FIDELITY access units back to the kept region's picture."""
 
+    #: Whether the layer decodes to 4:2:0 planes of its own, which `planes` then gives without a colour conversion.
+    own_planes: bool
+
     def decode(self, access_unit: bytes, keyframe: bool) -> Image:
         """One access unit → (height, width, 3) uint8; CorruptStreamError for damage or a lost reference."""
+        ...
+
+    def planes(self) -> npt.NDArray[np.uint8] | None:
+        """The last decoded picture's own (H * 3 // 2, W) I420 planes (even sides), None where there are none."""
         ...
 
 
@@ -163,12 +170,20 @@ class BackgroundLayer(Protocol):
         """Forget what was sent: the next keyframe codes its background afresh (after a CRF change)."""
         ...
 
+    def new_shot(self) -> None:
+        """A scene cut: forget the background; the next keyframe codes a full one of the new shot."""
+        ...
+
     def observe(self, frame: Image, kept: Mask) -> None:
         """Follow the background in `frame` outside the (H, W) kept pixels `kept`; every frame, in order."""
         ...
 
-    def start(self, index: int) -> Future[dict[int, bytes]]:
-        """Begin coding the background sections of the keyframe at frame `index` (on the worker)."""
+    def start(self, index: int, clean: tuple[Image, Mask] | None = None) -> Future[dict[int, bytes]]:
+        """Begin coding the background sections of the keyframe at frame `index` (on the worker).
+
+        `clean`, offline: the median of the GOP ahead outside the kept region and where it has one (`lookahead.py`),
+        used there instead of the running estimate.
+        """
         ...
 
     def probe(self, frame: Image, crf: int) -> int:

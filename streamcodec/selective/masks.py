@@ -5,7 +5,8 @@ the evaluation measures x265-roi and the kept-region metrics on the very masks t
 
     frame ─┬─ person (selfie segmentation, or the user's onnx:PATH) ─┐
            ├─ face (BlazeFace boxes)                                   │
-           ├─ motion (MOG2)                                             ├─ ∪ ─▶ Stabilizer ─▶ kept (H, W) bool
+           ├─ motion (MOG2, held while a mover stays)                  ├─ ∪ ─▶ Stabilizer ─▶ kept (H, W) bool
+           ├─ pedestrian (selfie segmenter on tiles, opt-in)           │
            ├─ text (PP-OCR detector, opt-in)                           │
            └─ the user's mask video (--mask)                           ─┘
 """
@@ -23,6 +24,7 @@ from .base import Frame, FrameMasker, Mask
 from .face import FaceDetector
 from .mask_video import MaskVideo, save_masks
 from .motion import MotionMasker
+from .pedestrian import TiledPersonSegmenter
 from .person import create_segmenter
 from .stabilize import Stabilizer
 from .text import TextDetector
@@ -30,19 +32,23 @@ from .text import TextDetector
 __all__ = ["DEFAULT_KEEP", "KINDS", "SelectiveMasks", "create_mask_source", "parse_keep", "save_masks"]
 
 DEFAULT_KEEP = ("person", "face", "motion")
-VERSION = "sc-masks-v1"
+#: v2: the motion kind holds a mover that stops until its place looks as before (`MOTION_HOLD`).
+VERSION = "sc-masks-v2"
+#: Frames the motion kind holds a pixel that moved and still differs from before (10 s at 25 fps).
+MOTION_HOLD = 250
 
 #: Each kind's maker, given (segmenter spec, threads): one small class per kind behind `FrameMasker`.
 KINDS: dict[str, Callable[[str, int], FrameMasker]] = {
     "person": lambda segmenter, threads: create_segmenter(segmenter, threads),
     "face": lambda _segmenter, threads: FaceDetector(threads),
-    "motion": lambda _segmenter, _threads: MotionMasker(),
+    "motion": lambda _segmenter, _threads: MotionMasker(hold=MOTION_HOLD),
+    "pedestrian": lambda _segmenter, threads: TiledPersonSegmenter(threads),
     "text": lambda _segmenter, threads: TextDetector(threads=threads),
 }
 
 
 def parse_keep(text: str) -> tuple[str, ...]:
-    """`--keep person,face,motion,text` → ("person", "face", "motion", "text"), checked against `KINDS`."""
+    """`--keep person,face,motion,pedestrian` → ("person", "face", "motion", "pedestrian"), checked against `KINDS`."""
     kinds = tuple(part.strip() for part in text.split(",") if part.strip())
     _check_kinds(kinds)
     return kinds
@@ -137,7 +143,8 @@ def create_mask_source(
     """Selective mode's mask source: the union of `keep` (and a user's mask video), dilated and held.
 
     Args:
-        keep: kinds to keep, from `KINDS` ("person", "face", "motion", "text"); may be empty with `mask_video`.
+        keep: kinds to keep, from `KINDS` ("person", "face", "motion", "pedestrian", "text"); may be empty with
+            `mask_video`.
         mask_video: a user's mask video (`--mask`), luma > 127 kept, one frame per input frame.
         segmenter: person model, "selfie" (vendored MediaPipe) or "onnx:PATH" (`--segmenter`).
         dilate_px: grow the union by this many pixels before blocking.

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .cuts import DEFAULT_SCENE_CUT, MAX_SCENE_CUT
 from .fidelity import CODECS, LATENCIES, MATRICES, PRESETS
 from .masks import DEFAULT_KEEP, parse_keep
 from .synth import DEFAULT_SC_MODEL
@@ -69,6 +70,10 @@ MAX_BACKGROUND_ERROR = 255
 #: on pavement is 40-100, coding noise at selective mode's rates 1-6 (issue 21). With it, 0 frames over it on
 #: the still-camera clips at q1-q4 for -1 % to +3 % bits (`scripts/benchmarks/bound_cost.py`, docs/selective.md).
 DEFAULT_BACKGROUND_ERROR = 20.0
+#: Offline, how far ahead (seconds, at most the GOP) a keyframe's plate looks for the background (`lookahead.py`).
+PLATE_LOOKAHEAD = 2.5
+#: The longest look-ahead an option may ask (seconds): the encoder holds that many frames.
+MAX_PLATE_LOOKAHEAD = 10.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,14 @@ class SelectiveOptions:
             the kept region whose background, as the decoder shows it, is more than this mean absolute
             luma error from the frame joins the kept region (`bound.py`); the background is then reused
             only while no block of its estimate moved by more than a quarter of it. Default 20; None or 0: off.
+        scene_cut: a frame whose picture differs from the previous one's by more than this (`cuts.py`: the
+            median change of a 40-cell luma thumbnail, each normalized for light) starts a new GOP there,
+            with a full background of the new shot; the next keyframe comes `gop` frames after it. Default
+            0.5; 0: off, a keyframe every `gop` frames. Nothing of it is in the stream (keyframes say they are).
+        plate_lookahead: offline only, seconds: a keyframe's background is the median of the frames
+            ahead in its GOP (up to this long, never past a cut) outside the kept region (`lookahead.py`),
+            so a person standing at the keyframe who walks off later is not in it; the encoder holds that
+            many frames. Default PLATE_LOOKAHEAD offline; 0: the running estimate, as before; zero latency: 0.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -131,6 +144,8 @@ class SelectiveOptions:
     parallel: bool = True
     latency: str = "zero"
     max_background_error: float | None = DEFAULT_BACKGROUND_ERROR
+    scene_cut: float = DEFAULT_SCENE_CUT
+    plate_lookahead: float | None = None
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
@@ -168,6 +183,20 @@ class SelectiveOptions:
         bound = self.max_background_error
         if bound is not None and (isinstance(bound, bool) or not 0 <= bound <= MAX_BACKGROUND_ERROR):
             raise ValueError(f"max background error {bound} levels is outside 0..{MAX_BACKGROUND_ERROR} (0: off)")
+        if isinstance(self.scene_cut, bool) or not 0 <= self.scene_cut <= MAX_SCENE_CUT:
+            raise ValueError(f"scene cut {self.scene_cut} is outside 0..{MAX_SCENE_CUT:g} (0: off)")
+        ahead = self.plate_lookahead
+        if ahead is not None and not 0 <= ahead <= MAX_PLATE_LOOKAHEAD:
+            raise ValueError(f"plate look-ahead {ahead} s is outside 0..{MAX_PLATE_LOOKAHEAD:g}")
+        if ahead and self.latency != "offline":
+            raise ValueError(f"plate look-ahead {ahead:g} s needs latency offline (zero latency codes each frame at once)")
+
+    def lookahead_frames(self, gop: int) -> int:
+        """Frames a keyframe's plate looks ahead, itself included (0: none; zero latency never), at most `gop`."""
+        seconds = self.plate_lookahead if self.plate_lookahead is not None else PLATE_LOOKAHEAD
+        if self.latency != "offline" or self.background != "plate":
+            return 0
+        return min(gop, round(seconds * self.frame_rate))
 
     def refresh_frames(self) -> int:
         """Frames between full plates (0: every keyframe's plate is full)."""
@@ -196,6 +225,25 @@ class SelectiveOptions:
         levels = FG_CRF[self.fidelity]
         low, high = self._fg_range()
         return max(low, levels[-1] - 6), min(high, levels[0] + 12)
+
+    def stream_extra(self, quality: int, background: dict[str, object]) -> dict[str, object]:
+        """The stream config's `extra` at `quality`, with the background layer's own fields."""
+        fg, bg = self.crfs(quality)
+        offline = self.latency == "offline"
+        return {
+            "fidelity": self.fidelity,
+            "background": self.background,
+            "block": BLOCK,
+            "fill": "hold" if self.fill == "recon" and offline else self.fill,
+            **({"latency": "offline"} if offline else {}),
+            **({"matrix": self.matrix} if self.matrix != "bt601" else {}),
+            "keep": self.kept_names(),
+            "fg_crf": fg,
+            "bg_crf": bg,
+            "feather": self.feather,
+            **({"max_background_error": float(self.max_background_error)} if self.max_background_error else {}),
+            **background,
+        }
 
     def kept_names(self) -> list[str]:
         return list(self.keep) + (["mask-video"] if self.mask_video is not None else [])

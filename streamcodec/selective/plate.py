@@ -31,6 +31,7 @@ from .estimate import BackgroundEstimate, unchanged
 from .fidelity import FidelityDecoder, FidelityEncoder
 from .fill import FLAT_RGB, fill_outside
 from .layer import LayerSetup
+from .lookahead import Clean
 from .options import BLOCK, PLATE_CODEC, fidelity_frame, fidelity_size
 
 __all__ = ["PlateBackground", "PlateBackgroundDecoder"]
@@ -55,6 +56,7 @@ class PlateBackground:
         self._unit: bytes | None = None  # the last plate access unit sent: what the next update follows
         self._full_at = 0  # frame index of the last full plate
         self._fresh = True  # the codec has coded nothing since it opened: no picture an update could follow
+        self._new_shot = False  # a scene cut since the last keyframe's background: the next is a full plate of it
 
     @property
     def extra(self) -> dict[str, object]:
@@ -88,34 +90,46 @@ class PlateBackground:
         self._sections = {}
         self._unit = None
 
+    def new_shot(self) -> None:
+        """A scene cut: the estimate starts again from the next frame, and the next plate is a full one of it."""
+        self._estimate = BackgroundEstimate()
+        self._new_shot = True
+
     def observe(self, frame: Image, kept: Mask) -> None:
         """Follow the background (`BackgroundEstimate.observe`)."""
         self._estimate.observe(frame, kept)
 
-    def start(self, index: int) -> Future[dict[int, bytes]]:
-        """Code keyframe `index`'s plate on the worker, from the estimate as it is now."""
+    def start(self, index: int, clean: Clean | None = None) -> Future[dict[int, bytes]]:
+        """Code keyframe `index`'s plate on the worker, from the estimate as it is now, or the `clean` plate ahead."""
         # The picture is taken here: offline, the next frames update the estimate before the worker gets to it.
-        return self._setup.worker.submit(self._background_section, self._picture(), index)
+        shot, self._new_shot = self._new_shot, False
+        return self._setup.worker.submit(self._background_section, self._picture(clean), index, shot)
 
-    def _picture(self) -> Image:
-        """What the plate codes: the estimate, blurred in the cells never yet seen outside the kept region.
+    def _picture(self, clean: Clean | None = None) -> Image:
+        """What the plate codes: the estimate (or the `clean` plate where it has one), blurred in the cells never seen.
 
         There the estimate still holds the first frame (a talking head's own face, say): sharp pixels the
         composite only shows if the kept region leaves them, cheap as a blur (the plate of carphone q3:
         ~45 % smaller).
         """
         estimate, seen = self._estimate.picture(), self._estimate.seen
+        if clean is not None:
+            median, covered = clean
+            estimate[covered] = median[covered]
+            seen = covered if seen is None else seen | covered
         if seen is None or seen.all():
             return estimate
         return fill_outside(estimate, seen, "blur", block=BLOCK)
 
-    def _background_section(self, estimate: Image, index: int) -> dict[int, bytes]:
+    def _background_section(self, estimate: Image, index: int, new_shot: bool = False) -> dict[int, bytes]:
         """The keyframe at frame `index`'s PLATE or PLATE_UPDATE.
 
         A full plate is sent again as the same bytes while the background has not changed. Between full
         plates (`SelectiveOptions.plate_refresh`) a keyframe carries an update coded against the last plate
-        unit instead, empty while the background has not changed.
+        unit instead, empty while the background has not changed. After a scene cut (`new_shot`), a full plate.
         """
+        if new_shot:
+            self._sections, self._unit = {}, None
         same = bool(self._sections) and unchanged(estimate, self._source, self._setup.options.max_background_error)
         assert self._coder is not None
         refresh = self._setup.options.refresh_frames()

@@ -4,6 +4,7 @@
     first frames, kept pixels ─▶ fidelity layer probe (each frame's access unit) ┐
                                  background layer probe (one keyframe's)         ┴─▶ kbps per quality
     packets of a GOP ─▶ GopRate.count ─▶ kbps against the target ─▶ CRF ± RATE_STEP for the next GOP
+                        (a GOP cut short by a scene cut, under half of `gop` frames, counts on into the next)
 """
 
 from __future__ import annotations
@@ -75,16 +76,24 @@ class GopRate:
         #: The target (None: no `--bitrate`, the CRF stays).
         self.target_kbps: float | None = None
         self._bits = 0
+        self._frames = 0
 
     def count(self, packet: bytes) -> None:
         """Add a packet of the current GOP."""
         self._bits += 8 * len(packet)
+        self._frames += 1
 
     def next_crf(self, crf: int) -> int:
-        """At a GOP's end: `crf` moved toward the target (±RATE_STEP, within `crf_bounds`); starts the next GOP's count."""
+        """At a GOP's end: `crf` moved toward the target (±RATE_STEP, within `crf_bounds`); starts the next GOP's count.
+
+        A GOP of under half `gop` frames (a scene cut came early) leaves `crf` and counts on: its keyframe's
+        share of its bits would overstate the rate.
+        """
         assert self.target_kbps is not None
-        kbps = self._bits * float(self._options.frame_rate) / self._gop / 1000
-        self._bits = 0
+        if 2 * self._frames < self._gop:
+            return crf
+        kbps = self._bits * float(self._options.frame_rate) / self._frames / 1000
+        self._bits = self._frames = 0
         step = RATE_STEP if kbps > 1.05 * self.target_kbps else -RATE_STEP if kbps < 0.8 * self.target_kbps else 0
         low, high = self._options.crf_bounds()
         return max(low, min(high, crf + step))
