@@ -116,7 +116,8 @@ def _workers(workers: int) -> int:
         "warning and quality 1")
 @option("--model", default=None, help="registered model name (see `streamcodec models`)")
 @selective.selective_options
-@option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES", help="an intra frame every FRAMES frames (default 25); selective mode also starts one at each scene cut "
+@option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES",
+        help="an intra frame every FRAMES frames (default 25); selective mode also starts one at each scene cut "
         "(--scene-cut), counting FRAMES on from there")
 @option("--preview/--no-preview", default=True,
         help="add an H.264 preview track, the one players show, capped at about half the codec track's rate (default on)")
