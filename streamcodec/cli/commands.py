@@ -305,7 +305,8 @@ example:
     short_help="compare streamcodec with x264/x265/SVT-AV1 on clips (RD curves, BD-rate, report)",
     epilog=EVAL_EPILOG,
     help="Encode every clip with every codec at several rate points, decode, and measure bitrate (kbps, bpp), "
-    "PSNR and MS-SSIM (whole frame and, with selective-mode masks, the kept region), and outside the kept region "
+    "PSNR and MS-SSIM (whole frame, the face region found by the eval's own face detector and, with selective-mode "
+    "masks, the kept region), and outside the kept region "
     "PSNR, the frames with a 16x16 block more than 20 luma levels from the source and the worst such block (its frame "
     "beside the source in OUT/worst/), VMAF (when a libvmaf ffmpeg is found), person-mask IoU, temporal flicker and "
     "encode/decode fps. Writes results.csv, results.json, rd_<clip>.png, report.html and summary.md into OUT, with "

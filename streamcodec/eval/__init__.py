@@ -8,6 +8,7 @@ EvalRun, the columns). Selective-mode pieces (streamcodec-sc, x265-roi, kept-reg
 and blocks over the bound outside the kept region, person IoU, background flicker) take their masks
 from one source, `masks.mask_source()`: selective mode's keep masks, the same the encoder uses.
 Should they fail to load, those pieces report themselves as not available, with the reason.
+The face region is not the encoder's: the eval finds faces itself (`faces.py`, OpenCV's Haar cascade).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 #: 2: rows measure outside the kept region too (psnr_outside_db, frames_over_bound, worst_block, worst_frame).
-CACHE_VERSION = 2
+#: 3: rows measure the face region too (psnr_face_db, ms_ssim_face, face_share, face_frames).
+CACHE_VERSION = 3
 _CHUNK = 1 << 20
 
 

@@ -1,4 +1,4 @@
-"""One evaluation clip, prepared once: a video-only copy, its frames as raw RGB, and its masks.
+"""One evaluation clip, prepared once: a video-only copy, its frames as raw RGB, its masks and its face region.
 
 Every codec encodes the video-only copy (so our .mkv holds no audio and the classical encoders see
 the same stream) and every decoded frame is compared with the frames of that same copy, decoded
@@ -17,6 +17,8 @@ import numpy.typing as npt
 
 from ..errors import FfmpegError, UnreadableInputError
 from ..io.demux import Source, VideoFrame
+from .faces import NAME as FACE_DETECTOR
+from .faces import clip_face_masks, load_face_masks, save_face_masks
 from .ffmpeg_tools import run_ffmpeg
 from .masks import ClipMasks, Frame, MaskSource, compute_clip_masks
 
@@ -36,6 +38,7 @@ class PreparedClip:
     frames: int
     duration_s: float
     masks: ClipMasks | None = None
+    faces: npt.NDArray[np.bool_] | None = None  # (frames, H, W): the eval's own face region (faces.py)
 
     def source_frames(self) -> npt.NDArray[np.uint8]:
         """All source frames as a read-only (frames, H, W, 3) uint8 memory map."""
@@ -102,10 +105,22 @@ def _masks(clip: PreparedClip, source: MaskSource, cache: Path) -> ClipMasks:
     return masks
 
 
+def _faces(clip: PreparedClip, cache: Path) -> npt.NDArray[np.bool_]:
+    tag = hashlib.sha256(FACE_DETECTOR.encode()).hexdigest()[:8]
+    path = cache / f"{clip.name}-{clip.digest[:8]}-faces-{tag}.npz"
+    if path.exists():
+        return load_face_masks(path)
+    frames = clip.source_frames()
+    faces = clip_face_masks([frames[i] for i in range(clip.frames)])
+    cache.mkdir(parents=True, exist_ok=True)
+    save_face_masks(faces, path)
+    return faces
+
+
 def prepare_clip(
     path: Path, digest: str, work: Path, mask_cache: Path, ffmpeg: str, mask_source: MaskSource | None
 ) -> PreparedClip:
-    """Make the video-only copy and raw frames in `work`, and the clip's masks (cached in `mask_cache`).
+    """Make the video-only copy and raw frames in `work`, and the clip's masks and face region (cached in `mask_cache`).
 
     Args:
         path: the clip as given on the command line.
@@ -120,6 +135,7 @@ def prepare_clip(
     video = _video_only(path, work, f"{name}-{digest[:8]}", ffmpeg)
     width, height, rate, frames, duration = _write_raw(video, raw)
     clip = PreparedClip(path, name, digest, video, raw, width, height, rate, frames, duration)
+    clip.faces = _faces(clip, mask_cache)
     if mask_source is not None:
         clip.masks = _masks(clip, mask_source, mask_cache)
     return clip

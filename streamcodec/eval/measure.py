@@ -4,6 +4,7 @@ The same steps for every codec: the encoded file's size on disk (all of it: cont
 part of what a decoder needs), the decoded frames compared with the source frames by the same
 metric code, and wall-clock encode/decode speed (decode speed counts producing RGB frames). With
 masks, the frame holding the worst block outside the kept region is written as a picture (`worst.py`).
+The face region (the eval's own detector, `faces.py`) is measured for every codec, masks or not.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def _compare(
             if clip.masks is not None and masks is not None:
                 kept = clip.masks.kept[index]
                 iou = mask_iou(clip.masks.person[index], masks.person_mask(decoded))
-            quality.add(reference, decoded, kept, iou)
+            face = clip.faces[index] if clip.faces is not None else None
+            quality.add(reference, decoded, kept, iou, face)
             sink.write(decoded.tobytes())
             count += 1
     if count != clip.frames:
@@ -124,6 +126,8 @@ def measure_cell(
     if note:
         notes.append(note)
     notes += [f"{metric} n/a: {reason}" for metric, reason in quality.whole.reasons.items()]
+    if quality.face_reason:
+        notes.append(f"face region n/a: {quality.face_reason}")
     vmaf = None
     if vmaf_exe and raw_out is not None:
         vmaf = vmaf_score(raw_out, clip.raw, clip.width, clip.height, clip.frame_rate, exe=vmaf_exe)

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 COLUMNS = 3
+#: A panel is drawn only where some codec has a measured point: no face in the clip, no face panel.
 PANELS = (("psnr_db", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("vmaf", "VMAF"),
-          ("psnr_kept_db", "PSNR, kept region (dB)"), ("ms_ssim_kept", "MS-SSIM, kept region"))  # fmt: skip
+          ("psnr_kept_db", "PSNR, kept region (dB)"), ("ms_ssim_kept", "MS-SSIM, kept region"),
+          ("psnr_face_db", "PSNR, face region (dB)"))  # fmt: skip
 
 
 def _curves(rows: list[dict[str, Any]], metric: str) -> dict[str, tuple[list[float], list[float]]]:

@@ -1,11 +1,11 @@
-"""Metrics the evaluation needs beyond `streamcodec.metrics`: kept-region PSNR/MS-SSIM, flicker, IoU, and outside
-the kept region PSNR and the blocks over the bound (`worst.py`).
+"""Metrics the evaluation needs beyond `streamcodec.metrics`: kept-region and face-region PSNR/MS-SSIM, flicker,
+IoU, and outside the kept region PSNR and the blocks over the bound (`worst.py`).
 
 Everything here works on (H, W, 3) uint8 RGB frames and (H, W) bool masks, and reuses the window,
 blur and downsampling of `streamcodec.metrics`, so a mask that covers the whole frame gives exactly
 the whole-frame numbers.
 
-Kept-region MS-SSIM is `metrics.ms_ssim_in_region`.
+Kept-region and face-region MS-SSIM are `metrics.ms_ssim_in_region`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from ..metrics import QualityAccumulator, ms_ssim_in_region, mse, psnr_from_mse, ssim_maps
 from ..metrics import gaussian_window as gaussian
+from .faces import NO_FACE
 from .worst import BlockBound
 
 Frame = npt.NDArray[np.uint8]
@@ -123,7 +124,8 @@ class ClipQuality:
 
     Whole-frame PSNR/MS-SSIM come from `metrics.QualityAccumulator`. Kept-region metrics, PSNR
     outside the kept region, the blocks over the bound outside it (`bound`), background flicker and
-    person IoU need masks and stay None when `add` never receives them.
+    person IoU need masks and stay None when `add` never receives them. Face-region PSNR/MS-SSIM are
+    means over the frames whose face mask is not empty; None, with `face_reason`, when none is.
     """
 
     def __init__(self) -> None:
@@ -131,13 +133,19 @@ class ClipQuality:
         self._kept_mse, self._kept_psnr, self._kept_ms_ssim = _Mean(), _Mean(), _Mean()
         self._flicker, self._background_flicker, self._iou = _Mean(), _Mean(), _Mean()
         self._outside_psnr = _Mean()
+        self._face_psnr, self._face_ms_ssim, self._face_share = _Mean(), _Mean(), _Mean()
+        self.face_frames = 0
         self.bound = BlockBound()
         self._index = 0
         self._previous: tuple[Frame, Frame, Mask | None] | None = None
 
-    def add(self, source: Frame, decoded: Frame, kept: Mask | None = None, iou: float | None = None) -> None:
-        """One frame pair; `kept` is the source frame's kept region, `iou` its person-mask IoU."""
+    def add(
+        self, source: Frame, decoded: Frame, kept: Mask | None = None, iou: float | None = None, face: Mask | None = None
+    ) -> None:
+        """One frame pair; `kept` is the source frame's kept region, `iou` its person-mask IoU, `face` its face region."""
         self.whole.add(source, decoded)
+        if face is not None:
+            self._add_face(source, decoded, face)
         if kept is not None:
             kept_mse = masked_mse(source, decoded, kept)
             self._kept_mse.add(kept_mse)
@@ -156,10 +164,26 @@ class ClipQuality:
         self._previous = (source, decoded, kept)
         self._index += 1
 
+    def _add_face(self, source: Frame, decoded: Frame, face: Mask) -> None:
+        self._face_share.add(float(np.count_nonzero(face)) / face.size)
+        face_mse = masked_mse(source, decoded, face)
+        if face_mse is None:
+            return  # no face in this frame: it does not count in the face-region means
+        self.face_frames += 1
+        self._face_psnr.add(min(psnr_from_mse(face_mse), 100.0))
+        self._face_ms_ssim.add(masked_ms_ssim(source, decoded, face))
+
+    @property
+    def face_reason(self) -> str | None:
+        """Why the face-region figures are n/a (one line), or None when they were measured or not asked for."""
+        return NO_FACE if self._face_share.count and not self.face_frames else None
+
     def summary(self) -> dict[str, float | int | None]:
         """Clip means: psnr_db (mean of per-frame PSNR capped at 100 dB), psnr_of_mean_mse_db, ms_ssim,
         the kept-region pair, psnr_outside_db (capped likewise), flicker, background_flicker and person_iou;
-        and outside the kept region frames_over_bound, worst_block and worst_frame (None where not measured)."""
+        outside the kept region frames_over_bound, worst_block and worst_frame; in the face region
+        psnr_face_db (capped likewise), ms_ssim_face, face_share (of every frame) and face_frames
+        (None where not measured)."""
         whole = self.whole.summary()
         kept_mse = self._kept_mse.value()
         return {
@@ -170,6 +194,10 @@ class ClipQuality:
             "psnr_kept_of_mean_mse_db": None if kept_mse is None else psnr_from_mse(kept_mse),
             "ms_ssim_kept": self._kept_ms_ssim.value(),
             "psnr_outside_db": self._outside_psnr.value(),
+            "psnr_face_db": self._face_psnr.value(),
+            "ms_ssim_face": self._face_ms_ssim.value(),
+            "face_share": self._face_share.value(),
+            "face_frames": self.face_frames if self._face_share.count else None,
             **self.bound.summary(),
             "flicker": self._flicker.value(),
             "background_flicker": self._background_flicker.value(),

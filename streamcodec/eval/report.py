@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = (
     "ms_ssim",
     "vmaf",
     "psnr_kept_db",
+    "psnr_face_db",
     "psnr_outside_db",
     "frames_over_bound",
     "worst_block",
@@ -50,7 +51,7 @@ SUMMARY_COLUMNS = (
     "encode_fps",
     "decode_fps",
 )
-BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept")
+BD_METRICS = ("psnr_db", "ms_ssim", "vmaf", "psnr_kept_db", "ms_ssim_kept", "psnr_face_db")
 REPORT_FILES = {"csv": "results.csv", "json": "results.json", "html": "report.html", "summary": "summary.md"}
 CACHE_FOLDERS = ("cache", "cache/cells", "cache/masks", "worst")
 SYMLINK_HINT = "is a symbolic link; eval never writes through one nor replaces it, --force or not"

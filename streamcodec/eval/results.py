@@ -9,6 +9,10 @@ Outside the kept region (the eval's masks, the same for every codec) each row ha
 frames_over_bound (frames with a 16x16 block whose mean absolute luma error exceeds
 `metrics.BLOCK_ERROR_BOUND`, no kept pixel in it), worst_block (the largest such error over the clip,
 in levels), worst_frame (its frame) and worst_image (that frame, source | decoded, relative to OUT).
+
+In the face region (the eval's own detector on the source frames, `faces.py`, the same for every codec)
+each row has psnr_face_db and ms_ssim_face (means over the frames with a face), face_share (the mean
+share of a frame the region covers, frames without a face counting 0) and face_frames (how many have one).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ COLUMNS = (
     "psnr_db", "psnr_of_mean_mse_db", "ms_ssim", "vmaf",
     "psnr_kept_db", "psnr_kept_of_mean_mse_db", "ms_ssim_kept",
     "psnr_outside_db", "frames_over_bound", "worst_block", "worst_frame", "person_iou",
+    "psnr_face_db", "ms_ssim_face", "face_share", "face_frames",
     "flicker", "background_flicker", "encode_fps", "decode_fps", "worst_image", "notes", "cached",
 )  # fmt: skip
 LABELS = {
@@ -38,6 +43,8 @@ LABELS = {
     "psnr_outside_db": "PSNR outside kept (dB)", "frames_over_bound": f"frames > {BLOCK_ERROR_BOUND:g} (16x16)",
     "worst_block": "worst block (levels)", "worst_frame": "worst frame", "person_iou": "person IoU",
     "background_flicker": "background flicker", "encode_fps": "enc fps", "decode_fps": "dec fps",
+    "psnr_face_db": "PSNR face region (dB)", "ms_ssim_face": "MS-SSIM face region", "face_share": "face share",
+    "face_frames": "face frames",
 }  # fmt: skip
 
 
@@ -86,7 +93,8 @@ def fmt(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
-        digits = 4 if column.startswith("ms_ssim") or column in ("bpp", "person_iou") else 1 if column.endswith("fps") else 2
+        fine = column.startswith("ms_ssim") or column in ("bpp", "person_iou", "face_share")
+        digits = 4 if fine else 1 if column.endswith("fps") else 2
         return f"{value:.{digits}f}"
     return str(value)
 

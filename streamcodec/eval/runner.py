@@ -8,6 +8,8 @@
     → results.csv / results.json / RD plots / BD-rates / report.html / summary.md
       (and, with masks, OUT/worst/<clip>-<codec>-<point>.png per computed cell: the worst block's frame)
 
+Every prepared clip also gets its face region from the eval's own detector (faces.py, not the encoder's).
+
 A failing cell is recorded with its error and the run goes on; a rerun retries it.
 
 Scratch files (the clip's copies, each cell's encoded file) live in a locked folder the run makes
@@ -29,6 +31,8 @@ from ..progress import Progress
 from .cache import CellCache, file_digest, safe_name
 from .clip import PreparedClip, prepare_clip
 from .codecs import CODECS, Codec, EncodeContext, RatePoint, StreamcodecCodec, classical_targets
+from .faces import NAME as FACE_DETECTOR
+from .faces import NO_FACE
 from .ffmpeg_tools import system_ffmpeg
 from .masks import mask_source, unavailable_reason
 from .measure import measure_cell
@@ -86,7 +90,8 @@ class _Grid:
         self.masks = mask_source() if config.mask_source == "auto" else config.mask_source
         self.masks_reason = (unavailable_reason() or "needs selective-mode masks") if self.masks is None else None
         self.vmaf_exe = find_vmaf_ffmpeg() if config.vmaf else None
-        self.features = {"vmaf": self.vmaf_exe is not None, "masks": self.masks.name if self.masks else None}
+        self.features = {"vmaf": self.vmaf_exe is not None, "masks": self.masks.name if self.masks else None,
+                         "faces": FACE_DETECTOR}  # fmt: skip
         self.rows: list[dict[str, Any]] = []
         self.counts = {"computed": 0, "cached": 0, "failed": 0, "unavailable": 0}
         total = len(config.clips) * sum(self._count(codec) for codec in _ordered(config.codecs))
@@ -110,6 +115,10 @@ class _Grid:
             reason = CODECS[name].unavailable(self.masks_reason)
             if reason:
                 reasons[name] = reason
+        measured = [row for row in self.rows if row["status"] == "ok"]
+        # No face in any clip: n/a run-wide. (Where only some clips have none, their rows' notes say so.)
+        if measured and not any(row.get("face_frames") for row in measured):
+            reasons |= {"psnr_face_db": NO_FACE, "ms_ssim_face": NO_FACE}
         return {name: reason for name, reason in reasons.items() if reason}
 
     def run_clip(self, path: Path) -> None:
