@@ -28,6 +28,8 @@ from .selective.fidelity import PRESETS as FIDELITY_PRESETS
 from .selective.fidelity import offline_options
 from .selective.masks import DEFAULT_KEEP, create_mask_source, parse_keep
 from .selective.options import BG_OFFSET, DEFAULT_BACKGROUND_ERROR, FEATHER, PLATE_CHAIN_FINER, PLATE_REFRESH, WHOLE_ABOVE
+from .selective.saliency import VERSION as SALIENCY_VERSION
+from .selective.saliency import parse_saliency
 
 __all__ = [
     "DEFAULT_GOP",
@@ -197,3 +199,9 @@ def selective_fingerprint() -> dict[str, Any]:
         "plate_refresh": [PLATE_REFRESH, PLATE_CHAIN_FINER],
         "max_background_error": DEFAULT_BACKGROUND_ERROR,
     }
+
+
+def saliency_spec(spec: str | None) -> str:
+    """`--saliency` resolved to its weights, "off" when off (what an eval's cache keys on)."""
+    weights = parse_saliency(spec)
+    return "off" if weights is None else f"{SALIENCY_VERSION}:{weights.spec()}"

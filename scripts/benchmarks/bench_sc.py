@@ -83,9 +83,10 @@ def main() -> None:
     parser.add_argument("--fidelity", default="hevc")
     parser.add_argument("--background", default="plate")
     parser.add_argument("--preset", default=None, help="the fidelity codec's preset (default the codec's)")
+    parser.add_argument("--saliency", default="off", help="--saliency of the encoder (default off)")
     args = parser.parse_args()
     frames = first_frames(args.clip, args.frames, args.width, args.height)
-    options = SelectiveOptions(fidelity=args.fidelity, background=args.background, preset=args.preset)
+    options = SelectiveOptions(fidelity=args.fidelity, background=args.background, preset=args.preset, saliency=args.saliency)
     runs = {ahead: encode_all(frames, args, options, ahead=ahead) for ahead in (False, True)}
     if runs[False][0] != runs[True][0]:
         raise SystemExit("the pipelined encoder's packets differ from the serial encoder's")

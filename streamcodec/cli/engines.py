@@ -161,16 +161,18 @@ def listing(as_json: bool) -> int:
 @option("--workers", type=int, default=1, metavar="N",
         help="gc: entropy-code on N processes, the frames in one batch, the networks on up to 8 frames a call "
         "(default 1: one frame at a time)")
+@option("--saliency", default="off", metavar="WEIGHTS", help="sc: faces first, as `encode --saliency` (default off)")
 @option("--json", "json_out", type=click.Path(path_type=Path), metavar="OUT", help="also write the result as JSON to OUT")
 def bench(clip: Path, engine: str, sizes: list[tuple[int, int]], mode: str, frames: int, device: str, precision: str,
-          compile_mode: str | None, workers: int, json_out: Path | None) -> int:  # fmt: skip
+          compile_mode: str | None, workers: int, saliency: str, json_out: Path | None) -> int:  # fmt: skip
     from ..eval.speed import BenchConfig, run_bench, table
 
     if frames < 2:
         raise ValueError(f"--frames {frames}: at least 2")
     if workers < 1:
         raise ValueError(f"--workers {workers}: at least 1")
-    config = replace(BenchConfig(clip, sizes, engine, mode, frames, device, precision, compile_mode), workers=workers)
+    config = BenchConfig(clip, sizes, engine, mode, frames, device, precision, compile_mode)
+    config = replace(config, workers=workers, saliency=saliency)
     result = run_bench(config)
     print(table(result))
     if json_out:

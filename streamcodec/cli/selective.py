@@ -155,6 +155,13 @@ FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "SECONDS (never past a cut), outside the kept region, so a person standing at the keyframe who walks off later "
         "is not in it; the encoder holds that many frames. Default 2.5; 0: the running estimate of the frames so far",
     }),
+    ("--saliency", "saliency", {
+        "metavar": "WEIGHTS",
+        "help": "give faces (and text, with --keep text) more of the kept region's bits, at about the same total: "
+        "'on' for face=6,text=4,spectral=0,rest=0, or TIER=QP items, each the QP steps finer than the rest of the "
+        "kept region (rest: kept blocks no detector asked for, e.g. a GOP coded whole; negative is coarser; spectral: "
+        "spectral-residual saliency). x265 (--fidelity hevc, live) and learned only. Default off: today's bits exactly",
+    }),
     ("--preset", "preset", {
         "metavar": "NAME",
         "help": "speed preset of the kept region's codec (and the plate's): SVT-AV1 0..13, x265 ultrafast..placebo. "

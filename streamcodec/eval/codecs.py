@@ -30,7 +30,7 @@ import ffmpeg
 import numpy as np
 
 from ..bitstream import FORMAT_VERSION
-from ..codec import Decoder, SelectiveOptions, quality_levels, selective_fingerprint
+from ..codec import Decoder, SelectiveOptions, quality_levels, saliency_spec, selective_fingerprint
 from ..io.demux import Source, VideoFrame
 from ..io.mkv_reader import MatroskaReader
 from ..models.registry import REGISTRY
@@ -144,13 +144,15 @@ def _streamcodec_frames(path: Path) -> Iterator[Frame]:
 class StreamcodecCodec(Codec):
     """streamcodec in GC mode (whole frame generated) or selective mode (kept region coded)."""
 
-    def __init__(self, mode: str, fidelity: str | None = None) -> None:
-        self.mode, self.fidelity = mode, fidelity
-        self.name = f"streamcodec-{mode}" + (f"-{fidelity}" if fidelity else "")
+    def __init__(self, mode: str, fidelity: str | None = None, saliency: str | None = None) -> None:
+        self.mode, self.fidelity, self.saliency = mode, fidelity, saliency
+        self.name = f"streamcodec-{mode}" + (f"-{fidelity}" if fidelity else "") + ("-saliency" if saliency else "")
         self.needs_masks = mode == "sc"
         self.description = {"gc": "streamcodec, global generative compression", "sc": "streamcodec, selective mode"}[mode]
         if fidelity:
             self.description += f", {fidelity} fidelity layer"
+        if saliency:
+            self.description += f", --saliency {saliency}"
 
     def points(self, model: str, count: int) -> list[RatePoint]:
         return [RatePoint(f"q{q}", quality=q) for q in spread_qualities(quality_levels(model), count)]
@@ -161,6 +163,7 @@ class StreamcodecCodec(Codec):
         return {
             "mode": self.mode,
             **({"fidelity": self.fidelity or default_fidelity("offline")} if self.mode == "sc" else {}),
+            **({"saliency": saliency_spec(self.saliency)} if self.saliency else {}),
             # encode_file's default latency for files: "offline" since 0.x (lookahead); older cells were zero latency.
             **(
                 {
@@ -184,7 +187,8 @@ class StreamcodecCodec(Codec):
         out = out_dir / f"{self.name}-{point.label}.mkv"
         extra: dict[str, Any] = {"mode": self.mode, **({"fidelity": self.fidelity} if self.fidelity else {})}
         # No preview track and an audio-free input: the file holds only what our decoder needs.
-        options = SelectiveOptions.for_files(fidelity=extra.get("fidelity")) if self.mode == "sc" else None
+        saliency = {"saliency": self.saliency} if self.saliency else {}
+        options = SelectiveOptions.for_files(fidelity=extra.get("fidelity"), **saliency) if self.mode == "sc" else None
         summary = encode_file(
             clip, out, model=ctx.model, quality=point.quality, gop=ctx.gop, preview=False, mode=extra["mode"], selective=options
         )
@@ -286,6 +290,7 @@ def _registry() -> dict[str, Codec]:
     codecs: list[Codec] = [
         StreamcodecCodec("sc"),
         StreamcodecCodec("sc", "hevc"),  # the kept region by x265 instead of the default SVT-AV1
+        StreamcodecCodec("sc", "hevc", saliency="on"),  # faces first (x265's per-block QP offsets)
         StreamcodecCodec("sc", "learned"),  # the kept region as masked GC latents (Agustsson et al.'s own SC)
         StreamcodecCodec("gc"),
         FfmpegCodec("x264", "libx264", "H.264 (x264 medium, 2-pass)", options={"preset": "medium"}, two_pass="x264"),
@@ -308,5 +313,7 @@ def _registry() -> dict[str, Codec]:
 CODECS: dict[str, Codec] = _registry()
 #: What `streamcodec eval` runs without --codecs: all but the other fidelity layers and SVT-AV1's slow preset (run when named).
 DEFAULT_CODECS: list[str] = [
-    name for name in CODECS if name not in ("streamcodec-sc-learned", "streamcodec-sc-hevc", "svtav1-p2")
+    name
+    for name in CODECS
+    if name not in ("streamcodec-sc-learned", "streamcodec-sc-hevc", "streamcodec-sc-hevc-saliency", "svtav1-p2")
 ]

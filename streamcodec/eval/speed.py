@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..codec import Decoder, Encoder
+from ..codec import Decoder, Encoder, SelectiveOptions
 from ..engines import Backend, create_backend
 from ..io.demux import first_frames
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
@@ -63,6 +63,7 @@ class BenchConfig:
     precision: str = "fp32"
     compile_mode: str | None = None
     workers: int = 1  # gc: entropy-coding processes; above 1 the codec runs in batches (encode_batch, decode_many)
+    saliency: str = "off"  # sc: `--saliency` (SelectiveOptions.saliency)
 
 
 def engine_spec(config: BenchConfig) -> str:
@@ -99,7 +100,7 @@ def mux_seconds(packets: list[bytes], config_bytes: bytes, width: int, height: i
 
 
 def _codec(config: BenchConfig, width: int, height: int, backend: Backend) -> tuple[Any, Any]:
-    encoder = Encoder(width, height, mode=config.mode, backend=backend)
+    encoder = Encoder(width, height, mode=config.mode, backend=backend, selective=SelectiveOptions(saliency=config.saliency))
     return encoder, Decoder(encoder.config, backend=backend)
 
 

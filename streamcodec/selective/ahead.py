@@ -32,9 +32,12 @@ class MaskPipeline:
 
     def __init__(self, masks: SelectiveMasks) -> None:
         self._frames: list[Frame] = []
+        self._masks = masks
         self._stream = masks.kept_masks(self._feed())
+        #: Each kind's raw mask for the frame `next` last returned (`SelectiveMasks.last_kinds` then).
+        self.last_kinds: dict[str, Mask] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._ahead: deque[tuple[Frame, Future[Mask]]] = deque()
+        self._ahead: deque[tuple[Frame, Future[tuple[Mask, dict[str, Mask]]]]] = deque()
         #: Seconds spent finding masks ahead, on the worker (overlapped with the caller's work).
         self.worker_seconds = 0.0
 
@@ -42,11 +45,12 @@ class MaskPipeline:
         while self._frames:
             yield self._frames.pop()
 
-    def _find(self, frame: Frame) -> Mask:
+    def _find(self, frame: Frame) -> tuple[Mask, dict[str, Mask]]:
         self._frames.append(frame)
-        return next(self._stream)
+        mask = next(self._stream)
+        return mask, dict(self._masks.last_kinds)
 
-    def _find_timed(self, frame: Frame) -> Mask:
+    def _find_timed(self, frame: Frame) -> tuple[Mask, dict[str, Mask]]:
         started = time.perf_counter()
         try:
             return self._find(frame)
@@ -71,9 +75,10 @@ class MaskPipeline:
             ValueError: `prepare` was given a different frame for this place in the stream.
         """
         if not self._ahead:
-            return self._find(frame)  # nothing queued: the worker is idle, the stream is ours
+            mask, self.last_kinds = self._find(frame)  # nothing queued: the worker is idle, the stream is ours
+            return mask
         prepared, future = self._ahead.popleft()
-        mask = future.result()
+        mask, self.last_kinds = future.result()
         if not np.array_equal(prepared, frame):
             raise ValueError("encode() got a frame other than the one prepare() was given for this place in the stream")
         return mask

@@ -68,6 +68,7 @@ from .maskcode import block_mask, encode_mask, expand
 from .masks import create_mask_source
 from .options import BLOCK, SC_QUALITY_LEVELS, SelectiveOptions
 from .rate import GopRate, estimate_rates
+from .saliency import create_saliency
 
 __all__ = ["SC_QUALITY_LEVELS", "SelectiveDecoder", "SelectiveEncoder", "SelectiveOptions"]
 
@@ -116,6 +117,7 @@ class SelectiveEncoder:
             parallel=options.parallel,
         )
         self._mask_pipeline = MaskPipeline(self.masks)
+        self._saliency = create_saliency(options.saliency, BLOCK, options.keep, options.threads)
         self._codes_whole = self._fidelity.codes_whole and self._background.codes_whole
         self._whole = False  # the current GOP is coded whole (no mask edge, no background)
         self._blocks: Mask | None = None
@@ -214,7 +216,7 @@ class SelectiveEncoder:
         keyframe = self._due(frame.cut)
         self._start(keyframe, frame.cut)
         sections, background, blocks = self._front(frame, keyframe)
-        access_unit = self._fidelity.encode(rgb, blocks, keyframe, source)
+        access_unit = self._fidelity.encode(rgb, blocks, keyframe, source, self._salient(frame, blocks))
         return self._finish(sections, background, keyframe, access_unit)
 
     def push(self, rgb: Image, source: Any = None) -> list[EncodedFrame]:
@@ -243,10 +245,11 @@ class SelectiveEncoder:
         started = time.perf_counter()
         mask = self._mask_pipeline.next(rgb)
         cut = self._cuts is not None and self._cuts.cut(rgb)
+        tiers = self._saliency.observe(rgb, self._mask_pipeline.last_kinds, mask, cut) if self._saliency else None
         self.timings["masks"] += time.perf_counter() - started
         if self._ahead.frames > 1:
             self.last_mask = mask
-        return Waiting(rgb, source, mask, cut)
+        return Waiting(rgb, source, mask, cut, tiers)
 
     def _code(self, frame: Waiting) -> list[EncodedFrame]:
         """Offline: code one held frame; the packets the fidelity codec has finished, oldest first."""
@@ -261,7 +264,7 @@ class SelectiveEncoder:
         self._start(keyframe, frame.cut, adapt=not restart)
         sections, background, blocks = self._front(frame, keyframe)
         self._pending.append((sections, background, keyframe))
-        units = self._fidelity.send(frame.rgb, blocks, keyframe, frame.source)
+        units = self._fidelity.send(frame.rgb, blocks, keyframe, frame.source, self._salient(frame, blocks))
         return ready + [self._finish(*self._pending.popleft(), unit) for unit in units]
 
     def _drain(self) -> list[EncodedFrame]:
@@ -314,6 +317,10 @@ class SelectiveEncoder:
         if self._mask_pipeline.worker_seconds:
             self.timings["masks ahead"] = self._mask_pipeline.worker_seconds  # on the worker, overlapped
         return sections, background, blocks
+
+    def _salient(self, frame: Waiting, blocks: Mask) -> npt.NDArray[np.float32] | None:
+        """The frame's QP offsets per block for the fidelity layer (`saliency.py`); None without saliency."""
+        return None if self._saliency is None or frame.tiers is None else self._saliency.offsets(frame.tiers, blocks, frame.rgb)
 
     def _bounded(self, rgb: Image, blocks: Mask, mask: Mask, background: Future[dict[int, bytes]] | None) -> tuple[Mask, Mask]:
         """`blocks` and `mask` with the blocks over the background bound kept too (see `bound.py`).

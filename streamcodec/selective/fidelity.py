@@ -112,6 +112,7 @@ class FidelityEncoder:
         options = CODEC_OPTIONS[codec](None if qp is not None else rate, qp, preset, threads, self.offline)
         self._context = self._open(spec, Fraction(frame_rate), options)
         self._index = 0
+        self._roi = False  # the stream's frames carry ROI offsets (decided by its first frame)
         self._keyframes: list[bool] = []  # offline: the asked keyframe flag of each frame sent and not yet out
 
     def _open(self, spec: CodecSpec, frame_rate: Fraction, options: dict[str, str]) -> Any:
@@ -125,29 +126,31 @@ class FidelityEncoder:
         context.open()
         return context
 
-    def encode(self, rgb: Image, keyframe: bool) -> bytes:
+    def encode(self, rgb: Image, keyframe: bool, roi: npt.NDArray[np.float32] | None = None) -> bytes:
         """Code the next frame (latency "zero").
 
         Args:
             rgb: (height, width, 3) uint8 RGB, its outside already filled (`fill_outside`).
             keyframe: make this access unit a keyframe (IDR / AV1 key frame with parameter sets); the
                 first frame must be one.
+            roi: optionally QP offsets per 16-px block ((⌈H/16⌉, ⌈W/16⌉) float32, negative: finer), hevc
+                only: x265's ROI side data (`roi.py`), in quarter QP steps.
         Returns:
             This frame's access unit (Annex-B HEVC or AV1 low-overhead OBUs), never empty.
         """
         if self.offline:
             raise ValueError("fidelity layer: an offline encoder takes send() and drain(), not encode()")
-        units = self.send(rgb, keyframe)
+        units = self.send(rgb, keyframe, roi)
         if len(units) != 1:
             # The options above make this impossible; if a codec build ignores them, say so loudly.
             raise RuntimeError(f"{self.codec} gave {len(units)} access units for frame {self._index - 1} (want 1)")
         return units[0]
 
-    def send(self, rgb: Image, keyframe: bool) -> list[bytes]:
+    def send(self, rgb: Image, keyframe: bool, roi: npt.NDArray[np.float32] | None = None) -> list[bytes]:
         """Give the next frame; returns the access units the codec has finished, oldest first (offline: often none).
 
         Args:
-            rgb, keyframe: as for `encode`; `rgb` may also be the picture's I420 planes ((H * 3 // 2, W)
+            rgb, keyframe, roi: as for `encode`; `rgb` may also be the picture's I420 planes ((H * 3 // 2, W)
                 uint8, `planes.py`), coded as they are.
         Returns:
             Access units of the frames sent so far and not yet returned, in display order.
@@ -168,9 +171,33 @@ class FidelityEncoder:
         frame = av.VideoFrame.from_ndarray(rgb, format="yuv420p") if rgb.ndim == 2 else rgb_to_frame(rgb, self.matrix)
         frame.pts = self._index
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        if self._index == 0:
+            self._roi = roi is not None
+        if roi is not None or self._roi:
+            frame = self._with_roi(frame, roi)
         self._keyframes.append(keyframe)
         self._index += 1
         return self._checked(self._context.encode(frame))
+
+    def _with_roi(self, frame: Any, roi: npt.NDArray[np.float32] | None) -> Any:
+        """`frame` with `roi` as x265's regions of interest, in quarter QP steps.
+
+        Every frame of a stream whose first frame has offsets carries them (None or an all-zero map: one
+        region of offset 0), and a stream whose first frame has none refuses them later: x265
+        reuses its picture buffers, and one first made for a picture without offsets has no room for them
+        (a later picture with offsets then crashes it: seen at frame 24 of the sample, CRF 30-46).
+        """
+        from .roi import BLOCK, X265_QP_RANGE, RoiRegion, roi_regions, with_roi
+
+        if self.codec != "hevc":
+            raise ValueError(f"fidelity {self.codec}: per-block QP offsets (saliency) are for hevc only")
+        if not self._roi:
+            raise ValueError("fidelity hevc: ROI offsets must come from the stream's first frame on (x265 would crash)")
+        if roi is None:
+            return with_roi(frame, [RoiRegion(0, 0, min(BLOCK, frame.width), min(BLOCK, frame.height), Fraction(0))])
+        steps = np.round(np.clip(roi, -X265_QP_RANGE, X265_QP_RANGE) * ROI_STEPS).astype(np.int16)
+        regions = roi_regions(steps, frame.width, frame.height, BLOCK, X265_QP_RANGE * ROI_STEPS)
+        return with_roi(frame, regions or [RoiRegion(0, 0, min(BLOCK, frame.width), min(BLOCK, frame.height), Fraction(0))])
 
     def drain(self) -> list[bytes]:
         """End the stream: the access units still held back (offline), oldest first; the encoder is then closed."""
@@ -205,6 +232,10 @@ class FidelityEncoder:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+#: ROI offsets are given to x265 in steps of 1/ROI_STEPS QP (AVRegionOfInterest's qoffset is a fraction).
+ROI_STEPS = 4
 
 
 #: The temporal delimiter OBU (type 2, size 0) that starts each AV1 temporal unit SVT-AV1 gives. Our packet

@@ -106,7 +106,9 @@ class FidelityLayer(Protocol):
         """(Re)start the coder at `crf` (a CRF, or the learned layer's GC level); the next frame is a keyframe."""
         ...
 
-    def encode(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> bytes:
+    def encode(
+        self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None, saliency: npt.NDArray[np.float32] | None = None
+    ) -> bytes:
         """One frame's access unit, at once (latency "zero").
 
         Args:
@@ -114,12 +116,16 @@ class FidelityLayer(Protocol):
             blocks: (⌈H/16⌉, ⌈W/16⌉) bool, the kept blocks.
             keyframe: code it so that a decoder can start here.
             source: optionally the decoded av.VideoFrame `frame` came from (`planes.py`).
+            saliency: optionally (⌈H/16⌉, ⌈W/16⌉) float32 QP offsets per block, negative where bits should go
+                first, rate-neutral over the kept blocks (`saliency.py`); None: every kept block alike.
         Returns:
             The access unit.
         """
         ...
 
-    def send(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> list[bytes]:
+    def send(
+        self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None, saliency: npt.NDArray[np.float32] | None = None
+    ) -> list[bytes]:
         """As `encode`, for a coder that may look ahead: the access units finished so far, oldest first."""
         ...
 

@@ -53,6 +53,8 @@ class Waiting:
     source: Any
     mask: Mask
     cut: bool
+    #: Its saliency weight per block (`saliency.Saliency.observe`); None without saliency.
+    tiers: npt.NDArray[np.float32] | None = None
 
 
 class Lookahead:

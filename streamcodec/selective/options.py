@@ -20,6 +20,7 @@ import numpy.typing as npt
 from .cuts import DEFAULT_SCENE_CUT, MAX_SCENE_CUT
 from .fidelity import CODECS, LATENCIES, MATRICES, PRESETS
 from .masks import DEFAULT_KEEP, parse_keep
+from .saliency import parse_saliency
 from .synth import DEFAULT_SC_MODEL
 
 Image = npt.NDArray[np.uint8]
@@ -37,6 +38,8 @@ PLATE_CODEC: dict[str, str] = {"hevc": "hevc", "av1": "av1", "learned": "hevc"}
 #: `--fg-quality` range of the learned layer (GC quality levels of the registered models).
 LEARNED_LEVELS = (1, 4)
 BACKGROUNDS = ("plate", "synth")
+#: The fidelity layers that take saliency's per-block QP offsets (`saliency.py`): x265's ROI and the learned layer's split.
+SALIENT_FIDELITY = ("hevc", "learned")
 FILLS = ("recon", "flat", "blur")
 BLOCK = 16
 #: 0 px: a feathered band mixes the plate, coded 8-18 CRF coarser, into the kept region's edge pixels. Kept-region
@@ -121,6 +124,9 @@ class SelectiveOptions:
             ahead in its GOP (up to this long, never past a cut) outside the kept region (`lookahead.py`),
             so a person standing at the keyframe who walks off later is not in it; the encoder holds that
             many frames. Default PLATE_LOOKAHEAD offline; 0: the running estimate, as before; zero latency: 0.
+        saliency: where in the kept region bits go first (`saliency.py`, `--saliency`): "off" (the default, every
+            kept block at the CRF), "on" (the default weights) or "face=6,text=4,spectral=0,rest=0" (QP steps finer
+            than the CRF per tier, rate-neutral). Not in the stream: its decoders read the same syntax either way.
     """
 
     keep: tuple[str, ...] = DEFAULT_KEEP
@@ -146,6 +152,7 @@ class SelectiveOptions:
     max_background_error: float | None = DEFAULT_BACKGROUND_ERROR
     scene_cut: float = DEFAULT_SCENE_CUT
     plate_lookahead: float | None = None
+    saliency: str = "off"
 
     def check(self) -> None:
         """Raise ValueError (or ModelError for `keep`) for a value the encoder cannot use."""
@@ -190,6 +197,8 @@ class SelectiveOptions:
             raise ValueError(f"plate look-ahead {ahead} s is outside 0..{MAX_PLATE_LOOKAHEAD:g}")
         if ahead and self.latency != "offline":
             raise ValueError(f"plate look-ahead {ahead:g} s needs latency offline (zero latency codes each frame at once)")
+        if parse_saliency(self.saliency) is not None and self.fidelity not in SALIENT_FIDELITY:
+            raise ValueError(f"--saliency needs the {' or '.join(SALIENT_FIDELITY)} fidelity layer, not {self.fidelity}")
 
     def lookahead_frames(self, gop: int) -> int:
         """Frames a keyframe's plate looks ahead, itself included (0: none; zero latency never), at most `gop`."""

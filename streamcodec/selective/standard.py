@@ -33,6 +33,7 @@ __all__ = ["StandardFidelity", "StandardFidelityDecoder"]
 
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
+Offsets = npt.NDArray[np.float32]
 
 
 class StandardFidelity:
@@ -73,26 +74,33 @@ class StandardFidelity:
         if not self._offline:
             self._recon = FidelityDecoder(options.fidelity, width=width, height=height, matrix=options.matrix)
 
-    def encode(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> bytes:
-        """One frame's access unit (latency "zero"); its decode starts on the worker for the next fill."""
+    def encode(
+        self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None, saliency: Offsets | None = None
+    ) -> bytes:
+        """One frame's access unit (latency "zero"); its decode starts on the worker for the next fill.
+
+        `saliency`: QP offsets per block (saliency.py), x265's ROI; None codes every block at the CRF.
+        """
         filled = self._input(frame, blocks, keyframe, source)
         assert self._coder is not None
         started = time.perf_counter()
-        access_unit = self._coder.encode(filled, keyframe)
+        access_unit = self._coder.encode(filled, keyframe, roi=saliency)
         self._setup.timings["fidelity"] += time.perf_counter() - started
         if self._recon is not None:
             # Decoded on the worker while this packet goes out and the next frame's masks are found; the next fill waits.
             self._reconstruction = self._setup.worker.submit(self._reconstruct, access_unit)
         return access_unit
 
-    def send(self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None) -> list[bytes]:
+    def send(
+        self, frame: Image, blocks: Mask, keyframe: bool, source: Any = None, saliency: Offsets | None = None
+    ) -> list[bytes]:
         """The access units the codec has finished (offline: often none, later several), oldest first."""
         if not self._offline:
-            return [self.encode(frame, blocks, keyframe, source)]
+            return [self.encode(frame, blocks, keyframe, source, saliency)]
         filled = self._input(frame, blocks, keyframe, source)
         assert self._coder is not None
         started = time.perf_counter()
-        units = self._coder.send(filled, keyframe)
+        units = self._coder.send(filled, keyframe, roi=saliency)
         self._setup.timings["fidelity"] += time.perf_counter() - started
         return units
 
