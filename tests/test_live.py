@@ -196,11 +196,11 @@ def test_parse_address_defaults_to_loopback_and_names_bad_ports() -> None:
         parse_address("host:x")
 
 
-def test_received_frames_equal_decode_of_the_recording(tmp_path: Path, live_clip: Path) -> None:
+@pytest.mark.parametrize("saliency", ["off", "on"])
+def test_received_frames_equal_decode_of_the_recording(tmp_path: Path, live_clip: Path, saliency: str) -> None:
     receiver, port, _, token = start_receiver(tmp_path, "--dump-frames", "dump", "--exit-when-done", "--stats-json", "stats.json")
-    sender = Live(
-        "send", "--to", f"127.0.0.1:{port}", "--source", str(live_clip), "--record", "rec.mkv", cwd=tmp_path, token=token
-    )
+    source = ("--source", str(live_clip), "--record", "rec.mkv", "--saliency", saliency)
+    sender = Live("send", "--to", f"127.0.0.1:{port}", *source, cwd=tmp_path, token=token)
     assert sender.finish() == 0, sender.seen
     assert receiver.finish() == 0, receiver.seen
     sent = int(sender.seen[-1].split()[1])

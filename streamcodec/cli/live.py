@@ -74,6 +74,9 @@ def _source_options(function: F) -> F:
         option("--mode", type=click.Choice(list(MODES)), default="sc", help="sc (selective, default) or gc"),
         option("--quality", type=int, help="starting quality level (default: the mode's highest)"),
         option("--gop", type=int, default=60, help="a keyframe every GOP frames (default 60); receivers can ask for more"),
+        option("--saliency", default="off", metavar="WEIGHTS",
+               help="sc: give faces more of the kept region's bits at about the same total, as `encode --saliency` "
+               "('on', or face=6,text=4,...; default off)"),
     )):
         function = decorator(function)
     return function
@@ -163,6 +166,10 @@ def run_send(args: SimpleNamespace) -> int:
         raise ValueError("give --camera or --source, not both")
     if not args.token:
         raise ValueError(f"send needs the receiver's token (printed by `receive`): --token TOKEN or {TOKEN_ENV}=TOKEN")
+    if args.mode == "sc":
+        from ..codec import SelectiveOptions
+
+        SelectiveOptions(saliency=args.saliency).check()  # a bad --saliency before any camera or connection
     for path, force in ((args.record, args.force), (args.stats_json, False)):
         if path is not None:
             check_file_target(path, force)
@@ -172,6 +179,7 @@ def run_send(args: SimpleNamespace) -> int:
         to=parse_address(args.to),
         token=args.token,
         mode=args.mode,
+        saliency=args.saliency,
         quality=args.quality,
         gop=args.gop,
         engine=args.engine,
@@ -244,6 +252,7 @@ def run_receive(args: SimpleNamespace) -> int:
 def _sender_command(args: SimpleNamespace, to: tuple[str, int]) -> list[str]:
     command = [sys.executable, "-m", "streamcodec.cli", "send", "--to", f"{to[0]}:{to[1]}", "--preview"]
     command += ["--mode", args.mode, "--gop", str(args.gop), "--engine", args.engine, "--fps", str(args.fps)]
+    command += ["--saliency", args.saliency]
     for flag, value in (("--camera", args.camera), ("--source", args.source), ("--record", args.record)):
         if value is not None:
             command += [flag, str(value)]

@@ -46,6 +46,7 @@ class SenderSettings:
     to: tuple[str, int]
     token: str  # the receiver's token (protocol.py)
     mode: str = "sc"
+    saliency: str = "off"  # sc: SelectiveOptions.saliency
     quality: int | None = None
     gop: int = 60
     engine: str = "auto"
@@ -244,7 +245,7 @@ class Sender:
     def _new_encoder(self) -> Encoder:
         width, height = self.capture.size
         rate = Fraction(self.capture.frame_rate).limit_denominator(1001)
-        selective = SelectiveOptions(frame_rate=rate) if self.settings.mode == "sc" else None
+        selective = SelectiveOptions(frame_rate=rate, saliency=self.settings.saliency) if self.settings.mode == "sc" else None
         s = self.settings
         return Encoder(width, height, mode=s.mode, quality=s.quality, gop=s.gop, backend=s.engine, selective=selective)
 
