@@ -6,6 +6,7 @@ This module only picks the mode's implementation (`MODES`) and hands frames thro
     "sc"  selective mode (the default): kept region by a standard codec, background layer elsewhere
           (streamcodec/selective/codec.py)
     "gc"  global generative compression: every pixel synthesized from a latent code (streamcodec/gc.py)
+    "progressive"  an RNN codec whose packets can be cut after any iteration, all intra (streamcodec/progressive/)
 A decoder picks the implementation from the stream configuration's mode.
 """
 
@@ -22,6 +23,9 @@ from .engines import Backend
 from .engines.onnx import set_session_threads
 from .gc.codec import DEFAULT_GOP, EncodedFrame, GCDecoder, GCEncoder
 from .models.registry import DEFAULT_MODEL, REGISTRY
+from .progressive.codec import DEFAULT_MODEL as PROGRESSIVE_MODEL
+from .progressive.codec import ProgressiveDecoder, ProgressiveEncoder
+from .progressive.codec import quality_levels as progressive_levels
 from .selective.codec import SC_QUALITY_LEVELS, SelectiveDecoder, SelectiveEncoder, SelectiveOptions
 from .selective.fidelity import CODECS as FIDELITY_CODECS
 from .selective.fidelity import PRESETS as FIDELITY_PRESETS
@@ -53,13 +57,18 @@ DEFAULT_MODE = "sc"
 
 @dataclass(frozen=True)
 class Mode:
-    """One mode's encoder and decoder classes."""
+    """One mode's encoder and decoder classes, and the model it uses when none is named."""
 
     encoder: type[Any]
     decoder: type[Any]
+    default_model: str = DEFAULT_MODEL
 
 
-MODES: dict[str, Mode] = {"sc": Mode(SelectiveEncoder, SelectiveDecoder), "gc": Mode(GCEncoder, GCDecoder)}
+MODES: dict[str, Mode] = {
+    "sc": Mode(SelectiveEncoder, SelectiveDecoder),
+    "gc": Mode(GCEncoder, GCDecoder),
+    "progressive": Mode(ProgressiveEncoder, ProgressiveDecoder, PROGRESSIVE_MODEL),
+}
 
 
 def _mode(mode: str) -> Mode:
@@ -68,9 +77,11 @@ def _mode(mode: str) -> Mode:
     return MODES[mode]
 
 
-def quality_levels(model: str = DEFAULT_MODEL, mode: str = "gc") -> int:
-    """Number of `--quality` levels of a mode (1 = lowest rate); for gc, the model's."""
-    _mode(mode)
+def quality_levels(model: str | None = None, mode: str = "gc") -> int:
+    """Number of `--quality` levels of a mode (1 = lowest rate); for gc, the model's; for progressive, its iterations."""
+    model = _mode(mode).default_model if model is None else model
+    if mode == "progressive":
+        return progressive_levels(model)
     return SC_QUALITY_LEVELS if mode == "sc" else len(REGISTRY.load(model).config.quality_channels)
 
 
@@ -86,9 +97,10 @@ class Encoder:
 
     Args:
         width, height: source frame size (any size).
-        mode: "sc" (selective, default) or "gc".
-        model: registered GC model name (gc: the codec; sc: the synthesized background).
-        quality: 1..quality_levels(model, mode); the default is the highest.
+        mode: "sc" (selective, default), "gc" or "progressive" (all intra).
+        model: registered GC model name (gc: the codec; sc: the synthesized background), or a progressive
+            model's; None: the mode's default.
+        quality: 1..quality_levels(model, mode) (progressive: iterations sent); the default is the highest.
         gop: frames per GOP (a keyframe every `gop` frames), ≥ 1.
         backend: inference backend name (see engines.create_backend).
         selective: selective-mode options (ignored by gc).
@@ -101,13 +113,14 @@ class Encoder:
         height: int,
         *,
         mode: str = DEFAULT_MODE,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         quality: int | None = None,
         gop: int = DEFAULT_GOP,
         backend: str | Backend = "auto",
         selective: SelectiveOptions | None = None,
     ) -> None:
         options: dict[str, Any] = {"options": selective or SelectiveOptions()} if mode == "sc" else {}
+        model = _mode(mode).default_model if model is None else model
         self.impl = _mode(mode).encoder(width, height, model=model, quality=quality, gop=gop, backend=backend, **options)
 
     @property

@@ -215,6 +215,20 @@ def test_received_frames_equal_decode_of_the_recording(tmp_path: Path, live_clip
     assert 0 < summary["latency_ms_median"] < 5000
 
 
+def test_progressive_sheds_iterations_under_a_rate_cap_and_the_recording_decodes(tmp_path: Path, live_clip: Path) -> None:
+    receiver, port, _, token = start_receiver(tmp_path, "--exit-when-done")
+    capped = ["--source", str(live_clip), "--record", "rec.mkv", "--mode", "progressive", "--max-kbps", "40"]
+    capped += ["--stats-json", "s.json"]
+    sender = Live("send", "--to", f"127.0.0.1:{port}", *capped, cwd=tmp_path, token=token)
+    assert sender.finish() == 0, sender.seen
+    assert receiver.finish() == 0, receiver.seen
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["shed"] > 0 and summary["encoded"] >= 5 and "iterations shed" in sender.seen[-1]
+    decoded = subprocess.run([*CLI, "decode", "rec.mkv", "-o", "dec/"], cwd=tmp_path, capture_output=True, text=True)
+    assert decoded.returncode == 0, decoded.stderr
+    assert len(list((tmp_path / "dec").glob("*.png"))) == summary["encoded"]
+
+
 def _closed(sock: socket.socket, timeout: float) -> bool:
     """Whether the peer closes `sock` within `timeout` s (whatever it sent first is read and dropped)."""
     sock.settimeout(0.2)

@@ -80,6 +80,15 @@ Every selective keyframe's kept region is self-contained, and so is its backgrou
 PLATE (every keyframe with `--plate-refresh 0`, as live streams do). The configuration's `extra` holds the selective
 settings (see SC_EXTRA; the synth generator's in SC_SYNTH_EXTRA), checked by `validate`.
 
+Progressive mode (mode "progressive"; every frame INTRA, a keyframe, holding only these sections):
+    0x20 + i  ITERATION i   iteration i's binary codes (bits × h × w), range-coded alone
+                   (streamcodec/progressive/bits.py); sections 0x20, 0x21, … exactly in this order, at least
+                   one, at most MAX_ITERATIONS (32). Section i is decoded with iterations < i, never a later one,
+                   so the first k sections are a whole frame at k iterations: `cut_packet` re-packs them, with
+                   the packet's new length and CRC-32, decoding nothing (`streamcodec thin`). The configuration's
+                   `quality` is the iterations a packet holds, `channels` the code bits per cell and iteration,
+                   `extra` {"iterations": the model's, "tables": its entropy tables' identifier or "adaptive"}.
+
 Stream configuration: b"SCST", a version byte, then UTF-8 JSON (`StreamConfig`). `unpack` checks
 every field's type and range (`StreamConfig.validate`) before anything is allocated from it.
 """
@@ -104,10 +113,13 @@ from .packet import (
     FORMAT_VERSION,
     FORMATS,
     FRAME_MAGIC,
+    ITERATION,
+    ITERATIONS,
     KNOWN_SECTIONS,
     LABELS,
     LATENTS,
     MASK,
+    MAX_ITERATIONS,
     MIN_PACKET,
     OPTIONAL_TAG,
     PLATE,
@@ -116,6 +128,8 @@ from .packet import (
     REFERENCE,
     Frame,
     FrameType,
+    cut_packet,
+    iteration_sections,
     pack_frame,
     pack_latents,
     packet_length,
@@ -133,12 +147,15 @@ __all__ = [
     "FORMATS",
     "FORMAT_VERSION",
     "FRAME_MAGIC",
+    "ITERATION",
+    "ITERATIONS",
     "KNOWN_MODES",
     "KNOWN_SECTIONS",
     "LABELS",
     "LATENTS",
     "MASK",
     "MAX_GOP",
+    "MAX_ITERATIONS",
     "MAX_KEEP",
     "MAX_NAME",
     "MAX_PIXELS",
@@ -155,6 +172,8 @@ __all__ = [
     "Frame",
     "FrameType",
     "StreamConfig",
+    "cut_packet",
+    "iteration_sections",
     "pack_frame",
     "pack_latents",
     "packet_length",

@@ -7,14 +7,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import CorruptStreamError, UnsupportedStreamError
-from .packet import CONFIG_MAGIC, FORMAT_VERSION
+from .packet import CONFIG_MAGIC, FORMAT_VERSION, MAX_ITERATIONS
 
 # Sane limits for a stream configuration: 16384 px a side, at most 8K UHD worth of pixels.
 MAX_SIDE = 16384
 MAX_PIXELS = 7680 * 4320
 MAX_GOP = 1 << 20
 MAX_NAME = 200  # characters of model_id, model_name, mode
-KNOWN_MODES = frozenset({"gc", "sc"})
+KNOWN_MODES = frozenset({"gc", "sc", "progressive"})
 # Selective mode's `extra`: each key's allowed values (a set) or integer range (a tuple).
 SC_EXTRA: dict[str, frozenset[str] | tuple[int, int]] = {
     "fidelity": frozenset({"hevc", "av1", "learned"}),
@@ -117,6 +117,8 @@ class StreamConfig:
                 raise CorruptStreamError(f"stream configuration {label}frame of {pixels} pixels exceeds {MAX_PIXELS}")
         if self.mode == "sc":
             _check_sc_extra(self.extra)
+        elif self.mode == "progressive":
+            _check_progressive(self)
 
 
 _DEFAULTED = frozenset({"format_version", "extra"})
@@ -199,6 +201,22 @@ def _check_synth_extra(extra: dict[str, Any]) -> None:
         raise CorruptStreamError(f"selective stream configuration lacks {', '.join(missing)}")
     for name, allowed in SC_SYNTH_EXTRA.items():
         _check_extra_field(name, extra[name], allowed)
+
+
+def _check_progressive(config: StreamConfig) -> None:
+    """Progressive mode: `extra` holds exactly "iterations" (the model's) and "tables"; quality ≤ iterations; all intra."""
+    extra = config.extra
+    if sorted(extra) != ["iterations", "tables"]:
+        raise CorruptStreamError(f"progressive stream configuration extra {_show(sorted(extra))}; expected iterations, tables")
+    iterations, tables = extra["iterations"], extra["tables"]
+    if type(iterations) is not int or not 1 <= iterations <= MAX_ITERATIONS:
+        raise CorruptStreamError(f"progressive stream configuration iterations {_show(iterations)} outside 1..{MAX_ITERATIONS}")
+    if type(tables) is not str or not 0 < len(tables) <= MAX_NAME:
+        raise CorruptStreamError(f"progressive stream configuration tables {_show(tables)} is not a name of 1..{MAX_NAME} chars")
+    if config.quality > iterations:
+        raise CorruptStreamError(f"progressive stream configuration quality {config.quality} is outside 1..{iterations}")
+    if config.gop != 1:
+        raise CorruptStreamError(f"progressive stream configuration gop {config.gop}; every frame is intra (gop 1)")
 
 
 def _show(value: object) -> str:

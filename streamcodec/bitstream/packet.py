@@ -30,7 +30,10 @@ FIDELITY = 0x04  # selective: the kept region's HEVC/AV1 access unit
 PLATE = 0x05  # selective, keyframes with background "plate": the background as one intra access unit
 PLATE_UPDATE = 0x06  # selective, keyframes between full plates: a check of the last plate unit, one inter unit
 REFERENCE = 0x81  # optional: which reference an inter frame was coded against (per mode, see above)
-KNOWN_SECTIONS = frozenset({LATENTS, MASK, LABELS, FIDELITY, PLATE, PLATE_UPDATE, REFERENCE})
+ITERATION = 0x20  # progressive (INTRA frames): iteration i's range-coded codes are section ITERATION + i
+MAX_ITERATIONS = 32
+ITERATIONS = frozenset(range(ITERATION, ITERATION + MAX_ITERATIONS))
+KNOWN_SECTIONS = frozenset({LATENTS, MASK, LABELS, FIDELITY, PLATE, PLATE_UPDATE, REFERENCE}) | ITERATIONS
 PLATE_CHECK = struct.Struct(">H")
 
 
@@ -239,3 +242,37 @@ def unpack_reference(section: bytes) -> int:
     if len(section) != 1:
         raise CorruptStreamError(f"reference section of {len(section)} bytes; expected 1")
     return section[0]
+
+
+def iteration_sections(frame: Frame) -> list[bytes]:
+    """A progressive frame's iteration sections, in order (progressive frames are INTRA frames of those sections).
+
+    Raises:
+        CorruptStreamError: not an intra frame, or its sections are not ITERATION, ITERATION + 1, …
+            (at least one) in that order and nothing else.
+    """
+    if frame.frame_type != FrameType.INTRA:
+        raise CorruptStreamError(f"{frame.frame_type.name} frame where a progressive (intra) frame belongs")
+    tags = list(frame.sections)
+    if not tags or tags != list(range(ITERATION, ITERATION + len(tags))):
+        raise CorruptStreamError(f"progressive frame with sections {[hex(t) for t in tags]}; expected 0x20, 0x21, … in order")
+    return [frame.sections[tag] for tag in tags]
+
+
+def cut_packet(packet: bytes, iterations: int) -> bytes:
+    """A progressive packet cut to its first `iterations` sections: checked, re-packed, its length and CRC-32 new.
+
+    Nothing is decoded. The input is checked whole first (its CRC-32 included), so a damaged packet
+    is refused, never re-signed as intact. A packet that holds `iterations` or fewer comes back as it is.
+
+    Raises:
+        CorruptStreamError: `packet` is not an intact progressive packet.
+        ValueError: `iterations` is below 1.
+    """
+    if iterations < 1:
+        raise ValueError(f"cannot cut a packet to {iterations} iterations (at least 1)")
+    sections = iteration_sections(unpack_frame(packet))
+    if iterations >= len(sections):
+        return bytes(packet)
+    kept = {ITERATION + index: sections[index] for index in range(iterations)}
+    return pack_frame(Frame(FrameType.INTRA, kept), 1 if _is_format_1(packet) else packet[0] >> 4)

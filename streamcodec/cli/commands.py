@@ -3,6 +3,7 @@
     streamcodec ENCODE|DECODE|INFO|MODELS|TRAIN|EVAL ...       here
                 WEBCAM|SEND|RECEIVE                            live.py
                 ARCHIVE|VERIFY|RESTORE                         archive.py
+                THIN                                           thin.py
                 ENGINES {BUILD,LIST}|BENCH                     engines.py
 
 Every expected failure (bad input, damaged file, unknown model, unwritable output) ends as one
@@ -38,15 +39,20 @@ from .base import (
 )
 from .engines import add_engine_commands, engine_option, workers_option
 from .live import add_live_commands
+from .thin import add_thin_command
 
 #: gc-small's quality levels, spelled out so that `encode --help` does not load the model (and torch);
 #: tests/test_cli.py checks it against `quality_levels("gc-small")`.
 GC_SMALL_LEVELS = 4
+#: `encode --mode`'s choices, spelled out for the same reason; tests/test_progressive_cli.py checks them against codec.MODES.
+MODE_NAMES = ("sc", "gc", "progressive")
 
 EPILOG = """examples:
   streamcodec encode clip.mp4                      # → clip.mkv, best quality, H.264 preview track
   streamcodec encode clip.mp4 -o low.mkv --quality 1 --no-preview
   streamcodec encode clip.mp4 --bitrate 40         # codec track at most ~40 kbps (preview, audio on top)
+  streamcodec encode clip.mp4 -o all.mkv --mode progressive   # every quality in one stream, then:
+  streamcodec thin all.mkv -o low.mkv --iterations 2          # a lower quality, by cutting packets
   ffmpeg -i clip.mp4 -f yuv4mpegpipe - | streamcodec encode - -o - > clip.mkv   # a pipe in, a pipe out
   streamcodec decode clip.mkv -o clip.decoded.mp4 --reference clip.mp4   # prints PSNR / MS-SSIM
   streamcodec decode clip.mkv -o frames/           # PNG per frame
@@ -104,17 +110,21 @@ def _workers(workers: int) -> int:
 @argument("input", "source video (mp4, mkv, mov, avi, webm, y4m, ...; - for y4m on stdin)", type=InputPath(path_type=Path))
 @option("-o", "--output", type=InputPath(path_type=Path),
         help="output .mkv, - for stdout (default: INPUT with .mkv suffix; a .mkv input gets .sc.mkv)")
-@option("--mode", type=click.Choice(["sc", "gc"]), default="sc", show_choices=True,
+@option("--mode", type=click.Choice(MODE_NAMES), default="sc", show_choices=True,
         help="sc (default): selective, the kept region (--keep) coded by HEVC/AV1, the rest from a background layer; "
-        "gc: global generative compression, every pixel synthesized")
+        "gc: global generative compression, every pixel synthesized; progressive: one stream that holds every "
+        "quality, each frame's packet cut later after any iteration by `streamcodec thin` (no re-encode), every "
+        "frame intra (--gop does not apply)")
 @option("--quality", type=POSITIVE_INT,
         help="rate point from 1 (lowest rate) to 4 for sc, to the model's number of levels for gc "
-        f"({GC_SMALL_LEVELS} for gc-small) (default: the highest)")
+        f"({GC_SMALL_LEVELS} for gc-small), to the model's iterations for progressive (the iterations sent) "
+        "(default: the highest)")
 @option("--bitrate", type=POSITIVE_FLOAT, metavar="KBPS",
         help="target rate of the codec's own track (not the file: the preview and audio come on top): the highest "
         "quality whose rate, estimated on the first frames, fits KBPS; below the lowest quality's rate, a "
         "warning and quality 1")
-@option("--model", default=None, help="registered model name (see `streamcodec models`)")
+@option("--model", default=None,
+        help="registered model name (see `streamcodec models`; default: the mode's own, gc-small or progressive-small)")
 @selective.selective_options
 @option("--gop", type=POSITIVE_INT, default=25, metavar="FRAMES",
         help="an intra frame every FRAMES frames (default 25); selective mode also starts one at each scene cut "
@@ -134,7 +144,6 @@ def encode(ctx: click.Context, input: Path | str, output: Path | str | None, mod
     options = selective.build(ctx, mode, flags)
     if mode != "sc" and save_masks is not None:
         raise ValueError("--save-masks applies only to --mode sc")
-    from ..models.registry import DEFAULT_MODEL
     from ..pipeline.encode import encode_file
 
     target = output if output is not None else _default_output(input)
@@ -142,7 +151,7 @@ def encode(ctx: click.Context, input: Path | str, output: Path | str | None, mod
         input,
         target,
         mode=mode,
-        model=model or DEFAULT_MODEL,
+        model=model,
         quality=quality,
         bitrate_kbps=bitrate,
         gop=gop,
@@ -381,5 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 add_live_commands(cli)
 add_archive_commands(cli)
 add_engine_commands(cli)
+add_thin_command(cli)
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "cli", "main"]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..live.web import PageServer
 
 #: codec.MODES, spelled out so that `streamcodec --help` does not import torch (tests/test_live.py checks they agree).
-MODES = ("sc", "gc")
+MODES = ("sc", "gc", "progressive")
 DEFAULT_LINK_PORT = 9000
 EXIT_ERROR = 1
 DEFAULT_PAGE_PORT = 8000
@@ -71,7 +71,9 @@ def _source_options(function: F) -> F:
         option("--record", type=click.Path(path_type=Path), metavar="OUT.mkv",
                help="also write the stream to an .mkv `streamcodec decode` reads"),
         option("-y", "--force", is_flag=True, help="replace an existing --record file"),
-        option("--mode", type=click.Choice(list(MODES)), default="sc", help="sc (selective, default) or gc"),
+        option("--mode", type=click.Choice(list(MODES)), default="sc",
+               help="sc (selective, default), gc, or progressive (all intra; with --max-kbps a short link gets "
+               "fewer iterations of each frame before frames are dropped)"),
         option("--quality", type=int, help="starting quality level (default: the mode's highest)"),
         option("--gop", type=int, default=60, help="a keyframe every GOP frames (default 60); receivers can ask for more"),
         option("--saliency", default="off", metavar="WEIGHTS",

@@ -1,4 +1,5 @@
-"""The live rate controller: holds `--max-kbps` by dropping frames before they are encoded.
+"""The live rate controller: holds `--max-kbps` by dropping frames before they are encoded (progressive
+mode first sheds a packet's trailing iterations, `shed_iterations`, to fit what the bucket allows).
 
 A token bucket: it starts empty, fills at max_kbps and holds at most BURST_S seconds of it; a frame
 is encoded only while the bucket is not in debt, and its packet's bits are taken out afterwards (a
@@ -14,6 +15,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+
+from ..bitstream import cut_packet, iteration_sections, unpack_frame
 
 #: Seconds of budget the bucket holds: one keyframe's burst, not a backlog.
 BURST_S = 1.0
@@ -50,6 +53,10 @@ class RateController:
         self._last = now
         return self._tokens >= 0
 
+    def allowance(self, frame_rate: float) -> float:
+        """Bits the next packet may take (with a cap): what the bucket holds now plus one frame's share of the cap."""
+        return self._tokens + (self.max_kbps or 0.0) * 1000 / frame_rate
+
     def spend(self, bits: int) -> None:
         """Take a sent packet's bits out of the bucket."""
         self._tokens -= bits
@@ -70,3 +77,17 @@ class RateController:
         """Frames sent per second over the last two seconds."""
         self._trim()
         return len(self._sent) / WINDOW_S
+
+
+def shed_iterations(packet: bytes, bits: float) -> tuple[bytes, int]:
+    """A progressive packet cut to the most iterations whose packet fits in `bits` (one at least; `bitstream.cut_packet`).
+
+    Returns:
+        (the packet to send, how many trailing iterations were shed).
+    """
+    total = len(iteration_sections(unpack_frame(packet)))
+    for kept in range(total, 0, -1):
+        cut = packet if kept == total else cut_packet(packet, kept)
+        if 8 * len(cut) <= bits or kept == 1:
+            return cut, total - kept
+    raise AssertionError("unreachable: a progressive packet holds at least one iteration")

@@ -28,7 +28,7 @@ from ..io.safe_output import check_file_target
 from ..version import __version__
 from .capture import Capture, CapturedFrame
 from .protocol import TOKEN_ENV, AuthenticationError, Channel, Message, MessageType, answer_greeting, read_message, send_message
-from .rate import TARGET_SHARE, RateController
+from .rate import TARGET_SHARE, RateController, shed_iterations
 
 CODEC_ID = "V_STREAMCODEC"  # as pipeline.encode writes it; `decode` finds our track by it
 #: Sender socket buffer: about one keyframe; more would only hold stale frames.
@@ -191,6 +191,7 @@ class SenderSummary:
     dropped_link: int = 0
     keyframes: int = 0
     restarts: int = 0
+    shed: int = 0  # progressive: trailing iterations left out of packets to fit the rate cap
     refused: int = 0  # times the receiver had another live sender
     bytes: int = 0
     seconds: float = 0.0
@@ -219,6 +220,7 @@ class SenderSummary:
         return (
             f"sent {self.encoded} frames in {self.seconds:.1f} s ({fps:.1f} fps, {kbps:.1f} kbps, {self.keyframes} keyframes); "
             f"dropped {self.dropped_capture} (encoder busy) + {self.dropped_rate} (rate cap) + {self.dropped_link} (link)"
+            + (f"; {self.shed} iterations shed (rate cap)" if self.shed else "")
         )
 
 
@@ -338,14 +340,18 @@ class Sender:
         started = time.perf_counter()
         encoded = self.encoder.encode(frame.rgb)
         summary.encode_ms.append(1000 * (time.perf_counter() - started))
+        packet = encoded.packet
+        if self.settings.mode == "progressive" and self.settings.max_kbps is not None:  # a short link: fewer iterations
+            packet, shed = shed_iterations(packet, self.rate.allowance(self.capture.frame_rate))
+            summary.shed += shed
         if self.recorder is not None:
-            self.recorder.write(frame.captured_us, encoded.packet, encoded.keyframe)
+            self.recorder.write(frame.captured_us, packet, encoded.keyframe)
         if encoded.keyframe:
             self._send(self._message(MessageType.CONFIG, self.encoder.config.pack(), frame))
             summary.keyframes += 1
-        self._send(self._message(MessageType.PACKET, encoded.packet, frame, encoded.keyframe))
-        self.rate.spend(8 * len(encoded.packet))
-        summary.encoded, summary.bytes = summary.encoded + 1, summary.bytes + len(encoded.packet)
+        self._send(self._message(MessageType.PACKET, packet, frame, encoded.keyframe))
+        self.rate.spend(8 * len(packet))
+        summary.encoded, summary.bytes = summary.encoded + 1, summary.bytes + len(packet)
         if self.settings.preview:
             self._send_preview(frame)
 

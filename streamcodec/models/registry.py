@@ -37,6 +37,7 @@ DEFAULT_MODEL = "gc-small"
 KINDS = {
     "gc": "GC codec model",
     "sc": "selective-mode synthesis model",
+    "progressive": "progressive-mode model (streamcodec.progressive)",
     "tflite": "LiteRT mask model",
     "onnx": "ONNX Runtime mask model",
 }

@@ -25,7 +25,6 @@ from ..io.h264 import PreviewEncoder
 from ..io.mkv_writer import MatroskaWriter
 from ..io.safe_output import check_file_target, writing_errors
 from ..io.stdio import is_stdio
-from ..models.registry import DEFAULT_MODEL
 from ..progress import Progress
 from ..selective.planes import source_matrix
 from ..version import __version__
@@ -51,7 +50,7 @@ def encode_file(
     output: str | os.PathLike[str],
     *,
     mode: str = DEFAULT_MODE,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     quality: int | None = None,
     bitrate_kbps: float | None = None,
     gop: int = DEFAULT_GOP,
@@ -74,9 +73,12 @@ def encode_file(
 
     Args:
         input, output: paths (str or os.PathLike); `-` is stdin (y4m) as the input, stdout as the output.
-        mode: "sc" (selective, the default) or "gc" (every pixel generated).
-        model: registered GC model (gc, and sc's learned fidelity layer).
-        quality: rate point, 1 (lowest rate) to the mode's number of levels; None: the highest.
+        mode: "sc" (selective, the default), "gc" (every pixel generated) or "progressive" (all intra,
+            its packets cut to fewer iterations later by `thin`).
+        model: a registered model: gc's codec, sc's learned fidelity layer, progressive's network;
+            None: the mode's default (`codec.MODES[mode].default_model`).
+        quality: rate point, 1 (lowest rate) to the mode's number of levels (progressive: iterations sent);
+            None: the highest.
         bitrate_kbps: target rate of the codec's own track (the preview and audio come on top), instead
             of `quality`; a target below the lowest quality's rate is reported through `on_warning`
             and encoded at quality 1.
@@ -93,7 +95,7 @@ def encode_file(
             worker at a time (the same bytes).
         selective: sc's options (what to keep, the fidelity and background layers, their qualities,
             latency, threads); None: `SelectiveOptions.for_files()`, offline latency. The frame rate and
-            colour matrix are the source's whatever they say. Must be None with mode "gc".
+            colour matrix are the source's whatever they say. Must be None in the other modes.
 
     Returns:
         The EncodeSummary: sizes and rates per track, speed, warnings.

@@ -22,6 +22,7 @@ from .decode import stream_track
 MODE_FRAMES = {
     "gc": ("gc", (FrameType.INTRA, FrameType.INTER)),
     "sc": ("selective", (FrameType.SELECTIVE_INTRA, FrameType.SELECTIVE_INTER)),
+    "progressive": ("progressive", (FrameType.INTRA,)),
 }
 
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".
@@ -34,13 +35,26 @@ LAYERS = {
     bitstream.LABELS: "labels",
 }
 
+#: Progressive packets: section ITERATION + i is layer "iter<i + 1>" (iter1, iter2, …), each iteration's bits on their own.
+ITERATION_LAYERS = {tag: f"iter{tag - bitstream.ITERATION + 1}" for tag in sorted(bitstream.ITERATIONS)}
 
-def layer_bits(frame: Frame, packet_bytes: int) -> dict[str, int]:
+
+def stream_layers(config: StreamConfig) -> dict[int, str]:
+    """Section tag → layer name for a stream's packets.
+
+    A progressive stream's are its iterations, as many as its quality; every other mode's are LAYERS.
+    """
+    if config.mode == "progressive":
+        return {tag: name for tag, name in ITERATION_LAYERS.items() if tag < bitstream.ITERATION + config.quality}
+    return LAYERS
+
+
+def layer_bits(frame: Frame, packet_bytes: int, layers: dict[int, str] = LAYERS) -> dict[str, int]:
     """One packet's bits by layer: each section (tag and length included) to its layer, the rest to header+checksum."""
-    bits = dict.fromkeys([*LAYERS.values(), "header"], 0)
+    bits = dict.fromkeys([*layers.values(), "header"], 0)
     for tag, data in frame.sections.items():
-        if tag in LAYERS:
-            bits[LAYERS[tag]] += 8 * bitstream.section_size(data)
+        if tag in layers:
+            bits[layers[tag]] += 8 * bitstream.section_size(data)
     bits["header"] = 8 * packet_bytes - sum(bits.values())
     return bits
 
@@ -84,8 +98,8 @@ class StreamInfo:
             f"  rate        {self.video_bytes} bytes, {self.kbps:.2f} kbps, {self.bpp:.5f} bpp (our track only)",
             "  frame bits  min {min:.0f} / median {median:.0f} / max {max:.0f}".format(**self.frame_bits),
         ]
-        if c["mode"] == "sc":
-            lines.append(f"  selective   {_selective_line(c.get('extra', {}))}")
+        if c["mode"] in MODE_LINES:
+            lines.append(MODE_LINES[c["mode"]](c))
         total = sum(self.layer_bits.values())
         shares = ", ".join(f"{name} {bits} ({100 * bits / total:.1f} %)" for name, bits in self.layer_bits.items() if bits)
         lines.append(f"  layer bits  {shares or 'none'}")
@@ -101,12 +115,26 @@ class StreamInfo:
         return "\n".join(lines)
 
 
-def _selective_line(extra: dict[str, Any]) -> str:
+def _selective_line(config: dict[str, Any]) -> str:
     """Selective mode's layers and the background bound, as the stream configuration records them."""
+    extra = config.get("extra", {})
     latency = f" ({extra['latency']} latency)" if "latency" in extra else ""
     bound = extra.get("max_background_error")
     promise = f"background within {bound:g} levels of the source (16x16 mean abs. luma)" if bound else "no background bound"
-    return f"fidelity {extra.get('fidelity', '?')}{latency}, background {extra.get('background', '?')}, {promise}"
+    return f"  selective   fidelity {extra.get('fidelity', '?')}{latency}, background {extra.get('background', '?')}, {promise}"
+
+
+def _progressive_line(config: dict[str, Any]) -> str:
+    """Progressive mode: the iterations every packet holds of the model's, and the entropy tables."""
+    extra = config.get("extra", {})
+    return (
+        f"  progressive {config['quality']} of {extra.get('iterations', '?')} iterations per frame "
+        f"(`streamcodec thin` cuts to fewer), entropy tables {extra.get('tables', '?')}"
+    )
+
+
+#: The line `info` adds for a mode, from the stream configuration (as a dict).
+MODE_LINES = {"sc": _selective_line, "progressive": _progressive_line}
 
 
 def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
@@ -118,7 +146,7 @@ def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
     path = Path(path)
     with MatroskaReader(path) as reader:
         track, config = stream_track(reader, path)
-        tally = _Tally(track.number, FrameSlots.of(reader, track), [str(problem) for problem in reader.damage], config.mode)
+        tally = _Tally(track.number, FrameSlots.of(reader, track), [str(problem) for problem in reader.damage], config)
         for packet in reader.packets(on_error=tally.container_damage):
             tally.add(packet)
         tally.finish()
@@ -135,7 +163,7 @@ class _Tally:
     track: int
     slots: FrameSlots
     damaged: list[str]
-    mode: str  # the stream configuration's: frames of another mode are damage
+    config: StreamConfig  # frames of another mode are damage; the mode names the layers
     sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     frame_bits: list[int] = field(default_factory=list)
@@ -160,12 +188,9 @@ class _Tally:
         self.times.append(time)
         try:
             frame = unpack_frame(packet.data)
-            name, types = MODE_FRAMES.get(self.mode, (self.mode, tuple(FrameType)))
-            if frame.frame_type not in types:
-                message = f"{frame.frame_type.name} frame in a {name}-mode stream (another mode's: damage or a splice)"
-                raise CorruptStreamError(message)
+            _check_frame(frame, self.config)
             self.keyframes += frame.frame_type in (FrameType.INTRA, FrameType.SELECTIVE_INTRA)
-            self.by_layer.append(layer_bits(frame, len(packet.data)))
+            self.by_layer.append(layer_bits(frame, len(packet.data), stream_layers(self.config)))
             _count_plates(frame, self.plates)
         except StreamcodecError as exc:
             self.damaged.append(f"frame {len(self.frame_bits) + len(self.lost) - 1} at {float(packet.time):.3f} s: {exc}")
@@ -220,10 +245,25 @@ def _summary(
         tags=tags,
         damaged=tally.damaged,
         lost_frames=len(tally.lost),
-        layer_bits={name: sum(layers[name] for layers in tally.by_layer) for name in [*LAYERS.values(), "header"]},
+        layer_bits={name: sum(layers[name] for layers in tally.by_layer) for name in [*stream_layers(config).values(), "header"]},
         frames_by_layer=tally.by_layer,
         plates=tally.plates,
     )
+
+
+def _check_frame(frame: Frame, config: StreamConfig) -> None:
+    """Refuse a frame the stream's decoder would refuse for its shape (CorruptStreamError).
+
+    That is a frame of another mode's type, and a progressive frame whose sections are not iterations
+    1, 2, … in order, or more of them than the stream's quality.
+    """
+    name, types = MODE_FRAMES.get(config.mode, (config.mode, tuple(FrameType)))
+    if frame.frame_type not in types:
+        raise CorruptStreamError(f"{frame.frame_type.name} frame in a {name}-mode stream (another mode's: damage or a splice)")
+    if config.mode == "progressive":
+        held = len(bitstream.iteration_sections(frame))
+        if held > config.quality:
+            raise CorruptStreamError(f"packet of {held} iterations in a stream of {config.quality}")
 
 
 def _count_plates(frame: Frame, plates: dict[str, int]) -> None:

@@ -2,7 +2,8 @@
 
 Both rest on `estimate_rates`: E runs once on the first frames of the clip, and each quality's
 symbols are range coded as the stream would code them, so the estimate is in real packet bytes
-(frame header and CRC included), not the model's entropy.
+(frame header and CRC included), not the model's entropy. Progressive mode encodes its first frames
+once at every iteration: each quality's packet is a prefix of that packet (`bitstream.cut_packet`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..entropy import context
 
 # The preview gets at most this share of the codec track's rate, so it never dominates the file.
 PREVIEW_SHARE = 0.5
+# Progressive frames are all intra, coded alike: a few of them estimate the rate (each costs a full encode).
+PROGRESSIVE_PROBE_FRAMES = 4
 # Bits per pixel the preview aims for when it picks its size: lower rates get a smaller picture
 # rather than a blur of blocks at full size.
 PREVIEW_BPP = 0.02
@@ -60,6 +63,8 @@ def estimate_rates(
     """
     if encoder.config.mode == "sc":
         return encoder.estimate_rates(frames, qualities)
+    if encoder.config.mode == "progressive":
+        return _progressive_rates(encoder, frames[:PROGRESSIVE_PROBE_FRAMES], frame_rate)
     tables = encoder.model.tables
     symbols = [encoder.analyze(rgb) for rgb in frames]
     intra_share = 1.0 / min(encoder.config.gop, len(frames))
@@ -72,6 +77,22 @@ def estimate_rates(
         bits = intra_share * intra + (1 - intra_share) * (float(np.mean(inter)) if inter else intra)
         rates.append(bits * float(frame_rate) / 1000.0)
     return rates
+
+
+def _progressive_rates(encoder: Encoder, frames: list[npt.NDArray[np.uint8]], frame_rate: Fraction) -> list[float]:
+    """kbps per iteration count: each frame's packet at every iteration, cut after each (the same cut `thin` makes).
+
+    A fresh encoder sends every iteration whatever `encoder`'s quality is, and leaves `encoder` unused
+    (its quality can still change).
+    """
+    config = encoder.config
+    full = Encoder(config.width, config.height, mode="progressive", model=config.model_name)
+    levels = int(full.config.quality)
+    bits = np.zeros(levels)
+    for rgb in frames:
+        packet = full.encode(rgb).packet
+        bits += [8 * len(bitstream.cut_packet(packet, k)) for k in range(1, levels + 1)]
+    return [float(b) / len(frames) * float(frame_rate) / 1000.0 for b in bits]
 
 
 def choose_quality(rates: list[float], target_kbps: float) -> RateChoice:

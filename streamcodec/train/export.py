@@ -112,9 +112,18 @@ def _export_sc(state: dict[str, Any], data: list[Path], name: str, out_dir: Path
     return _register(out_dir, name, path, save_sc_weights(path, net), state, kind="sc")
 
 
+def _export_progressive(state: dict[str, Any], data: list[Path], name: str, out_dir: Path, half: bool) -> dict[str, str]:
+    # Always float16, no tables (the entropy model of progressive mode is built apart): `data`, `half` do not apply.
+    from .progressive import export_progressive
+
+    path, model_id = export_progressive(state, name, out_dir)
+    return _register(out_dir, name, path, model_id, state, kind="progressive")
+
+
 _EXPORTERS: dict[str, Callable[[dict[str, Any], list[Path], str, Path, bool], dict[str, str]]] = {
     "gc": _export_gc,
     "sc": _export_sc,
+    "progressive": _export_progressive,
 }
 
 

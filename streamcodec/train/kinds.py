@@ -1,7 +1,7 @@
 """The one place that tells GC training from SC training: a config's kind → (parser, trainer).
 
-    load_config(path)        reads `kind` ("gc" by default, or "sc"), parses the file with that kind's parser
-    create_trainer(…, cfg)   builds the trainer of `cfg.kind`: `gc.Trainer` or `sc.SCTrainer`
+    load_config(path)        reads `kind` ("gc" by default, "sc" or "progressive"), parses the file with that kind's parser
+    create_trainer(…, cfg)   builds the trainer of `cfg.kind`: `gc.Trainer`, `sc.SCTrainer` or `progressive.ProgressiveTrainer`
 
 Each kind's module is imported only when asked for: SC training needs the labelers (OpenCV, ONNX
 Runtime), which the GPU machines that train GC profiles do not have.
@@ -40,7 +40,13 @@ def _sc() -> Kind:
     return Kind(sc.parse_config, sc.SCTrainer)
 
 
-KINDS: dict[str, Callable[[], Kind]] = {"gc": _gc, "sc": _sc}
+def _progressive() -> Kind:
+    from . import progressive
+
+    return Kind(progressive.parse_config, progressive.ProgressiveTrainer)
+
+
+KINDS: dict[str, Callable[[], Kind]] = {"gc": _gc, "sc": _sc, "progressive": _progressive}
 
 
 def _kind(kind: str, where: object) -> Kind:
