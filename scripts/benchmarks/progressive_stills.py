@@ -143,6 +143,27 @@ def markdown(curves: dict[str, np.ndarray], model: str) -> str:
     return "\n".join(lines)
 
 
+def plot(curves: dict[str, np.ndarray], label: str, out: Path) -> None:
+    """MS-SSIM and PSNR against bpp for every codec, one picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve in curves.items():
+        for axis, column, title in ((axes[0], 1, "MS-SSIM"), (axes[1], 2, "PSNR (dB)")):
+            axis.plot(curve[:, 0], curve[:, column], marker="o", markersize=3, label=label if name == "ours" else name)
+            axis.set_xlabel("bits per pixel")
+            axis.set_ylabel(title)
+            axis.set_xlim(0, 1.05)
+            axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle("progressive mode on stills not in training (means over the pictures)")
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("images", nargs="*", type=Path, help=f"pictures (default: {DEFAULT_IMAGES}/*.jpg)")
@@ -150,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="an unregistered weights .npz instead (e.g. a run's export)")
     parser.add_argument("--long-side", type=int, default=768)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="also draw the RD curves into PNG")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     paths = args.images or sorted(DEFAULT_IMAGES.glob("*.jpg"))
@@ -166,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(images)} pictures ({', '.join(sizes)}) from {', '.join(sorted({str(p.parent) for p in paths}))}; "
           f"{time.time() - started:.0f} s\n")
     print(markdown(curves, label))
+    if args.plot:
+        plot(curves, label, args.plot)
     return 0
 
 
