@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS files (
     started REAL,
     finished REAL,
     error TEXT,
-    relative TEXT
+    relative TEXT,
+    thinned TEXT
 );
 CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
 CREATE TABLE IF NOT EXISTS kinds (
@@ -117,11 +118,12 @@ class FileRow:
     finished: float | None = None
     error: str | None = None
     relative: str | None = None  # a duplicate's own path in the archive's layout (where restore writes it)
+    thinned: str | None = None  # `archive thin`'s note: iterations and bytes before and after, and when
 
 
 COLUMNS = [f.name for f in fields(FileRow)]
 #: Columns added after the first release, with their SQL types (older catalogues are given them on open).
-NEW_COLUMNS = (("threads", "INTEGER"), ("relative", "TEXT"))
+NEW_COLUMNS = (("threads", "INTEGER"), ("relative", "TEXT"), ("thinned", "TEXT"))
 #: (second, kind, regions, area share) rows of one file.
 KindRows = Sequence[tuple[int, str, int, float]]
 
@@ -252,6 +254,20 @@ class Catalogue:
             )
             assignments = ", ".join(f"{name} = ?" for name in values)
             self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
+            self.db.execute("COMMIT")
+
+    def replace_output(self, file_id: int, values: dict[str, Any]) -> None:
+        """A row's archived file rewritten (`archive thin`): its values, and the size its duplicates share, at once."""
+        with self._writing():
+            self.db.execute("BEGIN")
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            self.db.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*values.values(), file_id))
+            if "output_size" in values:
+                self.db.execute(
+                    "UPDATE files SET output_size = ? WHERE status = 'duplicate' AND output = "
+                    "(SELECT output FROM files WHERE id = ?)",
+                    (values["output_size"], file_id),
+                )
             self.db.execute("COMMIT")
 
     def counts(self) -> dict[str, int]:

@@ -107,7 +107,7 @@ def archive(options: ArchiveOptions) -> RunSummary:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / TEMP_FOLDER).mkdir(exist_ok=True)
     started = time.perf_counter()
-    with _locked(folder), Catalogue(folder, create=True) as catalogue:
+    with locked(folder), Catalogue(folder, create=True) as catalogue:
         recover(catalogue, folder)
         summary, tasks, later = _plan(catalogue, options)
         run_id = catalogue.start_run(options.command, "ray" if options.ray is not None else "processes", options.jobs)
@@ -129,7 +129,8 @@ def archive(options: ArchiveOptions) -> RunSummary:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the archive's lock (`archive` and `archive thin` take it): a second run is refused, not made to wait."""
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

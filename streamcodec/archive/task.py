@@ -173,7 +173,7 @@ def _archive(task: Task, temp: Path) -> Result:
         "threads": index.threads,
     }
     result = Result(task.file_id, values, index.rows())
-    _write_synced(task.temp(".json"), result.to_json())
+    write_synced(task.temp(".json"), result.to_json())
     publish(temp, Path(task.archive) / task.output)
     return result
 
@@ -194,7 +194,7 @@ def fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_synced(path: Path, text: str) -> None:
+def write_synced(path: Path, text: str) -> None:
     """Write `path` whole and durable: a temporary name, fsync, rename."""
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w", encoding="utf-8") as file:

@@ -1,9 +1,9 @@
-"""The archive commands: `archive` (with its `status` and `find` forms), `verify` and `restore`.
+"""The archive commands: `archive` (with its `status`, `find` and `thin` forms), `verify` and `restore`.
 
-`archive SRC...` takes free positional sources, so `status` and `find` are its first word rather
+`archive SRC...` takes free positional sources, so `status`, `find` and `thin` are its first word rather
 than sub-commands (which cannot share a command with free positionals): `archive status
-DIR` and `archive find DIR --has KIND` are read as such, and a source folder that happens to be
-called `status` or `find` is given as `./status`.
+DIR`, `archive find DIR --has KIND` and `archive thin DIR --older-than DAYS --iterations K` are read as
+such, and a source folder that happens to be called `status`, `find` or `thin` is given as `./status`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ EXIT_PROBLEM = 1
 EXIT_CONCEALED = 3
 
 ARCHIVE_USAGE = """
-  streamcodec archive SRC... --out DIR [--mode sc|gc] [--quality Q] [--jobs N] [--threads-per-job T]
+  streamcodec archive SRC... --out DIR [--mode sc|gc|progressive] [--quality Q] [--jobs N] [--threads-per-job T]
                                 [--ray [ADDRESS]] [--engine E]
   streamcodec archive status DIR
-  streamcodec archive find DIR --has KIND [--between T1 T2]"""
+  streamcodec archive find DIR --has KIND [--between T1 T2]
+  streamcodec archive thin DIR --older-than DAYS --iterations K"""
 
 ARCHIVE_EPILOG = """forms:
   archive SRC... --out DIR   encode every video under the files and folders SRC into DIR, mirroring their
@@ -37,12 +38,17 @@ ARCHIVE_EPILOG = """forms:
   archive status DIR         done / failed / pending, space saved, throughput, and each failure's reason.
   archive find DIR --has K   the files and times (seconds into each file) where kind K (person, face, motion,
                              text, mask, kept) was seen, from the catalogue: nothing is decoded.
+  archive thin DIR --older-than DAYS --iterations K
+                             cut every progressive file archived at least DAYS ago (the catalogue's archive
+                             time) to its first K iterations, in place, nothing decoded; the catalogue follows
+                             and verify still passes. Other modes are skipped; a second run does nothing.
 examples:
   streamcodec archive /srv/cctv --out /archive/cctv --jobs 2
   streamcodec archive /srv/cctv --out /archive/cctv --jobs 8 --threads-per-job 2   # 16 cores: 8 files at once
   streamcodec archive /srv/cctv --out /archive/cctv --ray                   # a local Ray instance
   streamcodec archive /srv/cctv --out /archive/cctv --ray ray://head:10001  # a Ray cluster (shared filesystem)
   streamcodec archive find /archive/cctv --has person --between 0:30 2:00
+  streamcodec archive thin /archive/cctv --older-than 90 --iterations 2
   streamcodec verify /archive/cctv --full
   streamcodec restore /archive/cctv --out /tmp/restored"""
 
@@ -58,14 +64,16 @@ def add_archive_commands(cli: Group) -> None:
     cls=Command,
     context_settings=CONTEXT,
     usage=ARCHIVE_USAGE,
-    short_help="archive folders of footage: batch, resumable, searchable (also: archive status, archive find)",
+    short_help="archive folders of footage: batch, resumable, searchable (also: archive status, find, thin)",
     help="Offline archival of footage into a folder with a searchable SQLite catalogue.",
     epilog=ARCHIVE_EPILOG,
 )
-@argument("src", "files and folders to archive (or: status DIR, find DIR)", nargs=-1, required=True, metavar="SRC...")
+@argument("src", "files and folders to archive (or: status DIR, find DIR, thin DIR)", nargs=-1, required=True, metavar="SRC...")
 @option("--out", type=click.Path(path_type=Path), metavar="DIR", help="the archive folder (created if needed)")
-@option("--mode", type=click.Choice(["sc", "gc"]), default="sc", help="sc (default): selective; gc: generative")
-@option("--quality", type=POSITIVE_INT, help="rate point, 1 (smallest) to 4 for sc (default: the highest)")
+@option("--mode", type=click.Choice(["sc", "gc", "progressive"]), default="sc",
+        help="sc (default): selective; gc: generative; progressive: all intra, thinned later by `archive thin`")
+@option("--quality", type=POSITIVE_INT,
+        help="rate point, 1 (smallest) to 4 for sc; progressive: the iterations kept (default: the highest)")
 @option("--keep", type=Checked("LIST", keep_list), metavar="LIST",
         help="sc: kinds to keep, e.g. person,face,motion,text (default person,face,motion)")
 @option("--preset", metavar="NAME",
@@ -81,15 +89,20 @@ def add_archive_commands(cli: Group) -> None:
 @engine_option
 @option("--has", metavar="KIND", help="find: the kind to look for")
 @option("--between", nargs=2, metavar="T1 T2", help="find: seconds or [H:]MM:SS into each file")
+@option("--older-than", type=click.FloatRange(min=0), metavar="DAYS", help="thin: files archived at least DAYS ago")
+@option("--iterations", type=POSITIVE_INT, metavar="K", help="thin: the iterations to keep")
 @click.pass_context
 def archive(ctx: click.Context, src: tuple[str, ...], out: Path | None, mode: str, quality: int | None,
             keep: tuple[str, ...] | None, preset: str | None, jobs: int, threads_per_job: int | None, ray: str | None,
-            engine: str, has: str | None, between: tuple[str, str] | None) -> int:  # fmt: skip
+            engine: str, has: str | None, between: tuple[str, str] | None, older_than: float | None,
+            iterations: int | None) -> int:  # fmt: skip
     first = src[0]
-    if first in ("status", "find"):
+    if first in ("status", "find", "thin"):
         if len(src) != 2:
             raise ValueError(f"archive {first} takes one archive folder, got {len(src) - 1}: {list(src[1:])}")
         folder = Path(src[1])
+        if first == "thin":
+            return _thin(folder, older_than, iterations)
         return _status(folder) if first == "status" else _find(folder, has, between)
     if out is None:
         raise ValueError("archive needs --out DIR, the archive folder")
@@ -203,6 +216,16 @@ def _status(folder: Path) -> int:
     for row in failed:
         print(f"failed: {row.source}: {row.error}")
     return 0
+
+
+def _thin(folder: Path, older_than: float | None, iterations: int | None) -> int:
+    from ..archive import thin_archive
+
+    if older_than is None or iterations is None:
+        raise ValueError("archive thin needs --older-than DAYS and --iterations K")
+    report = thin_archive(folder, older_than, iterations)
+    print(report.text())
+    return EXIT_PROBLEM if report.failed else 0
 
 
 def _find(folder: Path, kind: str | None, between: Sequence[str] | None) -> int:
