@@ -223,7 +223,8 @@ def test_progressive_sheds_iterations_under_a_rate_cap_and_the_recording_decodes
     assert sender.finish() == 0, sender.seen
     assert receiver.finish() == 0, receiver.seen
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["shed"] > 0 and summary["encoded"] >= 5 and "iterations shed" in sender.seen[-1]
+    # How many frames get through depends on the machine's speed (a busy encoder drops frames too): at least 2.
+    assert summary["shed"] > 0 and summary["encoded"] >= 2 and "iterations shed" in sender.seen[-1]
     decoded = subprocess.run([*CLI, "decode", "rec.mkv", "-o", "dec/"], cwd=tmp_path, capture_output=True, text=True)
     assert decoded.returncode == 0, decoded.stderr
     assert len(list((tmp_path / "dec").glob("*.png"))) == summary["encoded"]
