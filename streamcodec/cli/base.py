@@ -203,10 +203,16 @@ class Checked(click.ParamType):
 
 
 class InputPath(click.Path):
-    """A path, or `-` (stdin or stdout) passed on as the text `-`, unresolved and unchecked."""
+    """A path, or `-` (stdin or stdout) passed on as the text `-`, unresolved and unchecked.
+
+    `./-` is the file named `-` (as with ffmpeg): made absolute, since pathlib would shorten it to `-`.
+    """
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return value if value == "-" else super().convert(value, param, ctx)
+        if value == "-":
+            return value
+        path = super().convert(value, param, ctx)
+        return self.coerce_path_result(os.path.abspath(value)) if os.fspath(path) == "-" else path
 
 
 def number(text: str, kind: type[int] | type[float], what: str = "a number") -> Any:

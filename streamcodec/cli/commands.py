@@ -53,6 +53,7 @@ EPILOG = """examples:
   streamcodec encode clip.mp4 --bitrate 40         # codec track at most ~40 kbps (preview, audio on top)
   streamcodec encode clip.mp4 -o all.mkv --mode progressive   # every quality in one stream, then:
   streamcodec thin all.mkv -o low.mkv --iterations 2          # a lower quality, by cutting packets
+  cat all.mkv | streamcodec thin - -o - --iterations 2 > low.mkv   # the same, through pipes
   ffmpeg -i clip.mp4 -f yuv4mpegpipe - | streamcodec encode - -o - > clip.mkv   # a pipe in, a pipe out
   streamcodec decode clip.mkv -o clip.decoded.mp4 --reference clip.mp4   # prints PSNR / MS-SSIM
   streamcodec decode clip.mkv -o frames/           # PNG per frame

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 from collections.abc import Container, Iterator
 from fractions import Fraction
@@ -42,6 +43,7 @@ from streamcodec.io import ebml
 from streamcodec.io.ebml import ID, ElementHeader
 from streamcodec.io.matroska import NS_PER_SECOND, Packet, TrackInfo, read_tag, string_field, track_info, uint_field
 from streamcodec.io.mkv_clusters import CLUSTER_BODY, ClusterReader, ErrorHandler
+from streamcodec.io.stdio import STDIN_NAME, is_stdio, spool_stdin
 
 __all__ = ["ErrorHandler", "MatroskaReader", "Packet", "TrackInfo"]  # Packet, TrackInfo live in matroska
 
@@ -58,21 +60,22 @@ _TOP_LEVEL = re.compile(b"|".join(re.escape(ebml.encode_id(i)) for i in (*_INDEX
 class MatroskaReader(ClusterReader):
     """A Matroska file opened for reading: `tracks`, `tags`, `cues`, `damage`, then `packets()`."""
 
-    def __init__(self, path: Path, *, salvage: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, salvage: bool = False) -> None:
         """Open `path` and read its header, Info, Tracks, Tags and Cues.
 
         Args:
-            path: the file.
+            path: the file, or `-`: stdin, read whole into a temporary file first (see stdio.spool_stdin).
             salvage: read a Tracks element that fails its CRC-32 when its content parses (with a
                 warning in `damage`) instead of refusing the file.
 
         Raises:
             InputNotFoundError: no such file.
+            UnreadableInputError: a folder; for `-`, a terminal or an empty stdin.
             CorruptStreamError: not a Matroska file, no usable Tracks, an Info that holds an
                 impossible TimestampScale, or the file is cut before its Tracks.
             UnsupportedStreamError: a Matroska version this reader does not know.
         """
-        self.path = Path(path)
+        self.path = STDIN_NAME if is_stdio(path) else Path(path)
         self.salvage = salvage
         self.tracks: list[TrackInfo] = []
         self.tags: dict[str, str] = {}
@@ -84,13 +87,13 @@ class MatroskaReader(ClusterReader):
         self.cues: list[tuple[Fraction, int, int]] = []  # (time, track, file offset of the Cluster)
         self.damage: list[CorruptStreamError] = []  # problems met at open that did not stop reading
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 (kept open until close())
+            self._file = spool_stdin() if is_stdio(path) else open(self.path, "rb")  # noqa: SIM115 (open until close())
         except FileNotFoundError:
             raise InputNotFoundError("no such file", self.path) from None
         except IsADirectoryError:
             raise UnreadableInputError("is a directory, not a Matroska file", self.path) from None
         try:
-            self._ebml = ebml.EbmlFile(self._file, self.path, self.path.stat().st_size)
+            self._ebml = ebml.EbmlFile(self._file, self.path, os.fstat(self._file.fileno()).st_size)
             self._open()
         except BaseException:
             self._file.close()

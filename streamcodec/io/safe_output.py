@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import OutputError, OutputExistsError, StreamcodecError
+from .stdio import STDIO, STDOUT_NAME
 
 FRAME_NAME = re.compile(r"frame_\d{6,}\.png")
 # 8 characters: our own token_hex(4) names, and tempfile.mkdtemp's from earlier versions.
@@ -59,13 +60,35 @@ def writing_errors(target: Path | str) -> Iterator[None]:
 
 
 def check_not_input(target: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
-    """Refuse an output that is one of the `inputs`: the same file by inode, through symlinks and hard links too."""
+    """Refuse an output that is one of the `inputs`: the same file by inode, through symlinks and hard links too.
+
+    `-` is stdin as an input, stdout as the target: refused when it is a file that is the other side
+    (`… - -o clip.mkv -y < clip.mkv`, `… clip.mkv -o - >> clip.mkv`).
+    """
     for source in inputs:
-        if source is None or os.fspath(source) == "-":
+        if source is None:
+            continue
+        if STDIO in (os.fspath(source), os.fspath(target)):
+            _check_not_stdio(target, source)
             continue
         if os.path.lexists(target) and _same_inode(target, Path(source)):
             also = "" if os.path.abspath(target) == os.path.abspath(source) else f" {source}"
             raise OutputError(f"is also the input{also}; {IS_INPUT_HINT}", target)
+
+
+def _check_not_stdio(target: Path, source: str | os.PathLike[str]) -> None:
+    """Refuse a file on stdin that is the output, or an input file that stdout writes into."""
+    if os.fspath(source) == os.fspath(target):
+        return  # a pipe in, a pipe out
+    reading = os.fspath(source) == STDIO
+    name, fd = (target, 0) if reading else (Path(source), 1)
+    try:
+        held, named = os.fstat(fd), os.stat(name)
+    except OSError:
+        return  # no such file, or no such descriptor: nothing to clash with
+    if stat.S_ISREG(held.st_mode) and (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+        where = f"the file on stdin; {IS_INPUT_HINT}" if reading else f"the input {source}; send stdout elsewhere"
+        raise OutputError(f"is also {where}", target if reading else STDOUT_NAME)
 
 
 def _same_inode(one: Path, other: Path) -> bool:

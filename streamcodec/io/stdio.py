@@ -2,9 +2,12 @@
 
 `ffmpeg -i clip.mp4 -f yuv4mpegpipe - | streamcodec encode - -o - > out.mkv`: the demuxer reads the
 y4m (or whatever FFmpeg can probe from a pipe) from stdin, and the Matroska writer sends a live-style
-stream to stdout. While the stream is being written, stdout belongs to it alone: the process's file
-descriptor 1 points at stderr, so a stray print (ours, a callback's, a native library's) lands on
-the terminal instead of inside the Matroska stream.
+stream to stdout. The Matroska reader must seek (to the index, to the end that tells a whole stream
+from a cut one), so it reads stdin from a spool: an unnamed temporary file that holds all of it.
+
+While the stream is being written, stdout belongs to it alone: the process's file descriptor 1
+points at stderr, so a stray print (ours, a callback's, a native library's) lands on the terminal
+instead of inside the Matroska stream.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +26,8 @@ from ..errors import OutputError, UnreadableInputError
 STDIO = "-"  # the name that means stdin as an input, stdout as an output
 STDIN_NAME = Path("<stdin>")  # how messages name them
 STDOUT_NAME = Path("<stdout>")
+VIDEO_HINT = "pipe a video into it (… -f yuv4mpegpipe - | streamcodec encode -)"
+MATROSKA_HINT = "pipe a Matroska stream into it (cat clip.mkv | streamcodec thin - …)"
 
 
 def is_stdio(name: object) -> bool:
@@ -41,14 +48,38 @@ def display_name(target: str | os.PathLike[str] | BinaryIO, std_name: Path) -> P
     return Path(name) if isinstance(name, str) else Path("<stream>")
 
 
-def stdin_stream() -> BinaryIO:
-    """stdin as bytes, refused when it is a terminal (nobody types a video)."""
+def stdin_stream(hint: str = VIDEO_HINT) -> BinaryIO:
+    """stdin as bytes, refused when it is a terminal (nobody types a video); `hint` says what to pipe in."""
     stream = sys.stdin.buffer if sys.stdin is not None else None
     if stream is None:
         raise UnreadableInputError("no stdin to read (the process has none)", STDIN_NAME)
     if _is_terminal(stream):
-        raise UnreadableInputError("is a terminal; pipe a video into it (… -f yuv4mpegpipe - | streamcodec encode -)", STDIN_NAME)
+        raise UnreadableInputError(f"is a terminal; {hint}", STDIN_NAME)
     return stream
+
+
+def spool_stdin(hint: str = MATROSKA_HINT) -> BinaryIO:
+    """All of stdin in an unnamed temporary file (in $TMPDIR, gone when closed or when the process dies), at offset 0.
+
+    For readers that seek. The caller closes it.
+
+    Raises:
+        UnreadableInputError: stdin is a terminal, missing or empty, or cannot be held (a full $TMPDIR).
+    """
+    stream = stdin_stream(hint)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (returned open: the caller reads it, then closes it)
+    try:
+        shutil.copyfileobj(stream, spool, 1 << 20)
+        if spool.tell() == 0:
+            raise UnreadableInputError("is empty: nothing came through (is the command before the | failing?)", STDIN_NAME)
+        spool.seek(0)
+    except OSError as exc:
+        spool.close()
+        raise UnreadableInputError(f"cannot be held in a temporary file: {exc.strerror or exc}", STDIN_NAME) from exc
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 class StreamOutput:

@@ -11,6 +11,12 @@ tag and its name say K. Every other track keeps its CodecID, CodecPrivate, timin
 packets (keyframe flags included); the container around them (Segment UID, Cues, Cluster layout) is
 written anew by MatroskaWriter, as `encode` writes it. The output appears only when complete, never
 onto the input (by inode: through symlinks and hard links too), and an existing one only with `force`.
+
+`-` reads stdin (held whole in a temporary file first: the reader seeks, see stdio.spool_stdin) and
+writes stdout: the writer's live-style stream, with the same packets and Cluster bytes as a file
+(its Segment has no size, Info no Duration, the Cues come last; see mkv_writer). What goes down a
+pipe cannot be taken back, so to stdout every packet is checked in a first pass, and a damaged
+input sends nothing.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from typing import Any
 
 from ..bitstream import StreamConfig, cut_packet
 from ..errors import CorruptStreamError, UnsupportedStreamError
-from ..io.mkv_reader import MatroskaReader, TrackInfo
+from ..io.mkv_reader import MatroskaReader, Packet, TrackInfo
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
-from ..io.safe_output import check_file_target
+from ..io.safe_output import check_file_target, check_not_input
+from ..io.stdio import STDIO, STDOUT_NAME, is_stdio
 from ..progress import Progress
 from ..version import __version__
 from .decode import stream_track
@@ -73,7 +80,7 @@ def thin_file(
     """Rewrite the progressive .mkv `input` as `output` with every frame cut to its first `iterations` iterations.
 
     Args:
-        input, output: paths; `output` must not be `input` (by inode), nor exist unless `force`.
+        input, output: paths, or `-`: stdin, stdout; `output` must not be `input` (by inode), nor exist unless `force`.
         iterations: 1..the stream's quality (the iterations its packets hold).
         force: replace an existing `output` (by one rename, once the new file is complete).
         progress: show a progress bar on stderr.
@@ -85,23 +92,19 @@ def thin_file(
         ValueError: `iterations` outside 1..the stream's quality.
         OutputError: the output is refused or cannot be written.
     """
-    source, target = Path(input), Path(output)
-    check_file_target(target, force, (source,))
+    source, target = _name(input), _name(output)
+    check_not_input(Path(target), (source,))
+    if not is_stdio(target):
+        check_file_target(Path(target), force)
     started = time.perf_counter()
     with MatroskaReader(source) as reader:
-        track, config = stream_track(reader, source)
-        thinned = _thinned_config(config, iterations, source)
-        summary = ThinSummary(str(source), str(target), 0, config.quality, iterations, 0, 0, 0, 0.0)
-        writer = MatroskaWriter(
-            target,
-            [_spec(t, reader, track.number, thinned) for t in reader.tracks],
-            title=reader.title,
-            writing_app=f"streamcodec {__version__}",
-            tags=reader.tags,
-            track_tags=_track_tags(reader, track.number, iterations),
-            timestamp_scale_ns=reader.timestamp_scale_ns,
-            force=force,
-        )
+        track, config = stream_track(reader, reader.path)
+        thinned = _thinned_config(config, iterations, reader.path)
+        names = (str(reader.path), str(STDOUT_NAME if is_stdio(target) else target))
+        summary = ThinSummary(*names, 0, config.quality, iterations, 0, 0, 0, 0.0)
+        if is_stdio(target):  # nothing sent can be taken back: the whole input checked first
+            _check(reader, track.number, iterations)
+        writer = _writer(reader, target, track.number, thinned, force)
         frames = sum(1 for _, number, _ in reader.cues if number == track.number) or None
         bar = Progress(total=frames, unit="frame", enabled=progress, desc="thin")
         try:
@@ -112,6 +115,25 @@ def thin_file(
             bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _writer(reader: MatroskaReader, target: str | Path, ours: int, config: StreamConfig, force: bool) -> MatroskaWriter:
+    """The writer of the thinned stream: every track, title and tag of `reader`, ours saying `config`."""
+    return MatroskaWriter(
+        target,
+        [_spec(t, reader, ours, config) for t in reader.tracks],
+        title=reader.title,
+        writing_app=f"streamcodec {__version__}",
+        tags=reader.tags,
+        track_tags=_track_tags(reader, ours, config.quality),
+        timestamp_scale_ns=reader.timestamp_scale_ns,
+        force=force,
+    )
+
+
+def _name(path: str | os.PathLike[str]) -> str | Path:
+    """A path argument as a Path; `-` (stdin or stdout) stays the text `-`."""
+    return STDIO if is_stdio(path) else Path(path)
 
 
 def _thinned_config(config: StreamConfig, iterations: int, source: Path) -> StreamConfig:
@@ -165,15 +187,27 @@ def _copy(
     for packet in reader.packets():
         data = packet.data
         if packet.track == ours:
-            try:
-                data = cut_packet(data, iterations)
-            except CorruptStreamError as exc:
-                raise CorruptStreamError(f"frame at {_seconds(packet.time)} s: {exc}", reader.path) from None
+            data = _cut(packet, iterations, reader.path)
             summary.frames += 1
             summary.track_bytes_before += len(packet.data)
             summary.track_bytes_after += len(data)
             bar.update(1)
         writer.write(packet.track, packet.time, data, packet.keyframe)
+
+
+def _check(reader: MatroskaReader, ours: int, iterations: int) -> None:
+    """Read every packet and cut ours, writing nothing: the first damage met raises."""
+    for packet in reader.packets():
+        if packet.track == ours:
+            _cut(packet, iterations, reader.path)
+
+
+def _cut(packet: Packet, iterations: int, source: Path) -> bytes:
+    """The packet's first `iterations` sections, re-packed; a damaged packet raises, saying when it was."""
+    try:
+        return cut_packet(packet.data, iterations)
+    except CorruptStreamError as exc:
+        raise CorruptStreamError(f"frame at {_seconds(packet.time)} s: {exc}", source) from None
 
 
 def _seconds(time: Fraction) -> str:
