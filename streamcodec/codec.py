@@ -6,7 +6,7 @@ This module only picks the mode's implementation (`MODES`) and hands frames thro
     "sc"  selective mode (the default): kept region by a standard codec, background layer elsewhere
           (streamcodec/selective/codec.py)
     "gc"  global generative compression: every pixel synthesized from a latent code (streamcodec/gc.py)
-    "progressive"  an RNN codec whose packets can be cut after any iteration, all intra (streamcodec/progressive/)
+    "progressive"  an RNN codec whose packets can be cut after any iteration (streamcodec/progressive/)
 A decoder picks the implementation from the stream configuration's mode.
 """
 
@@ -97,7 +97,7 @@ class Encoder:
 
     Args:
         width, height: source frame size (any size).
-        mode: "sc" (selective, default), "gc" or "progressive" (all intra).
+        mode: "sc" (selective, default), "gc" or "progressive".
         model: registered GC model name (gc: the codec; sc: the synthesized background), or a progressive
             model's; None: the mode's default.
         quality: 1..quality_levels(model, mode) (progressive: iterations sent); the default is the highest.

@@ -166,9 +166,11 @@ def progressive_config(**changes: object) -> StreamConfig:
 def test_progressive_configuration_round_trips_and_is_checked() -> None:
     config = progressive_config()
     assert StreamConfig.unpack(config.pack()) == config
+    inter = progressive_config(gop=25)  # inter frames: adaptive coding only
+    assert StreamConfig.unpack(inter.pack()) == inter
     bad = [
         progressive_config(quality=9),
-        progressive_config(gop=25),
+        progressive_config(gop=25, extra={"iterations": 8, "tables": "sha256:0123456789abcdef"}),
         progressive_config(extra={"iterations": 8}),
         progressive_config(extra={"iterations": 33, "tables": "adaptive"}),
         progressive_config(extra={"iterations": 8, "tables": "adaptive", "more": 1}),

@@ -204,7 +204,9 @@ def _check_synth_extra(extra: dict[str, Any]) -> None:
 
 
 def _check_progressive(config: StreamConfig) -> None:
-    """Progressive mode: `extra` holds exactly "iterations" (the model's) and "tables"; quality ≤ iterations; all intra."""
+    """Progressive mode: `extra` holds exactly "iterations" (the model's) and "tables"; quality ≤ iterations;
+    inter frames (gop > 1) only with adaptive coding. (Decoders from before inter frames refuse gop > 1 with this
+    function's earlier check, so an inter stream fails there with one line, never with wrong pictures.)"""
     extra = config.extra
     if sorted(extra) != ["iterations", "tables"]:
         raise CorruptStreamError(f"progressive stream configuration extra {_show(sorted(extra))}; expected iterations, tables")
@@ -215,8 +217,10 @@ def _check_progressive(config: StreamConfig) -> None:
         raise CorruptStreamError(f"progressive stream configuration tables {_show(tables)} is not a name of 1..{MAX_NAME} chars")
     if config.quality > iterations:
         raise CorruptStreamError(f"progressive stream configuration quality {config.quality} is outside 1..{iterations}")
-    if config.gop != 1:
-        raise CorruptStreamError(f"progressive stream configuration gop {config.gop}; every frame is intra (gop 1)")
+    if config.gop != 1 and tables != "adaptive":
+        raise CorruptStreamError(
+            f"progressive stream configuration gop {config.gop} with entropy tables {tables}; those are all intra (gop 1)"
+        )
 
 
 def _show(value: object) -> str:

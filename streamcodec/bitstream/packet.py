@@ -245,15 +245,16 @@ def unpack_reference(section: bytes) -> int:
 
 
 def iteration_sections(frame: Frame) -> list[bytes]:
-    """A progressive frame's iteration sections, in order (progressive frames are INTRA frames of those sections).
+    """A progressive frame's iteration sections, in order (an INTRA or INTER frame of those sections; an
+    INTER frame's REFERENCE check is not one of them).
 
     Raises:
-        CorruptStreamError: not an intra frame, or its sections are not ITERATION, ITERATION + 1, …
+        CorruptStreamError: not an intra or inter frame, or its sections are not ITERATION, ITERATION + 1, …
             (at least one) in that order and nothing else.
     """
-    if frame.frame_type != FrameType.INTRA:
-        raise CorruptStreamError(f"{frame.frame_type.name} frame where a progressive (intra) frame belongs")
-    tags = list(frame.sections)
+    if frame.frame_type not in (FrameType.INTRA, FrameType.INTER):
+        raise CorruptStreamError(f"{frame.frame_type.name} frame where a progressive frame belongs")
+    tags = [tag for tag in frame.sections if not (tag == REFERENCE and frame.frame_type == FrameType.INTER)]
     if not tags or tags != list(range(ITERATION, ITERATION + len(tags))):
         raise CorruptStreamError(f"progressive frame with sections {[hex(t) for t in tags]}; expected 0x20, 0x21, … in order")
     return [frame.sections[tag] for tag in tags]
@@ -271,8 +272,12 @@ def cut_packet(packet: bytes, iterations: int) -> bytes:
     """
     if iterations < 1:
         raise ValueError(f"cannot cut a packet to {iterations} iterations (at least 1)")
-    sections = iteration_sections(unpack_frame(packet))
+    frame = unpack_frame(packet)
+    sections = iteration_sections(frame)
     if iterations >= len(sections):
         return bytes(packet)
     kept = {ITERATION + index: sections[index] for index in range(iterations)}
-    return pack_frame(Frame(FrameType.INTRA, kept), 1 if _is_format_1(packet) else packet[0] >> 4)
+    if REFERENCE in frame.sections and frame.frame_type == FrameType.INTER:  # an inter frame keeps its reference check
+        kept = {REFERENCE: frame.sections[REFERENCE]} | kept
+    cut = Frame(frame.frame_type, kept, frame.reference_distance)
+    return pack_frame(cut, 1 if _is_format_1(packet) else packet[0] >> 4)

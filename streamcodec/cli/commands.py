@@ -115,7 +115,7 @@ def _workers(workers: int) -> int:
         help="sc (default): selective, the kept region (--keep) coded by HEVC/AV1, the rest from a background layer; "
         "gc: global generative compression, every pixel synthesized; progressive: one stream that holds every "
         "quality, each frame's packet cut later after any iteration by `streamcodec thin` (no re-encode), every "
-        "frame intra (--gop does not apply)")
+        "frame's bits coded against the frame before it between keyframes (--gop)")
 @option("--quality", type=POSITIVE_INT,
         help="rate point from 1 (lowest rate) to 4 for sc, to the model's number of levels for gc "
         f"({GC_SMALL_LEVELS} for gc-small), to the model's iterations for progressive (the iterations sent) "

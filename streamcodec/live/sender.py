@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ..bitstream import iteration_sections, unpack_frame
 from ..codec import Encoder, SelectiveOptions
 from ..errors import LinkError, StreamcodecError, UnreadableInputError
 from ..io.mkv_writer import MatroskaWriter, TrackSpec
@@ -344,6 +345,8 @@ class Sender:
         if self.settings.mode == "progressive" and self.settings.max_kbps is not None:  # a short link: fewer iterations
             packet, shed = shed_iterations(packet, self.rate.allowance(self.capture.frame_rate))
             summary.shed += shed
+            if shed:  # the next inter frame refers to what the receiver gets, not to what was encoded
+                self.encoder.sent(len(iteration_sections(unpack_frame(packet))))
         if self.recorder is not None:
             self.recorder.write(frame.captured_us, packet, encoded.keyframe)
         if encoded.keyframe:

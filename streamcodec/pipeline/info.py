@@ -22,7 +22,7 @@ from .decode import stream_track
 MODE_FRAMES = {
     "gc": ("gc", (FrameType.INTRA, FrameType.INTER)),
     "sc": ("selective", (FrameType.SELECTIVE_INTRA, FrameType.SELECTIVE_INTER)),
-    "progressive": ("progressive", (FrameType.INTRA,)),
+    "progressive": ("progressive", (FrameType.INTRA, FrameType.INTER)),
 }
 
 #: Section tag → layer name; everything else in a packet (header, REFERENCE, checksum) is "header".

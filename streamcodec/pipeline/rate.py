@@ -22,7 +22,7 @@ from ..entropy import context
 
 # The preview gets at most this share of the codec track's rate, so it never dominates the file.
 PREVIEW_SHARE = 0.5
-# Progressive frames are all intra, coded alike: a few of them estimate the rate (each costs a full encode).
+# Progressive mode: a keyframe and a few inter frames estimate the rate (each costs a full encode).
 PROGRESSIVE_PROBE_FRAMES = 4
 # Bits per pixel the preview aims for when it picks its size: lower rates get a smaller picture
 # rather than a blur of blocks at full size.
@@ -82,17 +82,23 @@ def estimate_rates(
 def _progressive_rates(encoder: Encoder, frames: list[npt.NDArray[np.uint8]], frame_rate: Fraction) -> list[float]:
     """kbps per iteration count: each frame's packet at every iteration, cut after each (the same cut `thin` makes).
 
-    A fresh encoder sends every iteration whatever `encoder`'s quality is, and leaves `encoder` unused
-    (its quality can still change).
+    A fresh encoder with `encoder`'s GOP sends every iteration whatever `encoder`'s quality is, and
+    leaves `encoder` unused (its quality can still change). The first frame is a keyframe, the rest
+    inter frames, weighted as the GOP weighs them (inter frames later in a GOP cost somewhat less
+    than the first ones, so this errs high).
     """
     config = encoder.config
-    full = Encoder(config.width, config.height, mode="progressive", model=config.model_name)
+    full = Encoder(config.width, config.height, mode="progressive", model=config.model_name, gop=config.gop)
     levels = int(full.config.quality)
-    bits = np.zeros(levels)
+    bits = []
     for rgb in frames:
         packet = full.encode(rgb).packet
-        bits += [8 * len(bitstream.cut_packet(packet, k)) for k in range(1, levels + 1)]
-    return [float(b) / len(frames) * float(frame_rate) / 1000.0 for b in bits]
+        bits.append([8 * len(bitstream.cut_packet(packet, k)) for k in range(1, levels + 1)])
+    intra_share = 1.0 / min(config.gop, len(frames))
+    per_frame = np.asarray(bits[0], dtype=np.float64) * intra_share
+    if len(bits) > 1:
+        per_frame += (1 - intra_share) * np.mean(np.asarray(bits[1:], dtype=np.float64), axis=0)
+    return [float(b) * float(frame_rate) / 1000.0 for b in per_frame]
 
 
 def choose_quality(rates: list[float], target_kbps: float) -> RateChoice:

@@ -4,7 +4,7 @@
     weights.py  the float16 weights file and its content identifier
     model.py    ProgressiveCodec: encode → (iterations, bits, h, w) {0, 1} codes, decode any prefix
     bits.py     the codes entropy coded one iteration per section (constriction), any prefix decodable
-    codec.py    ProgressiveEncoder / ProgressiveDecoder: the mode behind `streamcodec.codec` (all intra)
+    codec.py    ProgressiveEncoder / ProgressiveDecoder: the mode behind `streamcodec.codec` (intra and inter frames)
 """
 
 from __future__ import annotations

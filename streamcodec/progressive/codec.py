@@ -4,10 +4,15 @@
         ──► one packet, section 0x20 + i per iteration i ──► ProgressiveDecoder.decode(packet)
         ──► bits.decode_iterations(k sections) ──► model.decode(codes[:k]) ──► rgb
 
-Every frame is intra (a keyframe; the configuration's gop is 1): the RNN codes each frame alone, and
-a packet can be cut after any iteration (bitstream.cut_packet, `streamcodec thin`) without decoding.
-`quality` is the number of iterations sent, 1..the model's iterations; the decoder decodes whatever
-number of iterations a packet holds, up to the configuration's quality.
+The RNN codes every frame alone: the picture after k iterations is the same in an intra and an inter
+frame. A keyframe every `gop` frames is entropy coded alone (INTRA); the frames between are INTER:
+their bits are entropy coded against the previous frame's bits and the group's adaptive statistics
+(bits.Memory), iteration by iteration, so section i needs only sections i of the earlier frames of the
+group. A packet can be cut after any iteration (bitstream.cut_packet, `streamcodec thin`) without
+decoding, and a stream cut alike in every packet decodes without drift; a live sender that cuts
+one packet shorter than the next tells the encoder (`sent`). `quality` is the number of iterations
+sent, 1..the model's iterations; the decoder decodes whatever number of iterations a packet holds,
+up to the configuration's quality. Streams written before inter frames (gop 1) decode as they did.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ..errors import CorruptStreamError, ModelError
 from ..gc.codec import check_size, padded
 from ..gc.symbols import EncodedFrame
 from . import bits
-from .bits import ProgressiveTables
+from .bits import Memory, ProgressiveTables
 from .model import DEFAULT_PROGRESSIVE_MODEL, load_codec
 
 DEFAULT_MODEL = DEFAULT_PROGRESSIVE_MODEL
@@ -76,7 +81,7 @@ class ProgressiveEncoder:
         width, height: source frame size (any size; the model pads to its factor).
         model: a progressive model's name, or the model itself.
         quality: iterations sent, 1..the model's iterations; the default is all.
-        gop: accepted for the common encoder signature; progressive streams are all intra (gop 1).
+        gop: a keyframe every `gop` frames, INTER frames between (1: all intra; always 1 with entropy tables).
         backend: accepted for the common signature; the model runs on its own device.
     """
 
@@ -108,12 +113,14 @@ class ProgressiveEncoder:
             coded_height=padded(height, factor),
             quality=self.model.iterations,
             channels=self.model.bits,
-            gop=1,
+            gop=gop if self.tables is None else 1,
             extra={"iterations": self.model.iterations, "tables": bits.tables_identifier(self.tables)},
         )
         self._index = 0
         self.with_quality(self.model.iterations if quality is None else quality)
-        self._index = 0
+        self._memory = Memory()  # what the decoder holds once the last packet arrived, cut to `_sent`
+        self._ended: tuple[Memory, npt.NDArray[np.uint8], list[bits.Index]] | None = None
+        self._sent = 0
 
     def with_quality(self, quality: int) -> None:
         """Change the iterations sent (1..the model's), before the first frame."""
@@ -138,12 +145,38 @@ class ProgressiveEncoder:
         return codes[: self.config.quality]
 
     def encode(self, rgb: npt.NDArray[np.uint8]) -> EncodedFrame:
-        """Encode the next frame: an INTRA packet, one ITERATION section per iteration sent."""
+        """Encode the next frame: an INTRA (keyframe) or INTER packet, one ITERATION section per iteration sent."""
         codes = self.codes(rgb)
-        sections = bits.encode_iterations(codes, self.tables)
-        frame = Frame(FrameType.INTRA, {bitstream.ITERATION + i: data for i, data in enumerate(sections)})
+        key = self._index % self.config.gop == 0
+        memory = Memory() if key else self._reference()
+        counts: list[bits.Index] = []
+        if self.tables is not None:
+            sections = bits.encode_iterations(codes, self.tables)
+        else:
+            sections, counts = bits.frame_counts(codes, memory)
+        self._ended, self._sent = (memory, codes, counts), len(sections)
+        tagged = {bitstream.ITERATION + i: data for i, data in enumerate(sections)}
+        if key:
+            frame = Frame(FrameType.INTRA, tagged)
+        else:
+            assert memory.last is not None
+            check = bytes([bitstream.reference_hash(memory.last[0])])
+            frame = Frame(FrameType.INTER, {bitstream.REFERENCE: check} | tagged, 1)
         self._index += 1
-        return EncodedFrame(bitstream.pack_frame(frame), True, float(sum(bits.ideal_bits(codes, self.tables))))
+        ideal = bits.ideal_bits(codes, self.tables, None if key else memory)
+        return EncodedFrame(bitstream.pack_frame(frame), key, float(sum(ideal)))
+
+    def sent(self, iterations: int) -> None:
+        """The last packet went out cut to its first `iterations` (a live sender shedding): the next frame refers to that."""
+        if self._ended is None or not 1 <= iterations <= self._sent:
+            raise ValueError(f"cannot mark {iterations} iterations sent of a packet of {self._sent}")
+        self._sent = iterations
+
+    def _reference(self) -> Memory:
+        """The memory the decoder holds after the last packet, as it was sent."""
+        assert self._ended is not None, "an inter frame before any keyframe"
+        memory, codes, counts = self._ended
+        return memory.following(codes[: self._sent], counts[: self._sent])
 
     def close(self) -> None:
         """Nothing to stop (no worker processes); here for the common encoder shape."""
@@ -167,6 +200,7 @@ class ProgressiveDecoder:
         self.backend = backend
         self.config = config
         self._check_model()
+        self._memory: Memory | None = None  # after the last frame decoded; None: an inter frame cannot follow
 
     def _check_model(self) -> None:
         config, model = self.config, self.model
@@ -185,13 +219,38 @@ class ProgressiveDecoder:
                 raise CorruptStreamError(f"progressive stream configuration {name} {found} should be {value} for this model")
 
     def decode_codes(self, packet: bytes) -> npt.NDArray[np.uint8]:
-        """One packet's codes: (k, bits, h, w) uint8, k the iterations it holds."""
-        sections = bitstream.iteration_sections(bitstream.unpack_frame(packet))
+        """The next packet's codes: (k, bits, h, w) uint8, k the iterations it holds (packets in stream order).
+
+        Raises:
+            CorruptStreamError: a damaged packet, or an inter frame whose reference is not the frame
+                decoded before it (a lost frame, or a decoder that did not start at a keyframe).
+        """
+        frame = bitstream.unpack_frame(packet)
+        sections = bitstream.iteration_sections(frame)
         if len(sections) > self.config.quality:
             raise CorruptStreamError(f"packet of {len(sections)} iterations in a stream of {self.config.quality}")
         factor = self.model.factor
         shape = (self.config.channels, self.config.coded_height // factor, self.config.coded_width // factor)
-        return bits.decode_iterations(sections, shape, self.tables)
+        held, self._memory = self._memory, None  # held again only once this frame decodes
+        memory = Memory() if frame.is_key else self._reference(frame, held)
+        if self.tables is not None:
+            if not frame.is_key:
+                raise CorruptStreamError("inter frame in a stream coded with entropy tables (all intra)")
+            return bits.decode_iterations(sections, shape, self.tables)
+        codes, self._memory = bits.decode_frame(sections, shape, memory)
+        return codes
+
+    @staticmethod
+    def _reference(frame: Frame, memory: Memory | None) -> Memory:
+        if frame.reference_distance != 1 or memory is None or memory.last is None:
+            raise CorruptStreamError("inter frame without its reference (an earlier frame was lost)")
+        wanted = bitstream.unpack_reference(frame.sections.get(bitstream.REFERENCE, b""))
+        held = bitstream.reference_hash(memory.last[0])
+        if wanted != held:
+            raise CorruptStreamError(
+                f"inter frame refers to reference 0x{wanted:02x}, the decoder holds 0x{held:02x} (an earlier frame was lost)"
+            )
+        return memory
 
     def decode(self, packet: bytes) -> npt.NDArray[np.uint8]:
         """One packet → (height, width, 3) uint8, at the iterations it holds."""
