@@ -20,11 +20,8 @@ import argparse
 import glob
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -34,30 +31,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from progressive_inter import read_frames, tensor  # noqa: E402
+from progressive_video import x265  # noqa: E402
 
 from streamcodec.progressive import bits, load_codec  # noqa: E402
 from streamcodec.progressive.net import binarize  # noqa: E402
 
 Image = npt.NDArray[np.uint8]
 LADDER = (10, 14, 18, 22, 26, 30, 34, 38, 42)
-
-
-def x265(frames: list[Image], rate: Fraction, crf: int, keyint: int = 25) -> tuple[int, list[Image]]:
-    height, width = frames[0].shape[:2]
-    encoder: Any = av.CodecContext.create("libx265", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-    encoder.time_base, encoder.framerate = 1 / rate, rate
-    encoder.options = {"preset": "medium", "crf": str(crf), "x265-params": f"keyint={keyint}:log-level=error:info=0"}
-    packets = []
-    for index, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-        frame.pts = index
-        packets += encoder.encode(frame)
-    packets += encoder.encode(None)
-    decoder: Any = av.CodecContext.create("hevc", "r")
-    decoded = [f.to_ndarray(format="rgb24") for p in packets for f in decoder.decode(p)]
-    decoded += [f.to_ndarray(format="rgb24") for f in decoder.decode(None)]
-    return sum(p.size for p in packets), decoded
 
 
 def psnr(frames: list[Image], decoded: list[Image]) -> float:
@@ -104,7 +84,7 @@ def main() -> None:
     ladder = []
     print(f"{clip.name}, {len(frames)} frames\n\n| x265 CRF (keyint 25) | kbps | PSNR (dB) |\n|---|---|---|")
     for crf in sorted({*LADDER, args.base_crf}):
-        nbytes, decoded = x265(frames, rate, crf)
+        nbytes, decoded = x265(frames, rate, crf, keyint=25)
         ladder.append((8 * nbytes / seconds / 1000, psnr(frames, decoded)))
         print(f"| {crf} | {ladder[-1][0]:.0f} | {ladder[-1][1]:.2f} |")
         if crf == args.base_crf:
